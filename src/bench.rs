@@ -1,0 +1,122 @@
+//! Speed measurements of the runtime on a real model: prefill at several lengths, greedy
+//! decode, and a forward+backward into soft-token embeddings (the training step's shape).
+
+use crate::model::{AttnMask, Model, Rows};
+use anyhow::Result;
+use candle_core::{D, Tensor, Var};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Results of [`prefill_bench`].
+#[derive(Debug, Serialize)]
+pub struct PrefillReport {
+    pub model: String,
+    pub threads: usize,
+    pub prefill_tok_s: BTreeMap<String, f64>,
+    pub decode_tok_s: f64,
+    pub fwd_bwd_1000_s: f64,
+    pub fwd_bwd_peak_mb: f64,
+}
+
+impl PrefillReport {
+    /// A markdown table of the numbers.
+    pub fn table(&self) -> String {
+        let mut s = format!(
+            "model: {}  threads: {}\n\n| measure | value |\n|---|---|\n",
+            self.model, self.threads
+        );
+        for (len, v) in &self.prefill_tok_s {
+            s += &format!("| prefill {len} tok/s | {v:.1} |\n");
+        }
+        s += &format!("| decode tok/s | {:.1} |\n", self.decode_tok_s);
+        s += &format!("| fwd+bwd 1000 tokens s | {:.2} |\n", self.fwd_bwd_1000_s);
+        s += &format!("| fwd+bwd peak RSS MB | {:.0} |\n", self.fwd_bwd_peak_mb);
+        s
+    }
+}
+
+/// Deterministic, ordinary-text-like token ids (a real text, tokenized, repeated).
+fn bench_tokens(model: &Model, n: usize) -> Result<Vec<u32>> {
+    let text = "The quick brown fox jumps over the lazy dog while the committee discusses the \
+                annual budget of 1,234 million dollars for roads, schools and hospitals. ";
+    let base = model.tokenizer.encode(text)?;
+    Ok(base.iter().cycle().take(n).copied().collect())
+}
+
+/// Peak resident memory since the last reset, in MB (Linux; 0 elsewhere).
+fn peak_rss_mb() -> f64 {
+    let s = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    s.lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|k| k.parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+fn reset_peak_rss() {
+    std::fs::write("/proc/self/clear_refs", "5").ok();
+}
+
+/// Runs the benchmark: each prefill length once after a short warm-up; decode of 64 tokens
+/// after a 128-token prompt; forward+backward of 1000 positions (16 soft tokens + 984 text
+/// tokens, loss = cross-entropy on the last 64 rows) with per-layer recomputation.
+pub fn prefill_bench(model: &Model, lengths: &[usize]) -> Result<PrefillReport> {
+    let mut prefill = BTreeMap::new();
+    let warm = bench_tokens(model, 64)?;
+    model.prefill(&warm, &mut model.new_cache(64), &Rows::Last)?;
+    for &n in lengths {
+        let toks = bench_tokens(model, n)?;
+        let mut cache = model.new_cache(n);
+        let t0 = Instant::now();
+        model.prefill(&toks, &mut cache, &Rows::Last)?;
+        prefill.insert(n.to_string(), n as f64 / t0.elapsed().as_secs_f64());
+    }
+    let prompt = bench_tokens(model, 128)?;
+    let mut cache = model.new_cache(128 + 65);
+    model.prefill(&prompt, &mut cache, &Rows::Last)?;
+    let t0 = Instant::now();
+    for i in 0..64 {
+        model.prefill(&[prompt[i]], &mut cache, &Rows::Last)?;
+    }
+    let decode = 64.0 / t0.elapsed().as_secs_f64();
+    let (fb_s, fb_mb) = fwd_bwd(model, 1000, 16, 64)?;
+    Ok(PrefillReport {
+        model: model.source.display().to_string(),
+        threads: rayon::current_num_threads(),
+        prefill_tok_s: prefill,
+        decode_tok_s: decode,
+        fwd_bwd_1000_s: fb_s,
+        fwd_bwd_peak_mb: fb_mb,
+    })
+}
+
+/// One forward+backward of `n` positions whose first `soft` rows are trainable embeddings;
+/// returns (seconds, peak RSS MB during the step).
+fn fwd_bwd(model: &Model, n: usize, soft: usize, loss_rows: usize) -> Result<(f64, f64)> {
+    let toks = bench_tokens(model, n - soft + 1)?;
+    let emb = model.embed(&toks[..n - soft])?;
+    let adapter = Var::from_tensor(&model.embed(&toks[..soft])?)?;
+    reset_peak_rss();
+    let t0 = Instant::now();
+    let x = Tensor::cat(&[adapter.as_tensor(), &emb], 0)?;
+    let positions: Vec<i64> = (0..n as i64).collect();
+    let mask = Arc::new(AttnMask::causal(0, n));
+    let rows: Vec<usize> = (n - loss_rows..n).collect();
+    let targets = Tensor::new(&toks[n - soft + 1 - loss_rows..], x.device())?;
+    let loss = |logits: &Tensor| -> Result<Tensor> {
+        let lp = candle_nn::ops::log_softmax(logits, D::Minus1)?;
+        Ok(lp.gather(&targets.unsqueeze(1)?, 1)?.neg()?.sum_all()?)
+    };
+    let (_, grad) = model.loss_and_input_grad(&x, &positions, &mask, &rows, &loss)?;
+    let g = (grad.narrow(0, 0, soft)? * adapter.as_tensor())?
+        .sum_all()?
+        .backward()?;
+    anyhow::ensure!(
+        g.get(adapter.as_tensor()).is_some(),
+        "no gradient reached the soft tokens"
+    );
+    let secs = t0.elapsed().as_secs_f64();
+    Ok((secs, peak_rss_mb()))
+}

@@ -1,0 +1,425 @@
+//! Tiled, memory-efficient attention for the CPU (flash-attention style) with its own backward.
+//!
+//! Hand-written because candle's CPU attention builds the full [heads, T, T] score matrix
+//! (quadratic memory, slow at long context) and its fused softmax passes no gradient.
+//! Scores are computed one key block at a time with an online softmax; work is split over
+//! (kv head, query block) tasks with rayon; masks are per-query key ranges ([`AttnMask`]).
+
+use super::mask::AttnMask;
+use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor};
+use rayon::prelude::*;
+use std::sync::{Arc, Mutex};
+
+/// Keys per block: the score row for one query and one key block lives in registers.
+const BK: usize = 64;
+/// Queries per task.
+const BQ: usize = 32;
+
+/// Head layout of an attention call. `n_heads` must be a multiple of `n_kv_heads` (GQA).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AttnShape {
+    pub n_heads: usize,
+    pub n_kv_heads: usize,
+    pub head_dim: usize,
+}
+
+impl AttnShape {
+    fn group(&self) -> usize {
+        self.n_heads / self.n_kv_heads
+    }
+}
+
+/// Inputs of one attention call, token-major: `q` is [nq, n_heads, head_dim], `k` and `v`
+/// are [nk, n_kv_heads, head_dim] with nk ≥ `mask.max_key()`; row i of `q` sees the keys of
+/// `mask.range(i)`.
+pub struct AttnInputs<'a> {
+    pub q: &'a [f32],
+    pub k: &'a [f32],
+    pub v: &'a [f32],
+    pub mask: &'a AttnMask,
+    pub shape: AttnShape,
+}
+
+impl AttnInputs<'_> {
+    fn nq(&self) -> usize {
+        self.mask.len()
+    }
+    fn q_row(&self, i: usize, h: usize) -> &[f32] {
+        let d = self.shape.head_dim;
+        let o = (i * self.shape.n_heads + h) * d;
+        &self.q[o..o + d]
+    }
+    fn kv_off(&self, j: usize, kvh: usize) -> usize {
+        (j * self.shape.n_kv_heads + kvh) * self.shape.head_dim
+    }
+    /// Copies key block `[j0, j0 + len)` of head `kvh` transposed into `dst` as [head_dim, BK].
+    fn transpose_block(&self, src: &[f32], j0: usize, len: usize, kvh: usize, dst: &mut [f32]) {
+        let d = self.shape.head_dim;
+        for jj in 0..len {
+            let o = self.kv_off(j0 + jj, kvh);
+            for (dd, &x) in src[o..o + d].iter().enumerate() {
+                dst[dd * BK + jj] = x;
+            }
+        }
+    }
+    fn check(&self) {
+        let s = self.shape;
+        assert!(
+            s.n_heads % s.n_kv_heads == 0,
+            "heads must be a multiple of kv heads"
+        );
+        assert_eq!(
+            self.q.len(),
+            self.nq() * s.n_heads * s.head_dim,
+            "q has the wrong length"
+        );
+        let nk = self.k.len() / (s.n_kv_heads * s.head_dim);
+        assert!(
+            self.mask.max_key() <= nk,
+            "mask reads past the end of the keys"
+        );
+        assert_eq!(self.k.len(), self.v.len(), "k and v differ in length");
+    }
+}
+
+/// Scores of one (scaled) query row against a transposed key block: s[j] = Σ_d q[d]·kt[d][j].
+#[inline(always)]
+fn block_scores(q: &[f32], kt: &[f32], s: &mut [f32; BK]) {
+    *s = [0.0; BK];
+    for (dd, &qd) in q.iter().enumerate() {
+        let row: &[f32; BK] = kt[dd * BK..(dd + 1) * BK].try_into().unwrap();
+        for j in 0..BK {
+            s[j] += qd * row[j];
+        }
+    }
+}
+
+#[inline(always)]
+fn axpy(y: &mut [f32], a: f32, x: &[f32]) {
+    for (yi, &xi) in y.iter_mut().zip(x) {
+        *yi += a * xi;
+    }
+}
+
+#[inline(always)]
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0f32; 16];
+    let (ca, ra) = a.as_chunks::<16>();
+    let (cb, rb) = b.as_chunks::<16>();
+    for (x, y) in ca.iter().zip(cb) {
+        for l in 0..16 {
+            acc[l] += x[l] * y[l];
+        }
+    }
+    let mut s: f32 = acc.iter().sum();
+    for (x, y) in ra.iter().zip(rb) {
+        s += x * y;
+    }
+    s
+}
+
+/// Query rows of one task: (row index into the task's buffers, query i, head h).
+fn task_rows(shape: AttnShape, kvh: usize, q0: usize, q1: usize) -> Vec<(usize, usize)> {
+    let g = shape.group();
+    (0..g)
+        .flat_map(|gh| (q0..q1).map(move |i| (i, kvh * g + gh)))
+        .collect()
+}
+
+/// Forward attention. Returns the output [nq, n_heads, head_dim] and the log-sum-exp of
+/// every (head, query) row, laid out [n_heads, nq] (needed by the backward pass).
+pub fn attention_forward(a: &AttnInputs) -> (Vec<f32>, Vec<f32>) {
+    a.check();
+    let s = a.shape;
+    let (nq, d, h) = (a.nq(), s.head_dim, s.n_heads);
+    let scale = 1.0 / (d as f32).sqrt();
+    let tasks: Vec<(usize, usize)> = (0..s.n_kv_heads)
+        .flat_map(|kvh| (0..nq.div_ceil(BQ)).map(move |b| (kvh, b * BQ)))
+        .collect();
+    let results: Vec<_> = tasks
+        .par_iter()
+        .map(|&(kvh, q0)| {
+            let q1 = (q0 + BQ).min(nq);
+            let rows = task_rows(s, kvh, q0, q1);
+            let mut qs: Vec<f32> = rows
+                .iter()
+                .flat_map(|&(i, hh)| a.q_row(i, hh).iter().map(|x| x * scale))
+                .collect();
+            let lo = (q0..q1).map(|i| a.mask.range(i).0).min().unwrap();
+            let hi = (q0..q1).map(|i| a.mask.range(i).1).max().unwrap();
+            let mut m = vec![f32::NEG_INFINITY; rows.len()];
+            let mut l = vec![0f32; rows.len()];
+            let mut acc = vec![0f32; rows.len() * d];
+            let mut kt = vec![0f32; d * BK];
+            let mut sc = [0f32; BK];
+            let mut j0 = lo;
+            while j0 < hi {
+                let len = BK.min(hi - j0);
+                a.transpose_block(a.k, j0, len, kvh, &mut kt);
+                for (r, &(i, _)) in rows.iter().enumerate() {
+                    let (rlo, rhi) = a.mask.range(i);
+                    let (jlo, jhi) = (rlo.max(j0), rhi.min(j0 + len));
+                    if jlo >= jhi {
+                        continue;
+                    }
+                    block_scores(&qs[r * d..(r + 1) * d], &kt, &mut sc);
+                    let mut mx = m[r];
+                    for j in jlo - j0..jhi - j0 {
+                        mx = mx.max(sc[j]);
+                    }
+                    let alpha = (m[r] - mx).exp();
+                    let accr = &mut acc[r * d..(r + 1) * d];
+                    if alpha != 1.0 {
+                        accr.iter_mut().for_each(|x| *x *= alpha);
+                    }
+                    let mut sum = 0.0;
+                    for j in jlo - j0..jhi - j0 {
+                        let p = (sc[j] - mx).exp();
+                        sum += p;
+                        let o = a.kv_off(j0 + j, kvh);
+                        axpy(accr, p, &a.v[o..o + d]);
+                    }
+                    l[r] = l[r] * alpha + sum;
+                    m[r] = mx;
+                }
+                j0 += len;
+            }
+            for (r, accr) in acc.chunks_mut(d).enumerate() {
+                let inv = 1.0 / l[r];
+                accr.iter_mut().for_each(|x| *x *= inv);
+            }
+            qs.clear();
+            let lse: Vec<f32> = m.iter().zip(&l).map(|(m, l)| m + l.ln()).collect();
+            (rows, acc, lse)
+        })
+        .collect();
+    let mut out = vec![0f32; nq * h * d];
+    let mut lse = vec![0f32; h * nq];
+    for (rows, acc, l) in results {
+        for (r, &(i, hh)) in rows.iter().enumerate() {
+            out[(i * h + hh) * d..(i * h + hh + 1) * d].copy_from_slice(&acc[r * d..(r + 1) * d]);
+            lse[hh * nq + i] = l[r];
+        }
+    }
+    (out, lse)
+}
+
+/// Gradients of [`attention_forward`] given its output `o`, row log-sum-exps `lse` and the
+/// upstream gradient `dout` (same layout as `o`). Returns (dq, dk, dv) laid out like q, k, v.
+/// Scores are recomputed block by block; memory stays linear in sequence length.
+pub fn attention_backward(
+    a: &AttnInputs,
+    o: &[f32],
+    lse: &[f32],
+    dout: &[f32],
+) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    a.check();
+    let s = a.shape;
+    let (nq, d, h) = (a.nq(), s.head_dim, s.n_heads);
+    let scale = 1.0 / (d as f32).sqrt();
+    // delta[h][i] = dO_i · O_i
+    let mut delta = vec![0f32; h * nq];
+    for i in 0..nq {
+        for hh in 0..h {
+            let off = (i * h + hh) * d;
+            delta[hh * nq + i] = dot(&dout[off..off + d], &o[off..off + d]);
+        }
+    }
+    let g = s.group();
+    let nk = a.mask.max_key();
+    // Pass A: dK, dV per (kv head, key block).
+    let ktasks: Vec<(usize, usize)> = (0..s.n_kv_heads)
+        .flat_map(|kvh| (0..nk.div_ceil(BK)).map(move |b| (kvh, b * BK)))
+        .collect();
+    let kres: Vec<_> = ktasks
+        .par_iter()
+        .map(|&(kvh, j0)| {
+            let len = BK.min(nk - j0);
+            let mut kt = vec![0f32; d * BK];
+            let mut vt = vec![0f32; d * BK];
+            a.transpose_block(a.k, j0, len, kvh, &mut kt);
+            a.transpose_block(a.v, j0, len, kvh, &mut vt);
+            let mut dk = vec![0f32; len * d];
+            let mut dv = vec![0f32; len * d];
+            let (mut sc, mut dp) = ([0f32; BK], [0f32; BK]);
+            let mut qsc = vec![0f32; d];
+            for i in 0..nq {
+                let (rlo, rhi) = a.mask.range(i);
+                let (jlo, jhi) = (rlo.max(j0), rhi.min(j0 + len));
+                if jlo >= jhi {
+                    continue;
+                }
+                for gh in 0..g {
+                    let hh = kvh * g + gh;
+                    qsc.iter_mut()
+                        .zip(a.q_row(i, hh))
+                        .for_each(|(x, &q)| *x = q * scale);
+                    let off = (i * h + hh) * d;
+                    let dorow = &dout[off..off + d];
+                    block_scores(&qsc, &kt, &mut sc);
+                    block_scores(dorow, &vt, &mut dp);
+                    let (l, dl) = (lse[hh * nq + i], delta[hh * nq + i]);
+                    for j in jlo - j0..jhi - j0 {
+                        let p = (sc[j] - l).exp();
+                        axpy(&mut dv[j * d..(j + 1) * d], p, dorow);
+                        let ds = p * (dp[j] - dl);
+                        axpy(&mut dk[j * d..(j + 1) * d], ds, &qsc);
+                    }
+                }
+            }
+            (kvh, j0, dk, dv)
+        })
+        .collect();
+    let mut dk = vec![0f32; a.k.len()];
+    let mut dv = vec![0f32; a.v.len()];
+    for (kvh, j0, bk, bv) in kres {
+        for jj in 0..bk.len() / d {
+            let o = a.kv_off(j0 + jj, kvh);
+            dk[o..o + d].copy_from_slice(&bk[jj * d..(jj + 1) * d]);
+            dv[o..o + d].copy_from_slice(&bv[jj * d..(jj + 1) * d]);
+        }
+    }
+    // Pass B: dQ per (kv head, query block).
+    let qtasks: Vec<(usize, usize)> = (0..s.n_kv_heads)
+        .flat_map(|kvh| (0..nq.div_ceil(BQ)).map(move |b| (kvh, b * BQ)))
+        .collect();
+    let qres: Vec<_> = qtasks
+        .par_iter()
+        .map(|&(kvh, q0)| {
+            let q1 = (q0 + BQ).min(nq);
+            let rows = task_rows(s, kvh, q0, q1);
+            let lo = (q0..q1).map(|i| a.mask.range(i).0).min().unwrap();
+            let hi = (q0..q1).map(|i| a.mask.range(i).1).max().unwrap();
+            let mut dq = vec![0f32; rows.len() * d];
+            let mut kt = vec![0f32; d * BK];
+            let mut vt = vec![0f32; d * BK];
+            let (mut sc, mut dp) = ([0f32; BK], [0f32; BK]);
+            let mut qsc = vec![0f32; d];
+            let mut j0 = lo;
+            while j0 < hi {
+                let len = BK.min(hi - j0);
+                a.transpose_block(a.k, j0, len, kvh, &mut kt);
+                a.transpose_block(a.v, j0, len, kvh, &mut vt);
+                for (r, &(i, hh)) in rows.iter().enumerate() {
+                    let (rlo, rhi) = a.mask.range(i);
+                    let (jlo, jhi) = (rlo.max(j0), rhi.min(j0 + len));
+                    if jlo >= jhi {
+                        continue;
+                    }
+                    qsc.iter_mut()
+                        .zip(a.q_row(i, hh))
+                        .for_each(|(x, &q)| *x = q * scale);
+                    let off = (i * h + hh) * d;
+                    block_scores(&qsc, &kt, &mut sc);
+                    block_scores(&dout[off..off + d], &vt, &mut dp);
+                    let (l, dl) = (lse[hh * nq + i], delta[hh * nq + i]);
+                    let dqr = &mut dq[r * d..(r + 1) * d];
+                    for j in jlo - j0..jhi - j0 {
+                        let ds = (sc[j] - l).exp() * (dp[j] - dl);
+                        let o = a.kv_off(j0 + j, kvh);
+                        axpy(dqr, ds * scale, &a.k[o..o + d]);
+                    }
+                }
+                j0 += len;
+            }
+            (rows, dq)
+        })
+        .collect();
+    let mut dq = vec![0f32; a.q.len()];
+    for (rows, b) in qres {
+        for (r, &(i, hh)) in rows.iter().enumerate() {
+            dq[(i * h + hh) * d..(i * h + hh + 1) * d].copy_from_slice(&b[r * d..(r + 1) * d]);
+        }
+    }
+    // dk accumulated ds·(q·scale); dv accumulated p·dO: both already final.
+    (dq, dk, dv)
+}
+
+/// Attention as a candle op with a backward pass, for the differentiable path.
+/// Inputs: q [nq, n_heads, head_dim], k and v [nk, n_kv_heads, head_dim], all f32.
+pub struct FlashAttention {
+    mask: Arc<AttnMask>,
+    shape: AttnShape,
+    /// Row log-sum-exps saved by the forward pass for the backward pass.
+    lse: Mutex<Option<Vec<f32>>>,
+}
+
+impl FlashAttention {
+    /// An op for one call with the given mask and head layout.
+    pub fn new(mask: Arc<AttnMask>, shape: AttnShape) -> Self {
+        Self {
+            mask,
+            shape,
+            lse: Mutex::new(None),
+        }
+    }
+}
+
+fn contiguous_f32<'a>(s: &'a CpuStorage, l: &Layout) -> candle_core::Result<&'a [f32]> {
+    let data = s.as_slice::<f32>()?;
+    match l.contiguous_offsets() {
+        Some((a, b)) => Ok(&data[a..b]),
+        None => candle_core::bail!("flash attention needs contiguous inputs"),
+    }
+}
+
+fn tensor_vec(t: &Tensor) -> candle_core::Result<Vec<f32>> {
+    t.flatten_all()?.to_vec1::<f32>()
+}
+
+impl CustomOp3 for FlashAttention {
+    fn name(&self) -> &'static str {
+        "flash-attention"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let inputs = AttnInputs {
+            q: contiguous_f32(s1, l1)?,
+            k: contiguous_f32(s2, l2)?,
+            v: contiguous_f32(s3, l3)?,
+            mask: &self.mask,
+            shape: self.shape,
+        };
+        let (out, lse) = attention_forward(&inputs);
+        *self.lse.lock().unwrap() = Some(lse);
+        Ok((CpuStorage::F32(out), l1.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        res: &Tensor,
+        grad_res: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let lse = self.lse.lock().unwrap();
+        let Some(lse) = lse.as_ref() else {
+            candle_core::bail!("flash attention backward before forward")
+        };
+        let (qv, kv, vv) = (tensor_vec(q)?, tensor_vec(k)?, tensor_vec(v)?);
+        let inputs = AttnInputs {
+            q: &qv,
+            k: &kv,
+            v: &vv,
+            mask: &self.mask,
+            shape: self.shape,
+        };
+        let (dq, dk, dv) =
+            attention_backward(&inputs, &tensor_vec(res)?, lse, &tensor_vec(grad_res)?);
+        let dev = q.device();
+        Ok((
+            Some(Tensor::from_vec(dq, q.shape(), dev)?),
+            Some(Tensor::from_vec(dk, k.shape(), dev)?),
+            Some(Tensor::from_vec(dv, v.shape(), dev)?),
+        ))
+    }
+}

@@ -1,0 +1,337 @@
+//! The forward pass: one block function shared by the inference path (KV cache, tiled
+//! attention kernel) and the differentiable path (candle graph, attention op with backward,
+//! per-layer recomputation).
+
+use super::Model;
+use super::attention::{AttnInputs, AttnShape, FlashAttention, attention_forward};
+use super::kv::KvCache;
+use super::mask::AttnMask;
+use super::rope::{RopeOp, RopeTable};
+use anyhow::{Result, bail};
+use candle_core::{D, Tensor, Var};
+use std::sync::Arc;
+
+/// What the model reads: token ids, or input embeddings [tokens, hidden] (soft tokens).
+pub enum Input<'a> {
+    Tokens(&'a [u32]),
+    Embeddings(&'a Tensor),
+}
+
+/// Which rows of the new tokens get logits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rows {
+    None,
+    Last,
+    All,
+    Some(Vec<usize>),
+}
+
+impl Rows {
+    fn indices(&self, n: usize) -> Vec<usize> {
+        match self {
+            Rows::None => vec![],
+            Rows::Last => n.checked_sub(1).into_iter().collect(),
+            Rows::All => (0..n).collect(),
+            Rows::Some(v) => v.clone(),
+        }
+    }
+}
+
+/// How one block runs attention.
+enum AttnPath<'a> {
+    /// Inference: append the new K,V to the cache and attend over it.
+    Cache(&'a mut KvCache, &'a AttnMask),
+    /// Differentiable: attend over this call's own K,V with the backward-capable op.
+    Graph(&'a Arc<AttnMask>),
+}
+
+impl Model {
+    fn attn_shape(&self) -> AttnShape {
+        let c = &self.config;
+        AttnShape {
+            n_heads: c.n_heads,
+            n_kv_heads: c.n_kv_heads,
+            head_dim: c.head_dim,
+        }
+    }
+
+    fn rms_norm(&self, x: &Tensor, w: &Tensor, graph: bool) -> Result<Tensor> {
+        let eps = self.config.rms_norm_eps;
+        Ok(if graph {
+            candle_nn::ops::rms_norm_slow(x, w, eps)?
+        } else {
+            candle_nn::ops::rms_norm(x, w, eps)?
+        })
+    }
+
+    /// Token embeddings [tokens, hidden] for the given ids; errors on an id outside the vocabulary.
+    pub fn embed(&self, tokens: &[u32]) -> Result<Tensor> {
+        if let Some(&t) = tokens
+            .iter()
+            .find(|&&t| t as usize >= self.config.vocab_size)
+        {
+            bail!(
+                "token id {t} is outside the vocabulary ({})",
+                self.config.vocab_size
+            );
+        }
+        let ids = Tensor::new(tokens, &candle_core::Device::Cpu)?;
+        Ok(self.weights.embed.index_select(&ids, 0)?)
+    }
+
+    /// The rotary table for explicit per-token positions.
+    pub fn rope_table(&self, positions: &[i64]) -> RopeTable {
+        RopeTable::new(&self.inv_freqs, positions, self.config.rope_interleaved)
+    }
+
+    fn block(
+        &self,
+        l: usize,
+        x: &Tensor,
+        rope: &Arc<RopeTable>,
+        path: &mut AttnPath,
+    ) -> Result<Tensor> {
+        let c = &self.config;
+        let w = &self.weights.layers[l];
+        let graph = matches!(path, AttnPath::Graph(_));
+        let t = x.dim(0)?;
+        let (qd, kvd) = (c.n_heads * c.head_dim, c.n_kv_heads * c.head_dim);
+        let h = self.rms_norm(x, &w.attn_norm, graph)?;
+        let mut qkv = w.qkv.forward(&h)?;
+        if let Some(b) = &w.qkv_bias {
+            qkv = qkv.broadcast_add(b)?;
+        }
+        let rot = |x: Tensor, heads: usize| -> Result<Tensor> {
+            let x = x.reshape((t, heads, c.head_dim))?.contiguous()?;
+            Ok(if graph {
+                x.apply_op1(RopeOp(rope.clone()))?
+            } else {
+                x.apply_op1_no_bwd(&RopeOp(rope.clone()))?
+            })
+        };
+        let q = rot(qkv.narrow(1, 0, qd)?, c.n_heads)?;
+        let k = rot(qkv.narrow(1, qd, kvd)?, c.n_kv_heads)?;
+        let v = qkv
+            .narrow(1, qd + kvd, kvd)?
+            .reshape((t, c.n_kv_heads, c.head_dim))?
+            .contiguous()?;
+        let att = match path {
+            AttnPath::Graph(mask) => q.apply_op3(
+                &k,
+                &v,
+                FlashAttention::new((*mask).clone(), self.attn_shape()),
+            )?,
+            AttnPath::Cache(cache, mask) => {
+                let (kv, vv) = (
+                    k.flatten_all()?.to_vec1::<f32>()?,
+                    v.flatten_all()?.to_vec1::<f32>()?,
+                );
+                cache.push_layer(l, &kv, &vv);
+                let qv = q.flatten_all()?.to_vec1::<f32>()?;
+                let lay = &cache.layers[l];
+                let inputs = AttnInputs {
+                    q: &qv,
+                    k: &lay.k,
+                    v: &lay.v,
+                    mask,
+                    shape: self.attn_shape(),
+                };
+                let (out, _) = attention_forward(&inputs);
+                Tensor::from_vec(out, (t, c.n_heads, c.head_dim), x.device())?
+            }
+        };
+        let x = (x + w.o.forward(&att.reshape((t, qd))?)?)?;
+        let h = self.rms_norm(&x, &w.ffn_norm, graph)?;
+        let gu = w.gate_up.forward(&h)?;
+        let i = c.intermediate_size;
+        let act = (gu.narrow(D::Minus1, 0, i)?.silu()? * gu.narrow(D::Minus1, i, i)?)?;
+        Ok((x + w.down.forward(&act)?)?)
+    }
+
+    fn head(&self, x: &Tensor, rows: &[usize], graph: bool) -> Result<Tensor> {
+        let ids = Tensor::new(
+            rows.iter().map(|&r| r as u32).collect::<Vec<_>>(),
+            x.device(),
+        )?;
+        let x = x.index_select(&ids, 0)?;
+        let x = self.rms_norm(&x, &self.weights.norm, graph)?;
+        self.weights.lm_head.forward(&x)
+    }
+
+    fn check_call(
+        &self,
+        n: usize,
+        positions: &[i64],
+        mask: &AttnMask,
+        n_past: usize,
+    ) -> Result<()> {
+        if positions.len() != n || mask.len() != n {
+            bail!(
+                "forward: {n} tokens but {} positions and {} mask rows",
+                positions.len(),
+                mask.len()
+            );
+        }
+        if mask.max_key() > n_past + n {
+            bail!(
+                "forward: mask reads key {} but only {} exist",
+                mask.max_key(),
+                n_past + n
+            );
+        }
+        if let Some(&p) = positions
+            .iter()
+            .find(|&&p| p < 0 || p as usize >= self.config.max_position_embeddings)
+        {
+            bail!(
+                "position {p} is outside the model's context of {}",
+                self.config.max_position_embeddings
+            );
+        }
+        Ok(())
+    }
+
+    fn input_tensor(&self, input: &Input) -> Result<Tensor> {
+        match input {
+            Input::Tokens(t) => self.embed(t),
+            Input::Embeddings(e) => {
+                if e.rank() != 2 || e.dim(1)? != self.config.hidden_size {
+                    bail!(
+                        "input embeddings must be [tokens, {}], got {:?}",
+                        self.config.hidden_size,
+                        e.dims()
+                    );
+                }
+                Ok((*e).clone())
+            }
+        }
+    }
+
+    /// Inference forward: runs the new tokens at the given positions with `mask` (key indices
+    /// count the cache first, then the new tokens), appends their K,V to `cache`, and returns
+    /// logits [rows, vocab] for the requested rows (None for `Rows::None`).
+    pub fn forward(
+        &self,
+        input: Input,
+        positions: &[i64],
+        mask: &AttnMask,
+        cache: &mut KvCache,
+        rows: &Rows,
+    ) -> Result<Option<Tensor>> {
+        let mut x = self.input_tensor(&input)?;
+        let n = x.dim(0)?;
+        self.check_call(n, positions, mask, cache.len())?;
+        cache.reserve(n)?;
+        let rope = Arc::new(self.rope_table(positions));
+        let mut path = AttnPath::Cache(cache, mask);
+        for l in 0..self.config.n_layers {
+            x = self.block(l, &x, &rope, &mut path)?;
+        }
+        cache.commit(n);
+        let rows = rows.indices(n);
+        if rows.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(self.head(&x, &rows, false)?))
+    }
+
+    /// Plain causal prefill of `tokens` after whatever the cache holds, at the next positions.
+    pub fn prefill(
+        &self,
+        tokens: &[u32],
+        cache: &mut KvCache,
+        rows: &Rows,
+    ) -> Result<Option<Tensor>> {
+        let start = cache.len();
+        let positions: Vec<i64> = (start..start + tokens.len()).map(|p| p as i64).collect();
+        self.forward(
+            Input::Tokens(tokens),
+            &positions,
+            &AttnMask::causal(start, tokens.len()),
+            cache,
+            rows,
+        )
+    }
+
+    /// A fresh cache with room for the model's whole context (or `max_tokens` if smaller).
+    pub fn new_cache(&self, max_tokens: usize) -> KvCache {
+        let c = &self.config;
+        KvCache::new(
+            c.n_layers,
+            c.n_kv_heads * c.head_dim,
+            max_tokens.min(c.max_position_embeddings),
+        )
+    }
+
+    /// Differentiable forward over a whole sequence of input embeddings `x` [tokens, hidden]
+    /// (no cache): returns logits [rows, vocab] as part of candle's autograd graph.
+    pub fn forward_graph(
+        &self,
+        x: &Tensor,
+        positions: &[i64],
+        mask: &Arc<AttnMask>,
+        rows: &[usize],
+    ) -> Result<Tensor> {
+        self.check_dense()?;
+        self.check_call(x.dim(0)?, positions, mask, 0)?;
+        let rope = Arc::new(self.rope_table(positions));
+        let mut x = x.clone();
+        for l in 0..self.config.n_layers {
+            x = self.block(l, &x, &rope, &mut AttnPath::Graph(mask))?;
+        }
+        self.head(&x, rows, true)
+    }
+
+    /// Forward and backward with per-layer recomputation (gradient checkpointing): only each
+    /// block's input is kept; the graph of one block at a time is rebuilt in the backward pass.
+    /// `loss` maps the logits [rows, vocab] to a scalar. Returns (loss value, d loss / d x).
+    pub fn loss_and_input_grad(
+        &self,
+        x: &Tensor,
+        positions: &[i64],
+        mask: &Arc<AttnMask>,
+        rows: &[usize],
+        loss: &dyn Fn(&Tensor) -> Result<Tensor>,
+    ) -> Result<(f32, Tensor)> {
+        self.check_dense()?;
+        self.check_call(x.dim(0)?, positions, mask, 0)?;
+        let rope = Arc::new(self.rope_table(positions));
+        let mut inputs = vec![x.detach()];
+        for l in 0..self.config.n_layers {
+            let y = self
+                .block(l, &inputs[l], &rope, &mut AttnPath::Graph(mask))?
+                .detach();
+            inputs.push(y);
+        }
+        let last = Var::from_tensor(&inputs[self.config.n_layers])?;
+        let value = loss(&self.head(last.as_tensor(), rows, true)?)?;
+        let mut grad = value
+            .backward()?
+            .get(last.as_tensor())
+            .cloned()
+            .unwrap_or(last.as_tensor().zeros_like()?);
+        for l in (0..self.config.n_layers).rev() {
+            let xin = Var::from_tensor(&inputs[l])?;
+            let y = self.block(l, xin.as_tensor(), &rope, &mut AttnPath::Graph(mask))?;
+            let g = (y * &grad)?.sum_all()?.backward()?;
+            grad = g
+                .get(xin.as_tensor())
+                .cloned()
+                .unwrap_or(xin.as_tensor().zeros_like()?);
+        }
+        Ok((value.to_scalar::<f32>()?, grad))
+    }
+
+    fn check_dense(&self) -> Result<()> {
+        let dense = self
+            .weights
+            .layers
+            .iter()
+            .all(|l| l.qkv.is_dense() && l.o.is_dense() && l.gate_up.is_dense())
+            && self.weights.lm_head.is_dense();
+        if !dense {
+            bail!("the differentiable path needs f32 weights (load without --quantized)");
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,96 @@
+//! A preallocated per-layer KV buffer: keys stored already rotated, token-major
+//! [tokens, kv_heads, head_dim]. Appending never reallocates within capacity.
+
+use anyhow::{Result, bail};
+
+/// Keys and values of one layer for `len` tokens, with room for `capacity`.
+#[derive(Clone)]
+pub struct LayerKv {
+    pub k: Vec<f32>,
+    pub v: Vec<f32>,
+}
+
+/// The KV cache of every layer. Guarantees: all layers hold the same `len` tokens.
+#[derive(Clone)]
+pub struct KvCache {
+    pub layers: Vec<LayerKv>,
+    len: usize,
+    capacity: usize,
+    row: usize,
+}
+
+impl KvCache {
+    /// An empty cache with room for `capacity` tokens (`row` = kv_heads·head_dim floats per token).
+    pub fn new(n_layers: usize, row: usize, capacity: usize) -> Self {
+        let layers = (0..n_layers)
+            .map(|_| LayerKv {
+                k: Vec::with_capacity(capacity * row),
+                v: Vec::with_capacity(capacity * row),
+            })
+            .collect();
+        Self {
+            layers,
+            len: 0,
+            capacity,
+            row,
+        }
+    }
+
+    /// Tokens held.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True when no token is held.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Maximum tokens this cache may hold.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Floats per token per layer in K (and in V).
+    pub fn row(&self) -> usize {
+        self.row
+    }
+
+    /// Errors unless `n` more tokens fit.
+    pub fn reserve(&self, n: usize) -> Result<()> {
+        if self.len + n > self.capacity {
+            bail!(
+                "context too long: {} + {} tokens exceed the cache capacity of {}",
+                self.len,
+                n,
+                self.capacity
+            );
+        }
+        Ok(())
+    }
+
+    /// Appends K,V rows to layer `l`. Every layer must be given the same count before
+    /// [`KvCache::commit`] is called.
+    pub fn push_layer(&mut self, l: usize, k: &[f32], v: &[f32]) {
+        let lay = &mut self.layers[l];
+        lay.k.extend_from_slice(k);
+        lay.v.extend_from_slice(v);
+    }
+
+    /// Records that `n` tokens were pushed to every layer.
+    pub fn commit(&mut self, n: usize) {
+        self.len += n;
+        debug_assert!(self.layers.iter().all(|l| l.k.len() == self.len * self.row));
+    }
+
+    /// Drops every token from index `len` on.
+    pub fn truncate(&mut self, len: usize) {
+        if len < self.len {
+            for l in &mut self.layers {
+                l.k.truncate(len * self.row);
+                l.v.truncate(len * self.row);
+            }
+            self.len = len;
+        }
+    }
+}
