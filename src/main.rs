@@ -7,7 +7,9 @@ static GLOBAL: MiMalloc = MiMalloc;
 
 fn main() {
     if let Err(e) = kvpacket::cli::run() {
-        eprintln!("error: {e:#}");
+        // One line: candle errors may carry a backtrace after their message.
+        let msg = format!("{e:#}");
+        eprintln!("error: {}", msg.lines().next().unwrap_or_default());
         std::process::exit(1);
     }
 }

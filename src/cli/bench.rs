@@ -21,11 +21,7 @@ pub enum BenchWhat {
 
 pub fn run(what: BenchWhat) -> Result<()> {
     match what {
-        BenchWhat::Prefill {
-            model,
-            lengths,
-            json,
-        } => {
+        BenchWhat::Prefill { model, lengths, json } => {
             let m = model.load()?;
             let r = crate::bench::prefill_bench(&m, &lengths)?;
             if json {

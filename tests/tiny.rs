@@ -1,0 +1,292 @@
+//! Runtime tests on tiny random-weight models written by the test itself (Llama and Qwen2
+//! layouts, HF safetensors path): KV-cache equivalences, masks, rope, gradients, CLI errors.
+
+use candle_core::{D, Device, Tensor, Var};
+use kvpacket::model::tiny::{TinySpec, write_tiny_model};
+use kvpacket::model::{Arch, AttnMask, Input, Model, Rows, Segment, WeightMode};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+fn tiny(spec: TinySpec, name: &str) -> (Model, PathBuf) {
+    let dir = std::env::temp_dir().join(format!("kvpacket-tiny-{}-{name}", std::process::id()));
+    write_tiny_model(&dir, spec).unwrap();
+    (Model::load(&dir, WeightMode::F32).unwrap(), dir)
+}
+
+fn llama() -> Model {
+    tiny(TinySpec::default(), "llama").0
+}
+
+fn qwen() -> Model {
+    let spec = TinySpec {
+        arch: Arch::Qwen2,
+        tie_embeddings: false,
+        heads: 4,
+        kv_heads: 1,
+        ..Default::default()
+    };
+    tiny(spec, "qwen").0
+}
+
+fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+    (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
+}
+
+fn tokens(m: &Model, text: &str) -> Vec<u32> {
+    m.tokenizer.encode(text).unwrap()
+}
+
+#[test]
+fn incremental_decoding_equals_one_full_forward() {
+    for m in [llama(), qwen()] {
+        let ids = tokens(&m, "the cat sat on the mat and then the dog");
+        let mut full = m.new_cache(64);
+        let all = m.prefill(&ids, &mut full, &Rows::All).unwrap().unwrap();
+        let mut inc = m.new_cache(64);
+        let split = 4;
+        m.prefill(&ids[..split], &mut inc, &Rows::None).unwrap();
+        for (i, &t) in ids[split..].iter().enumerate() {
+            let l = m.prefill(&[t], &mut inc, &Rows::Last).unwrap().unwrap();
+            let want = all.get(split + i).unwrap().unsqueeze(0).unwrap();
+            assert!(max_diff(&l, &want) < 1e-4, "step {i}: {}", max_diff(&l, &want));
+        }
+        assert_eq!(inc.len(), ids.len());
+    }
+}
+
+#[test]
+fn block_diagonal_mask_equals_separate_runs_with_shifted_positions() {
+    let m = qwen();
+    let a = tokens(&m, "first block of text");
+    let b = tokens(&m, "then the second one");
+    let ab: Vec<u32> = a.iter().chain(&b).copied().collect();
+    let pos: Vec<i64> = (0..ab.len() as i64).collect();
+    let mask = AttnMask::segments(0, &[Segment::Isolated(a.len()), Segment::Isolated(b.len())]);
+    let mut c = m.new_cache(64);
+    let joint = m
+        .forward(Input::Tokens(&ab), &pos, &mask, &mut c, &Rows::All)
+        .unwrap()
+        .unwrap();
+    let mut ca = m.new_cache(64);
+    let la = m.prefill(&a, &mut ca, &Rows::All).unwrap().unwrap();
+    let posb: Vec<i64> = (a.len() as i64..ab.len() as i64).collect();
+    let mut cb = m.new_cache(64);
+    let lb = m
+        .forward(
+            Input::Tokens(&b),
+            &posb,
+            &AttnMask::causal(0, b.len()),
+            &mut cb,
+            &Rows::All,
+        )
+        .unwrap()
+        .unwrap();
+    let got = Tensor::cat(&[la, lb], 0).unwrap();
+    assert!(max_diff(&joint, &got) < 1e-4, "{}", max_diff(&joint, &got));
+}
+
+#[test]
+fn rerotating_keys_equals_computing_at_shifted_positions() {
+    let m = llama();
+    let b = tokens(&m, "a block to move");
+    let s = 37i64;
+    let run = |start: i64| {
+        let pos: Vec<i64> = (start..start + b.len() as i64).collect();
+        let mut c = m.new_cache(64);
+        m.forward(
+            Input::Tokens(&b),
+            &pos,
+            &AttnMask::causal(0, b.len()),
+            &mut c,
+            &Rows::None,
+        )
+        .unwrap();
+        c
+    };
+    let (local, direct) = (run(0), run(s));
+    let heads = m.config.n_kv_heads;
+    for (l, (x, y)) in local.layers.iter().zip(&direct.layers).enumerate() {
+        let mut k = x.k.clone();
+        m.rope_table(&[s]).apply(&mut k, heads);
+        let err = k.iter().zip(&y.k).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        assert!(err < 1e-5, "layer {l}: rotated keys differ by {err}");
+        let verr = x.v.iter().zip(&y.v).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        assert!(verr < 1e-5, "layer {l}: values differ by {verr}");
+    }
+}
+
+#[test]
+fn checkpointed_gradient_matches_full_graph_and_finite_differences() {
+    let m = qwen();
+    let ids = tokens(&m, "soft tokens then text here");
+    let n = ids.len();
+    let x = m.embed(&ids).unwrap();
+    let pos: Vec<i64> = (0..n as i64).collect();
+    let mask = Arc::new(AttnMask::segments(0, &[Segment::Isolated(3), Segment::Global(n - 3)]));
+    let rows: Vec<usize> = (n - 4..n).collect();
+    let target = Tensor::new(&ids[n - 4..], &Device::Cpu).unwrap();
+    let loss = |logits: &Tensor| -> anyhow::Result<Tensor> {
+        let lp = candle_nn::ops::log_softmax(logits, D::Minus1)?;
+        Ok(lp.gather(&target.unsqueeze(1)?, 1)?.neg()?.sum_all()?)
+    };
+    let (value, grad) = m.loss_and_input_grad(&x, &pos, &mask, &rows, &loss).unwrap();
+    let xv = Var::from_tensor(&x).unwrap();
+    let full = loss(&m.forward_graph(xv.as_tensor(), &pos, &mask, &rows).unwrap()).unwrap();
+    assert!((full.to_scalar::<f32>().unwrap() - value).abs() < 1e-4);
+    let g_full = full.backward().unwrap();
+    let g_full = g_full.get(xv.as_tensor()).unwrap();
+    assert!(max_diff(&grad, g_full) < 1e-4, "{}", max_diff(&grad, g_full));
+    // Central finite differences in f64 of the f32 loss, on a few coordinates.
+    let xs = x.to_vec2::<f32>().unwrap();
+    let gs = grad.to_vec2::<f32>().unwrap();
+    let eval = |xs: &Vec<Vec<f32>>| -> f64 {
+        let t = Tensor::new(xs.clone(), &Device::Cpu).unwrap();
+        loss(&m.forward_graph(&t, &pos, &mask, &rows).unwrap())
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap() as f64
+    };
+    for &(r, c) in &[(0usize, 3usize), (1, 10), (4, 0), (n - 2, 63)] {
+        let h = 1e-2f32;
+        let mut p = xs.clone();
+        p[r][c] += h;
+        let mut q = xs.clone();
+        q[r][c] -= h;
+        let fd = (eval(&p) - eval(&q)) / (2.0 * h as f64);
+        let an = gs[r][c] as f64;
+        assert!(
+            (fd - an).abs() < 2e-2 * (1.0 + an.abs()),
+            "({r},{c}): finite difference {fd} vs gradient {an}"
+        );
+    }
+    // Rows in the isolated block get gradient only through later rows that see them.
+    assert!(gs[0].iter().any(|&g| g != 0.0));
+}
+
+#[test]
+fn llama3_rope_scaling_and_config_checks() {
+    let spec = TinySpec {
+        llama3_scaling: true,
+        ..Default::default()
+    };
+    let (m, _) = tiny(spec, "llama3");
+    let s = m.config.rope_scaling.expect("rope_scaling parsed");
+    assert_eq!(s.factor, 8.0);
+    let f = m.config.inv_freqs();
+    let hd = m.config.head_dim;
+    for (i, &got) in f.iter().enumerate() {
+        let base = 1.0 / 10000f64.powf(2.0 * i as f64 / hd as f64);
+        let wavelen = 2.0 * std::f64::consts::PI / base;
+        // orig 64, low 1, high 4: wavelengths < 16 unchanged, > 64 divided by 8.
+        if wavelen < 16.0 {
+            assert!((got as f64 - base).abs() < 1e-7);
+        } else if wavelen > 64.0 {
+            assert!((got as f64 - base / 8.0).abs() < 1e-7);
+        } else {
+            assert!(got as f64 <= base && got as f64 >= base / 8.0);
+        }
+    }
+    let ids = tokens(&m, "hello there");
+    let g = m.generate(&ids, 5).unwrap();
+    assert!(g.tokens.len() <= 5);
+}
+
+#[test]
+fn chat_template_tokenizer_and_generation_work_end_to_end() {
+    let m = llama();
+    let text = m.chat_template().unwrap().user_turn("hi").unwrap();
+    assert_eq!(text, "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n");
+    let ids = m.encode_prompt(&text).unwrap();
+    assert_eq!(
+        ids[0] as usize,
+        m.tokenizer.vocab_size() - 2,
+        "<|im_start|> is one special token"
+    );
+    assert_eq!(m.tokenizer.decode(&tokens(&m, "the therein")).unwrap(), "the therein");
+    let g = m.generate(&ids, 8).unwrap();
+    assert_eq!(g.prompt_tokens, ids);
+    let mut again = m.generate(&ids, 8).unwrap();
+    again.prefill_ms = g.prefill_ms;
+    again.decode_tokens_per_s = g.decode_tokens_per_s;
+    assert_eq!(again.tokens, g.tokens, "greedy generation is deterministic");
+}
+
+#[test]
+fn bad_inputs_give_clear_errors() {
+    let m = llama();
+    let too_long = vec![1u32; m.config.max_position_embeddings];
+    let e = m.generate(&too_long, 4).unwrap_err().to_string();
+    assert!(e.contains("context"), "{e}");
+    assert!(
+        m.embed(&[u32::MAX])
+            .unwrap_err()
+            .to_string()
+            .contains("outside the vocabulary")
+    );
+    let (_, dir) = tiny(TinySpec::default(), "quant");
+    let e = Model::load(&dir, WeightMode::Quantized).err().unwrap().to_string();
+    assert!(e.contains("GGUF"), "{e}");
+    let mut cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
+    cfg["architectures"] = serde_json::json!(["GPTNeoXForCausalLM"]);
+    std::fs::write(dir.join("config.json"), cfg.to_string()).unwrap();
+    let e = Model::load(&dir, WeightMode::F32).err().unwrap().to_string();
+    assert!(e.contains("unsupported architecture"), "{e}");
+}
+
+fn cli(args: &[&str]) -> (bool, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kvpacket"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+#[test]
+fn cli_reports_bad_input_in_one_line_without_panicking() {
+    let dir = std::env::temp_dir().join(format!("kvpacket-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let junk = dir.join("junk.gguf");
+    std::fs::write(&junk, b"GGUF but not really a gguf file at all").unwrap();
+    let bad_utf8 = dir.join("prompt.txt");
+    std::fs::write(&bad_utf8, [0xffu8, 0xfe, 0x00, 0x80]).unwrap();
+    let (_, tiny_dir) = tiny(TinySpec::default(), "cli");
+    let td = tiny_dir.to_str().unwrap();
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec!["generate", "--model", junk.to_str().unwrap(), "hi"],
+            "not a readable GGUF",
+        ),
+        (vec!["generate", "--model", "/no/such/model.gguf", "hi"], "no model"),
+        (
+            vec!["generate", "--model", td, "--prompt-file", bad_utf8.to_str().unwrap()],
+            "not valid UTF-8",
+        ),
+    ];
+    for (args, want) in cases {
+        let (ok, _, err) = cli(&args);
+        assert!(!ok, "{args:?} should fail");
+        assert!(err.contains(want), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{args:?}: {err}");
+    }
+    let (ok, out, err) = cli(&["generate", "--model", td, "--max-tokens", "4", "--json", "hello"]);
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    for k in ["prompt_tokens", "tokens", "text", "prefill_ms", "decode_tokens_per_s"] {
+        assert!(v.get(k).is_some(), "missing {k} in {out}");
+    }
+}
