@@ -40,21 +40,17 @@ pub struct ModelArgs {
     /// A known model name (smollm2, qwen2.5-0.5b) or a path to a GGUF file or HF folder.
     #[arg(long, default_value = "smollm2")]
     pub model: String,
-    /// Keep GGUF weights quantized (candle's quantized matmul) instead of dequantizing to f32.
-    #[arg(long)]
-    pub quantized: bool,
+    /// Weights in memory: f32 (exact), f32 plus an 8-bit copy for decode (fast decode), or the
+    /// GGUF's own quantization (candle's quantized matmul; slow prefill on this CPU).
+    #[arg(long, value_enum, default_value = "f32-q8-decode")]
+    pub weights: WeightMode,
 }
 
 impl ModelArgs {
     /// Resolves and loads the model.
     pub fn load(&self) -> Result<Model> {
         let path = fetch::resolve(&self.model)?;
-        let mode = if self.quantized {
-            WeightMode::Quantized
-        } else {
-            WeightMode::F32
-        };
-        Model::load(&path, mode)
+        Model::load(&path, self.weights)
     }
 }
 

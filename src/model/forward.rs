@@ -85,7 +85,8 @@ impl Model {
         let t = x.dim(0)?;
         let (qd, kvd) = (c.n_heads * c.head_dim, c.n_kv_heads * c.head_dim);
         let h = self.rms_norm(x, &w.attn_norm, graph)?;
-        let mut qkv = w.qkv.forward(&h)?;
+        let lin = |l: &super::weights::Linear, x: &Tensor| if graph { l.forward_graph(x) } else { l.forward(x) };
+        let mut qkv = lin(&w.qkv, &h)?;
         if let Some(b) = &w.qkv_bias {
             qkv = qkv.broadcast_add(b)?;
         }
@@ -121,19 +122,23 @@ impl Model {
                 Tensor::from_vec(out, (t, c.n_heads, c.head_dim), x.device())?
             }
         };
-        let x = (x + w.o.forward(&att.reshape((t, qd))?)?)?;
+        let x = (x + lin(&w.o, &att.reshape((t, qd))?)?)?;
         let h = self.rms_norm(&x, &w.ffn_norm, graph)?;
-        let gu = w.gate_up.forward(&h)?;
+        let gu = lin(&w.gate_up, &h)?;
         let i = c.intermediate_size;
         let act = (gu.narrow(D::Minus1, 0, i)?.silu()? * gu.narrow(D::Minus1, i, i)?)?;
-        Ok((x + w.down.forward(&act)?)?)
+        Ok((x + lin(&w.down, &act)?)?)
     }
 
     fn head(&self, x: &Tensor, rows: &[usize], graph: bool) -> Result<Tensor> {
         let ids = Tensor::new(rows.iter().map(|&r| r as u32).collect::<Vec<_>>(), x.device())?;
         let x = x.index_select(&ids, 0)?;
         let x = self.rms_norm(&x, &self.weights.norm, graph)?;
-        self.weights.lm_head.forward(&x)
+        if graph {
+            self.weights.lm_head.forward_graph(&x)
+        } else {
+            self.weights.lm_head.forward(&x)
+        }
     }
 
     fn check_call(&self, n: usize, positions: &[i64], mask: &AttnMask, n_past: usize) -> Result<()> {

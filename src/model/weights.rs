@@ -3,51 +3,112 @@
 
 use super::config::{Arch, Config};
 use anyhow::{Context, Result, bail};
-use candle_core::quantized::{QMatMul, QTensor, gguf_file};
-use candle_core::{DType, Device, Module, Tensor};
+use candle_core::backend::BackendStorage;
+use candle_core::quantized::{GgmlDType, QMatMul, QTensor, gguf_file};
+use candle_core::{CpuStorage, CustomOp1, DType, Device, Layout, Module, Shape, Storage, Tensor};
 use std::path::Path;
 use std::sync::Arc;
 
 /// How projection matrices are held in memory.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, clap::ValueEnum)]
 pub enum WeightMode {
-    /// Dequantized to f32: fastest prefill on this CPU, and required for training.
+    /// Dequantized to f32 everywhere: exact math, the reference; required for training.
     #[default]
     F32,
+    /// f32 for prefill plus an 8-bit (Q8_0) copy used for calls of at most
+    /// [`Q8_MAX_ROWS`] tokens: decode is memory-bound, and 8-bit weights move 4× fewer bytes.
+    #[value(name = "f32-q8-decode")]
+    F32Q8Decode,
     /// Kept in the file's quantized format (GGUF only), using candle's quantized matmul.
     Quantized,
 }
 
-/// A projection `y = x·Wᵀ (+ b)`; a fused projection's outputs are the parts side by side.
-pub enum Linear {
-    /// One f32 matrix [out, in].
-    Dense(Tensor),
+/// Largest call (in tokens) that uses the Q8_0 copy in [`WeightMode::F32Q8Decode`].
+pub const Q8_MAX_ROWS: usize = 8;
+
+/// A projection `y = x·Wᵀ`; a fused projection's outputs are its parts side by side.
+/// Holds an f32 matrix, quantized parts, or both (f32 for large calls, quantized for small).
+pub struct Linear {
+    /// f32 matrix [out, in].
+    dense: Option<Tensor>,
     /// Quantized parts whose outputs are concatenated along the last dimension.
-    Quant(Vec<QMatMul>),
+    quant: Vec<QMatMul>,
 }
 
 impl Linear {
-    /// Applies the projection to `x` [tokens, in].
+    fn dense(w: Tensor) -> Self {
+        Self {
+            dense: Some(w),
+            quant: vec![],
+        }
+    }
+
+    /// Adds a Q8_0 copy of the f32 matrix, when its input width allows (multiple of 32).
+    fn add_q8(&mut self) -> Result<()> {
+        if let Some(w) = &self.dense
+            && w.dim(1)? % 32 == 0
+        {
+            self.quant = vec![QMatMul::from_qtensor(QTensor::quantize(w, GgmlDType::Q8_0)?)?];
+        }
+        Ok(())
+    }
+
+    /// Applies the projection to `x` [tokens, in] (inference: no gradient).
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        Ok(match self {
-            Linear::Dense(w) => x.matmul(&w.t()?)?,
-            Linear::Quant(parts) => {
-                let outs = parts
+        let small = x.dim(0)? <= Q8_MAX_ROWS;
+        match &self.dense {
+            Some(w) if self.quant.is_empty() || !small => Ok(x.matmul(&w.t()?)?),
+            _ => {
+                let outs = self
+                    .quant
                     .iter()
                     .map(|p| p.forward(x))
                     .collect::<candle_core::Result<Vec<_>>>()?;
-                if outs.len() == 1 {
+                Ok(if outs.len() == 1 {
                     outs.into_iter().next().unwrap()
                 } else {
                     Tensor::cat(&outs, 1)?
-                }
+                })
             }
-        })
+        }
     }
 
-    /// True when every part is f32 (the differentiable path needs this).
+    /// The projection on the differentiable path: f32 only, and the backward pass computes
+    /// the input's gradient alone (candle's matmul would also compute the frozen weight's).
+    pub fn forward_graph(&self, x: &Tensor) -> Result<Tensor> {
+        let Some(w) = &self.dense else {
+            bail!("the differentiable path needs f32 weights")
+        };
+        Ok(x.apply_op1(FrozenLinear(w.clone()))?)
+    }
+
+    /// True when an f32 matrix is held (the differentiable path needs this).
     pub fn is_dense(&self) -> bool {
-        matches!(self, Linear::Dense(_))
+        self.dense.is_some()
+    }
+}
+
+/// `x·Wᵀ` with W frozen: forward is one gemm, backward is `grad·W`.
+struct FrozenLinear(Tensor);
+
+impl CustomOp1 for FrozenLinear {
+    fn name(&self) -> &'static str {
+        "frozen-linear"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (m, k) = l.shape().dims2()?;
+        let wt = self.0.t()?;
+        let (guard, wl) = wt.storage_and_layout();
+        let Storage::Cpu(ws) = &*guard else {
+            candle_core::bail!("frozen-linear runs on the CPU")
+        };
+        let n = wl.dims()[1];
+        Ok((s.matmul(ws, (1, m, n, k), l, wl)?, Shape::from((m, n))))
+    }
+
+    fn bwd(&self, _x: &Tensor, _res: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        Ok(Some(grad.matmul(&self.0)?))
     }
 }
 
@@ -144,22 +205,23 @@ impl Source<'_> {
     }
 
     fn linear(&self, names: &[String], mode: WeightMode) -> Result<Linear> {
-        match mode {
-            WeightMode::F32 => {
-                let parts = names.iter().map(|n| self.f32(n)).collect::<Result<Vec<_>>>()?;
-                Ok(Linear::Dense(if parts.len() == 1 {
-                    parts[0].clone()
-                } else {
-                    Tensor::cat(&parts, 0)?
-                }))
-            }
-            WeightMode::Quantized => Ok(Linear::Quant(
-                names
-                    .iter()
-                    .map(|n| Ok(QMatMul::from_arc(Arc::new(self.qtensor(n)?))?))
-                    .collect::<Result<_>>()?,
-            )),
+        if mode == WeightMode::Quantized {
+            let quant = names
+                .iter()
+                .map(|n| Ok(QMatMul::from_arc(Arc::new(self.qtensor(n)?))?))
+                .collect::<Result<_>>()?;
+            return Ok(Linear { dense: None, quant });
         }
+        let parts = names.iter().map(|n| self.f32(n)).collect::<Result<Vec<_>>>()?;
+        let mut lin = Linear::dense(if parts.len() == 1 {
+            parts[0].clone()
+        } else {
+            Tensor::cat(&parts, 0)?
+        });
+        if mode == WeightMode::F32Q8Decode {
+            lin.add_q8()?;
+        }
+        Ok(lin)
     }
 }
 
@@ -216,10 +278,10 @@ impl Weights {
                 gate_up: src.linear(&[n("ffn_gate.weight"), n("ffn_up.weight")], mode)?,
                 down: src.linear(&[n("ffn_down.weight")], mode)?,
             };
-            if let Linear::Dense(w) = &layer.qkv {
+            if let Some(w) = &layer.qkv.dense {
                 check_shape(w, &[qd + 2 * kvd, d], &n("attn_qkv"))?;
             }
-            if let Linear::Dense(w) = &layer.gate_up {
+            if let Some(w) = &layer.gate_up.dense {
                 check_shape(w, &[2 * cfg.intermediate_size, d], &n("ffn_gate_up"))?;
             }
             if let Some(b) = &layer.qkv_bias {
@@ -231,7 +293,11 @@ impl Weights {
         let lm_head = if src.has("output.weight") && !cfg.tie_word_embeddings {
             src.linear(&["output.weight".to_string()], mode)?
         } else {
-            Linear::Dense(embed.clone())
+            let mut head = Linear::dense(embed.clone());
+            if mode == WeightMode::F32Q8Decode {
+                head.add_q8()?;
+            }
+            head
         };
         Ok(Self {
             embed,
@@ -240,22 +306,4 @@ impl Weights {
             lm_head,
         })
     }
-
-    /// Total bytes of f32 tensors held (quantized parts not counted).
-    pub fn dense_bytes(&self) -> usize {
-        let mut n = self.embed.elem_count() * 4;
-        for l in &self.layers {
-            for lin in [&l.qkv, &l.o, &l.gate_up, &l.down] {
-                if let Linear::Dense(w) = lin {
-                    n += w.elem_count() * 4;
-                }
-            }
-        }
-        n
-    }
-}
-
-/// Hugging Face tensor names of a GGUF name: used by tests that write safetensors models.
-pub fn hf_tensor_name(gguf_name: &str) -> String {
-    Source::hf_name(gguf_name)
 }
