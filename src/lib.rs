@@ -1,7 +1,15 @@
 //! kvpacket: reuse each document's KV cache in any context with zero recomputation.
 //!
-//! Modules: [`model`] is the transformer runtime everything else builds on.
+//! [`model`] is the transformer runtime; [`adapter`] the header/trailer soft tokens;
+//! [`packet`] builds and composes document KV packets; [`store`] keeps them; [`methods`]
+//! answers questions with full prefill, packets, or baselines.
 
+pub mod adapter;
 pub mod bench;
 pub mod cli;
+pub mod data;
+pub mod io;
+pub mod methods;
 pub mod model;
+pub mod packet;
+pub mod store;

@@ -1,12 +1,17 @@
 //! Command-line interface: argument parsing and one function per sub-command.
 
+mod adapter;
+mod ask;
 mod bench;
 mod generate;
 mod models;
+mod pack;
 
+use crate::adapter::Adapter;
 use crate::model::{Model, WeightMode, fetch};
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
 
 /// kvpacket: reuse document KV caches in any context with zero recomputation.
 #[derive(Parser)]
@@ -27,6 +32,15 @@ enum Command {
     Generate(generate::GenerateArgs),
     /// Print the token ids of a text (chat template applied unless --raw).
     Tokenize(generate::TokenizeArgs),
+    /// Create or inspect adapters.
+    Adapter {
+        #[command(subcommand)]
+        action: adapter::AdapterAction,
+    },
+    /// Build packets for documents into the store.
+    Pack(pack::PackArgs),
+    /// Answer a question over documents with one method.
+    Ask(ask::AskArgs),
     /// Measure speed.
     Bench {
         #[command(subcommand)]
@@ -54,6 +68,27 @@ impl ModelArgs {
     }
 }
 
+/// Which adapter packets are built with.
+#[derive(Args, Clone)]
+pub struct AdapterChoice {
+    /// Adapter file (safetensors) made by `kvpacket adapter init` or `kvpacket train`.
+    #[arg(long, conflicts_with = "no_adapter")]
+    pub adapter: Option<PathBuf>,
+    /// Build plain packets without an adapter (the `none` baseline).
+    #[arg(long)]
+    pub no_adapter: bool,
+}
+
+impl AdapterChoice {
+    /// The adapter to use (the empty one for --no-adapter or when none is given).
+    pub fn load(&self, model: &Model) -> Result<Adapter> {
+        match &self.adapter {
+            Some(p) => Adapter::load(p, Some(model)),
+            None => Adapter::empty(model),
+        }
+    }
+}
+
 /// Parses the command line and runs the command.
 pub fn run() -> Result<()> {
     let cli = Cli::parse();
@@ -62,5 +97,8 @@ pub fn run() -> Result<()> {
         Command::Generate(a) => generate::run(a),
         Command::Tokenize(a) => generate::tokenize(a),
         Command::Bench { what } => bench::run(what),
+        Command::Adapter { action } => adapter::run(action),
+        Command::Pack(a) => pack::run(a),
+        Command::Ask(a) => ask::run(a),
     }
 }

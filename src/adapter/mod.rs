@@ -1,0 +1,170 @@
+//! The KV Packet adapter: trainable header (N_h × d) and trailer (N_t × d) soft-token
+//! embeddings wrapped around every document, one adapter per model.
+
+use crate::io::{RawTensor, atomic_write, decode_floats, f32_bytes, safetensors_bytes, safetensors_meta};
+use crate::model::Model;
+use anyhow::{Context, Result, bail};
+use candle_core::{Device, Tensor};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use rand_distr::{Distribution, Normal};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::path::Path;
+
+/// Facts stored with an adapter. `made_by` records how it was made (init seed, or the full
+/// training configuration, data, steps, wall time and final loss).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct AdapterMeta {
+    pub model_fingerprint: String,
+    pub n_header: usize,
+    pub n_trailer: usize,
+    pub hidden_size: usize,
+    pub made_by: serde_json::Value,
+}
+
+/// Header and trailer embeddings, f32. Guarantees: shapes [n_header, d] and [n_trailer, d]
+/// with d the model's hidden size.
+#[derive(Debug, Clone)]
+pub struct Adapter {
+    pub header: Tensor,
+    pub trailer: Tensor,
+    pub meta: AdapterMeta,
+}
+
+impl Adapter {
+    /// The empty adapter (N_h = N_t = 0): documents are packed as plain text ("none").
+    pub fn empty(model: &Model) -> Result<Self> {
+        let d = model.config.hidden_size;
+        let z = Tensor::zeros((0, d), candle_core::DType::F32, &Device::Cpu)?;
+        let meta = AdapterMeta {
+            model_fingerprint: model.fingerprint.clone(),
+            n_header: 0,
+            n_trailer: 0,
+            hidden_size: d,
+            made_by: serde_json::json!({"kind": "empty"}),
+        };
+        Ok(Self {
+            header: z.clone(),
+            trailer: z,
+            meta,
+        })
+    }
+
+    /// A fresh, untrained adapter: every entry drawn from a normal distribution with the
+    /// mean and standard deviation of the model's token-embedding matrix (seeded).
+    pub fn init(model: &Model, n_header: usize, n_trailer: usize, seed: u64) -> Result<Self> {
+        let emb = model.weights.embed.flatten_all()?;
+        let mean = emb.mean_all()?.to_scalar::<f32>()?;
+        let std = (emb
+            .broadcast_sub(&Tensor::new(mean, &Device::Cpu)?)?
+            .sqr()?
+            .mean_all()?
+            .to_scalar::<f32>()?)
+        .sqrt();
+        let d = model.config.hidden_size;
+        let mut rng = StdRng::seed_from_u64(seed);
+        let dist = Normal::new(mean, std)?;
+        let mut draw = |n: usize| -> Result<Tensor> {
+            let v: Vec<f32> = (0..n * d).map(|_| dist.sample(&mut rng)).collect();
+            Ok(Tensor::from_vec(v, (n, d), &Device::Cpu)?)
+        };
+        let meta = AdapterMeta {
+            model_fingerprint: model.fingerprint.clone(),
+            n_header,
+            n_trailer,
+            hidden_size: d,
+            made_by: serde_json::json!({"kind": "init", "seed": seed, "embedding_mean": mean, "embedding_std": std}),
+        };
+        Ok(Self {
+            header: draw(n_header)?,
+            trailer: draw(n_trailer)?,
+            meta,
+        })
+    }
+
+    /// True for the empty adapter.
+    pub fn is_empty(&self) -> bool {
+        self.meta.n_header == 0 && self.meta.n_trailer == 0
+    }
+
+    /// Identifies the adapter's values: "none" for the empty adapter, else a hex sha256 of
+    /// the sizes and the f32 bytes of header and trailer.
+    pub fn fingerprint(&self) -> Result<String> {
+        if self.is_empty() {
+            return Ok("none".into());
+        }
+        let mut h = Sha256::new();
+        h.update(format!(
+            "{}x{}x{}",
+            self.meta.n_header, self.meta.n_trailer, self.meta.hidden_size
+        ));
+        h.update(f32_bytes(&self.header.flatten_all()?.to_vec1::<f32>()?));
+        h.update(f32_bytes(&self.trailer.flatten_all()?.to_vec1::<f32>()?));
+        Ok(hex::encode(h.finalize()))
+    }
+
+    /// Writes the adapter as safetensors (`header`, `trailer`, f32) with its metadata, atomically.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let d = self.meta.hidden_size;
+        let t = |name: &str, x: &Tensor, n: usize| -> Result<RawTensor> {
+            Ok(RawTensor {
+                name: name.into(),
+                dtype: safetensors::Dtype::F32,
+                shape: vec![n, d],
+                bytes: f32_bytes(&x.flatten_all()?.to_vec1::<f32>()?),
+            })
+        };
+        let tensors = [
+            t("header", &self.header, self.meta.n_header)?,
+            t("trailer", &self.trailer, self.meta.n_trailer)?,
+        ];
+        atomic_write(path, &safetensors_bytes(&tensors, &serde_json::to_value(&self.meta)?)?)
+    }
+
+    /// Reads an adapter file; with `model`, refuses an adapter made for another model.
+    pub fn load(path: &Path, model: Option<&Model>) -> Result<Self> {
+        let bytes = std::fs::read(path).with_context(|| format!("reading adapter {}", path.display()))?;
+        let meta: AdapterMeta = serde_json::from_value(safetensors_meta(&bytes)?)
+            .with_context(|| format!("{} is not a kvpacket adapter", path.display()))?;
+        let st =
+            safetensors::SafeTensors::deserialize(&bytes).with_context(|| format!("reading {}", path.display()))?;
+        let read = |name: &str, n: usize| -> Result<Tensor> {
+            let v = st.tensor(name).with_context(|| format!("adapter has no `{name}`"))?;
+            if v.shape() != [n, meta.hidden_size] {
+                bail!(
+                    "adapter `{name}` has shape {:?}, expected [{n}, {}]",
+                    v.shape(),
+                    meta.hidden_size
+                );
+            }
+            Ok(Tensor::from_vec(
+                decode_floats(v.data(), v.dtype())?,
+                (n, meta.hidden_size),
+                &Device::Cpu,
+            )?)
+        };
+        let adapter = Self {
+            header: read("header", meta.n_header)?,
+            trailer: read("trailer", meta.n_trailer)?,
+            meta,
+        };
+        if let Some(m) = model
+            && m.fingerprint != adapter.meta.model_fingerprint
+        {
+            bail!(
+                "adapter {} was made for model {} but the loaded model is {} ({})",
+                path.display(),
+                short(&adapter.meta.model_fingerprint),
+                short(&m.fingerprint),
+                m.source.display()
+            );
+        }
+        Ok(adapter)
+    }
+}
+
+/// The first 12 hex digits of a fingerprint, for messages.
+pub fn short(fp: &str) -> &str {
+    &fp[..fp.len().min(12)]
+}

@@ -1,0 +1,91 @@
+//! Small file helpers shared by adapters and packets: atomic writes and safetensors with
+//! JSON metadata.
+
+use anyhow::{Context, Result};
+use safetensors::{Dtype, tensor::TensorView};
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Writes `bytes` to `path` atomically: a uniquely named temporary file in the same folder,
+/// fsynced, then renamed over `path`. Readers see the old file or the new one, never a part.
+pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+    let tmp = dir.join(format!(
+        ".{name}.{}.{}.tmp",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
+    let result = (|| -> Result<()> {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        Ok(())
+    })();
+    if result.is_err() {
+        std::fs::remove_file(&tmp).ok();
+    }
+    result.with_context(|| format!("writing {}", path.display()))
+}
+
+/// One tensor to write: name, dtype, shape and raw little-endian bytes.
+pub struct RawTensor {
+    pub name: String,
+    pub dtype: Dtype,
+    pub shape: Vec<usize>,
+    pub bytes: Vec<u8>,
+}
+
+/// Serialises tensors plus a `kvpacket` JSON metadata entry into safetensors bytes.
+pub fn safetensors_bytes(tensors: &[RawTensor], meta: &serde_json::Value) -> Result<Vec<u8>> {
+    let views = tensors
+        .iter()
+        .map(|t| Ok((t.name.clone(), TensorView::new(t.dtype, t.shape.clone(), &t.bytes)?)))
+        .collect::<Result<Vec<_>>>()?;
+    let info = HashMap::from([("kvpacket".to_string(), meta.to_string())]);
+    Ok(safetensors::serialize(views, Some(info))?)
+}
+
+/// Reads the `kvpacket` JSON metadata entry from safetensors bytes (header only).
+pub fn safetensors_meta(bytes: &[u8]) -> Result<serde_json::Value> {
+    let (_, md) = safetensors::SafeTensors::read_metadata(bytes).context("not a safetensors file (truncated?)")?;
+    let text = md
+        .metadata()
+        .as_ref()
+        .and_then(|m| m.get("kvpacket"))
+        .context("no kvpacket metadata in the file")?;
+    serde_json::from_str(text).context("kvpacket metadata is not valid JSON")
+}
+
+/// f32 values as little-endian bytes.
+pub fn f32_bytes(x: &[f32]) -> Vec<u8> {
+    x.iter().flat_map(|v| v.to_le_bytes()).collect()
+}
+
+/// f32 values rounded to f16, as little-endian bytes.
+pub fn f16_bytes(x: &[f32]) -> Vec<u8> {
+    x.iter().flat_map(|v| half::f16::from_f32(*v).to_le_bytes()).collect()
+}
+
+/// Decodes little-endian f32 or f16 bytes into f32 values.
+pub fn decode_floats(bytes: &[u8], dtype: Dtype) -> Result<Vec<f32>> {
+    Ok(match dtype {
+        Dtype::F32 => bytes
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect(),
+        Dtype::F16 => bytes
+            .chunks_exact(2)
+            .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
+            .collect(),
+        other => anyhow::bail!("unsupported tensor dtype {other:?}"),
+    })
+}

@@ -1,0 +1,254 @@
+//! Ways to answer a question over documents, all through one code path: `full` (prefill
+//! everything), `none` and `kvpacket` (compose stored packets, prefill only the question),
+//! and `question-only`. Each reports what it reused, recomputed and spent.
+
+mod flops;
+pub mod layout;
+
+pub use flops::forward_flops;
+pub use layout::Segments;
+
+use crate::adapter::Adapter;
+use crate::model::generate::{greedy_continue, last_row};
+use crate::model::{KvCache, Model, Rows};
+use crate::packet::{KvDtype, Packet, packet_id};
+use crate::store::PacketStore;
+use anyhow::{Result, bail};
+use serde::Serialize;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// What one answer cost. `recomputed_tokens` counts document tokens whose KV this call
+/// computed (the question's prefill is not counted); `doc_flops` is the analytic FLOPs spent
+/// on document KV (re-rotation included); `ttft_ms` runs from "packets in memory" to the
+/// first token's logits; `load_ms` is the time to fetch packets from the store.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct Accounting {
+    pub reused_tokens: usize,
+    pub recomputed_tokens: usize,
+    pub doc_flops: f64,
+    pub ttft_ms: f64,
+    pub load_ms: f64,
+    pub context_tokens: usize,
+}
+
+/// The state after a method's prefill: the KV of the whole context and the first logits.
+pub struct Prefilled {
+    pub cache: KvCache,
+    pub first_logits: Vec<f32>,
+    pub acct: Accounting,
+}
+
+/// A finished answer.
+#[derive(Debug, Clone, Serialize)]
+pub struct Answer {
+    pub method: String,
+    /// First non-empty line of the generated text, trimmed.
+    pub answer: String,
+    pub text: String,
+    pub tokens: Vec<u32>,
+    #[serde(flatten)]
+    pub acct: Accounting,
+}
+
+/// Shared resources of the methods: model, packet store and packing settings.
+pub struct Engine<'a> {
+    pub model: &'a Model,
+    pub store: &'a dyn PacketStore,
+    pub kv_dtype: KvDtype,
+    /// Refuse to build missing packets (error instead).
+    pub cached_only: bool,
+}
+
+/// One way of producing the first-token state for a request.
+pub trait Method {
+    /// The method's name as given on the command line.
+    fn name(&self) -> String;
+    /// Builds the KV of the request's context and returns the first token's logits.
+    fn prefill(&self, engine: &Engine, seg: &Segments) -> Result<Prefilled>;
+}
+
+impl Engine<'_> {
+    /// The packet of `tokens` under `adapter`: from the store, or built now (and stored)
+    /// unless `cached_only`. Returns (packet, built here?, milliseconds spent).
+    pub fn packet(&self, adapter: &Adapter, tokens: &[u32]) -> Result<(Arc<Packet>, bool, f64)> {
+        let t0 = Instant::now();
+        let id = packet_id(&self.model.fingerprint, &adapter.fingerprint()?, tokens, self.kv_dtype);
+        if let Some(p) = self.store.get(&id)? {
+            return Ok((p, false, ms(t0)));
+        }
+        if self.cached_only {
+            bail!("packet {id} is not in the store (run `kvpacket pack`, or drop --cached-only)");
+        }
+        let p = Packet::build(self.model, adapter, tokens, self.kv_dtype)?;
+        self.store.put(&p)?;
+        Ok((Arc::new(p), true, ms(t0)))
+    }
+
+    /// Runs `method` and decodes greedily up to `max_new` tokens.
+    pub fn answer(&self, method: &dyn Method, seg: &Segments, max_new: usize) -> Result<Answer> {
+        let mut pre = method.prefill(self, seg)?;
+        let (tokens, _) = greedy_continue(self.model, &mut pre.cache, &pre.first_logits, max_new)?;
+        let text = self.model.tokenizer.decode(&tokens)?;
+        let answer = text
+            .lines()
+            .map(str::trim)
+            .find(|l| !l.is_empty())
+            .unwrap_or("")
+            .to_string();
+        Ok(Answer {
+            method: method.name(),
+            answer,
+            text,
+            tokens,
+            acct: pre.acct,
+        })
+    }
+
+    fn cache_for(&self, seg: &Segments, with_docs: bool, adapter_len: usize) -> KvCache {
+        let docs = if with_docs {
+            seg.doc_tokens() + seg.docs.len() * adapter_len
+        } else {
+            0
+        };
+        self.model.new_cache(seg.preamble.len() + docs + seg.prompt.len() + 64)
+    }
+}
+
+fn ms(t0: Instant) -> f64 {
+    t0.elapsed().as_secs_f64() * 1e3
+}
+
+/// Prefill of the whole prompt, documents included: the quality and cost ceiling.
+pub struct Full;
+
+/// The prompt without any document: the floor.
+pub struct QuestionOnly;
+
+fn plain_prefill(engine: &Engine, seg: &Segments, with_docs: bool) -> Result<Prefilled> {
+    let m = engine.model;
+    let ids = if with_docs {
+        seg.concat()
+    } else {
+        [seg.preamble.clone(), seg.prompt.clone()].concat()
+    };
+    let mut cache = engine.cache_for(seg, with_docs, 0);
+    cache.reserve(ids.len() + 1)?;
+    let t0 = Instant::now();
+    let logits = m.prefill(&ids, &mut cache, &Rows::Last)?.expect("one row requested");
+    let first_logits = last_row(&logits)?;
+    let ttft_ms = ms(t0);
+    let n_docs = if with_docs { seg.doc_tokens() } else { 0 };
+    let acct = Accounting {
+        recomputed_tokens: n_docs,
+        doc_flops: forward_flops(&m.config, seg.preamble.len(), n_docs),
+        ttft_ms,
+        context_tokens: cache.len(),
+        ..Default::default()
+    };
+    Ok(Prefilled {
+        cache,
+        first_logits,
+        acct,
+    })
+}
+
+impl Method for Full {
+    fn name(&self) -> String {
+        "full".into()
+    }
+    fn prefill(&self, engine: &Engine, seg: &Segments) -> Result<Prefilled> {
+        plain_prefill(engine, seg, true)
+    }
+}
+
+impl Method for QuestionOnly {
+    fn name(&self) -> String {
+        "question-only".into()
+    }
+    fn prefill(&self, engine: &Engine, seg: &Segments) -> Result<Prefilled> {
+        plain_prefill(engine, seg, false)
+    }
+}
+
+/// Composition of stored packets with zero recomputation: `kvpacket` with a header/trailer
+/// adapter, `none` with the empty adapter (plain document KV).
+pub struct Packets {
+    pub adapter: Adapter,
+    pub label: String,
+}
+
+impl Packets {
+    /// `none`: plain packets built without an adapter.
+    pub fn none(model: &Model) -> Result<Self> {
+        Ok(Self {
+            adapter: Adapter::empty(model)?,
+            label: "none".into(),
+        })
+    }
+
+    /// `kvpacket` with the given adapter.
+    pub fn kvpacket(adapter: Adapter) -> Self {
+        Self {
+            adapter,
+            label: "kvpacket".into(),
+        }
+    }
+}
+
+impl Method for Packets {
+    fn name(&self) -> String {
+        self.label.clone()
+    }
+
+    fn prefill(&self, engine: &Engine, seg: &Segments) -> Result<Prefilled> {
+        let m = engine.model;
+        let mut acct = Accounting::default();
+        let mut built_ms = 0.0;
+        let empty = Adapter::empty(m)?;
+        let preamble = if seg.preamble.is_empty() {
+            None
+        } else {
+            let (p, built, t) = engine.packet(&empty, &seg.preamble)?;
+            if built {
+                built_ms += t
+            } else {
+                acct.load_ms += t
+            }
+            Some(p)
+        };
+        let mut packets = Vec::with_capacity(seg.docs.len());
+        for d in &seg.docs {
+            let (p, built, t) = engine.packet(&self.adapter, d)?;
+            if built {
+                built_ms += t;
+                acct.recomputed_tokens += d.len();
+                acct.doc_flops += forward_flops(&m.config, 0, p.len());
+            } else {
+                acct.load_ms += t;
+                acct.reused_tokens += d.len();
+            }
+            packets.push(p);
+        }
+        let adapter_len = self.adapter.meta.n_header + self.adapter.meta.n_trailer;
+        let mut cache = engine.cache_for(seg, true, adapter_len);
+        let t0 = Instant::now();
+        if let Some(p) = &preamble {
+            p.append_to(m, &mut cache)?;
+        }
+        for p in &packets {
+            acct.doc_flops += p.append_to(m, &mut cache)?;
+        }
+        let logits = m
+            .prefill(&seg.prompt, &mut cache, &Rows::Last)?
+            .expect("one row requested");
+        let first_logits = last_row(&logits)?;
+        acct.ttft_ms = ms(t0) + built_ms;
+        acct.context_tokens = cache.len();
+        Ok(Prefilled {
+            cache,
+            first_logits,
+            acct,
+        })
+    }
+}

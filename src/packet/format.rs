@@ -1,0 +1,127 @@
+//! The packet file: safetensors with `k.{layer}` and `v.{layer}` tensors
+//! [len, kv_heads, head_dim] (f16 or f32) and the JSON metadata under `kvpacket`.
+//! Reading verifies version, size, payload checksum, content id and every shape.
+
+use super::{FORMAT_VERSION, KvDtype, Packet, PacketMeta, packet_id};
+use crate::adapter::short;
+use crate::io::{RawTensor, decode_floats, safetensors_bytes, safetensors_meta};
+
+/// Why a packet file was refused. Each cause is distinct so callers and users can tell them apart.
+#[derive(Debug, thiserror::Error)]
+pub enum PacketError {
+    #[error("packet file is truncated ({got} of {want} bytes)")]
+    Truncated { got: usize, want: usize },
+    #[error("packet file is corrupt: {0}")]
+    Corrupt(String),
+    #[error("packet format version {found} is not supported (this kvpacket reads version {expected})")]
+    WrongVersion { found: u32, expected: u32 },
+    #[error("packet was built for model {} but the loaded model is {}", short(.packet), short(.expected))]
+    WrongModel { packet: String, expected: String },
+    #[error("packet was built with adapter {} but the requested adapter is {}", short(.packet), short(.expected))]
+    WrongAdapter { packet: String, expected: String },
+}
+
+impl Packet {
+    /// The packet as file bytes.
+    pub fn to_bytes(&self) -> anyhow::Result<Vec<u8>> {
+        let m = &self.meta;
+        let shape = vec![self.len(), m.n_kv_heads, m.head_dim];
+        let dtype = match m.dtype {
+            KvDtype::F16 => safetensors::Dtype::F16,
+            KvDtype::F32 => safetensors::Dtype::F32,
+        };
+        let mut tensors = Vec::with_capacity(2 * m.n_layers);
+        for l in 0..m.n_layers {
+            for (name, x) in [("k", &self.k[l]), ("v", &self.v[l])] {
+                tensors.push(RawTensor {
+                    name: format!("{name}.{l}"),
+                    dtype,
+                    shape: shape.clone(),
+                    bytes: self.stored_bytes(x),
+                });
+            }
+        }
+        safetensors_bytes(&tensors, &serde_json::to_value(m)?)
+    }
+
+    /// Parses and verifies packet file bytes.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, PacketError> {
+        let corrupt = |m: &str| PacketError::Corrupt(m.to_string());
+        if bytes.len() < 8 {
+            return Err(PacketError::Truncated {
+                got: bytes.len(),
+                want: 8,
+            });
+        }
+        let header_len = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+        if header_len > 100_000_000 {
+            return Err(corrupt("header length is implausible"));
+        }
+        if bytes.len() < 8 + header_len {
+            return Err(PacketError::Truncated {
+                got: bytes.len(),
+                want: 8 + header_len,
+            });
+        }
+        let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + header_len])
+            .map_err(|e| PacketError::Corrupt(format!("unreadable header: {e}")))?;
+        let data_len = header
+            .as_object()
+            .map(|o| {
+                o.values()
+                    .filter_map(|t| t["data_offsets"][1].as_u64())
+                    .max()
+                    .unwrap_or(0)
+            })
+            .unwrap_or(0) as usize;
+        let want = 8 + header_len + data_len;
+        if bytes.len() < want {
+            return Err(PacketError::Truncated { got: bytes.len(), want });
+        }
+        let meta_json = safetensors_meta(bytes).map_err(|e| PacketError::Corrupt(e.to_string()))?;
+        let version = meta_json["format_version"]
+            .as_u64()
+            .ok_or_else(|| corrupt("no format version"))? as u32;
+        if version != FORMAT_VERSION {
+            return Err(PacketError::WrongVersion {
+                found: version,
+                expected: FORMAT_VERSION,
+            });
+        }
+        let meta: PacketMeta =
+            serde_json::from_value(meta_json).map_err(|e| PacketError::Corrupt(format!("bad metadata: {e}")))?;
+        let st = safetensors::SafeTensors::deserialize(bytes).map_err(|e| PacketError::Corrupt(e.to_string()))?;
+        let len = meta.n_header + meta.tokens.len() + meta.n_trailer;
+        let shape = [len, meta.n_kv_heads, meta.head_dim];
+        let mut k = Vec::with_capacity(meta.n_layers);
+        let mut v = Vec::with_capacity(meta.n_layers);
+        for l in 0..meta.n_layers {
+            for (name, out) in [("k", &mut k), ("v", &mut v)] {
+                let t = st
+                    .tensor(&format!("{name}.{l}"))
+                    .map_err(|_| PacketError::Corrupt(format!("missing {name}.{l}")))?;
+                if t.shape() != shape {
+                    return Err(PacketError::Corrupt(format!(
+                        "{name}.{l} has shape {:?}, expected {shape:?}",
+                        t.shape()
+                    )));
+                }
+                out.push(decode_floats(t.data(), t.dtype()).map_err(|e| PacketError::Corrupt(e.to_string()))?);
+            }
+        }
+        let p = Packet { meta, k, v };
+        if p.payload_hash() != p.meta.payload_sha256 {
+            return Err(corrupt("K,V checksum mismatch"));
+        }
+        let id = packet_id(
+            &p.meta.model_fingerprint,
+            &p.meta.adapter_fingerprint,
+            &p.meta.tokens,
+            p.meta.dtype,
+        );
+        if id != p.meta.id {
+            return Err(corrupt("metadata does not match the packet id"));
+        }
+        Ok(p)
+    }
+}

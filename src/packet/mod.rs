@@ -1,0 +1,197 @@
+//! Packets: the KV cache of `[header; document tokens; trailer]` computed alone at local
+//! positions 0.., immutable, content-addressed, and composable at any offset by re-rotating
+//! its keys.
+
+mod format;
+
+pub use format::PacketError;
+
+use crate::adapter::Adapter;
+use crate::model::{AttnMask, Input, KvCache, Model, Rows};
+use anyhow::Result;
+use candle_core::Tensor;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// Version of the packet format; packets of another version are refused.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// Element type of stored K,V.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum KvDtype {
+    F16,
+    F32,
+}
+
+/// Everything about a packet except its K,V arrays.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PacketMeta {
+    pub format_version: u32,
+    /// sha256 of (format version, model fingerprint, adapter fingerprint, dtype, token ids).
+    pub id: String,
+    pub model_fingerprint: String,
+    pub adapter_fingerprint: String,
+    /// The document's token ids (no BOS, no header/trailer).
+    pub tokens: Vec<u32>,
+    pub n_header: usize,
+    pub n_trailer: usize,
+    pub n_layers: usize,
+    pub n_kv_heads: usize,
+    pub head_dim: usize,
+    pub dtype: KvDtype,
+    pub rope_theta: f32,
+    pub rope_interleaved: bool,
+    /// sha256 of the stored K,V bytes, checked on every read.
+    pub payload_sha256: String,
+}
+
+/// A packet in memory. K,V are f32 here but hold exactly the values stored (already rounded
+/// to f16 for f16 packets), so a packet behaves the same whether just built or loaded.
+/// Per layer, `k[l]` and `v[l]` are [len, kv_heads, head_dim] token-major, keys rotated at
+/// local positions 0..len.
+#[derive(Debug, Clone)]
+pub struct Packet {
+    pub meta: PacketMeta,
+    pub k: Vec<Vec<f32>>,
+    pub v: Vec<Vec<f32>>,
+}
+
+/// The content address of a packet.
+pub fn packet_id(model_fp: &str, adapter_fp: &str, tokens: &[u32], dtype: KvDtype) -> String {
+    let mut h = Sha256::new();
+    h.update(format!(
+        "kvpacket-v{FORMAT_VERSION}\n{model_fp}\n{adapter_fp}\n{dtype:?}\n"
+    ));
+    for t in tokens {
+        h.update(t.to_le_bytes());
+    }
+    hex::encode(h.finalize())
+}
+
+fn round_to(dtype: KvDtype, x: &mut [f32]) {
+    if dtype == KvDtype::F16 {
+        x.iter_mut().for_each(|v| *v = half::f16::from_f32(*v).to_f32());
+    }
+}
+
+impl Packet {
+    /// Positions the packet occupies: header + document + trailer.
+    pub fn len(&self) -> usize {
+        self.meta.n_header + self.meta.tokens.len() + self.meta.n_trailer
+    }
+
+    /// True when the packet holds no position.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Bytes of K,V held in memory.
+    pub fn memory_bytes(&self) -> usize {
+        self.k.iter().chain(&self.v).map(|x| x.len() * 4).sum()
+    }
+
+    /// Computes the packet of `tokens` wrapped by `adapter`: one causal forward of
+    /// `[header; Emb(tokens); trailer]` at positions 0.., nothing before it.
+    pub fn build(model: &Model, adapter: &Adapter, tokens: &[u32], dtype: KvDtype) -> Result<Self> {
+        let c = &model.config;
+        let n = adapter.meta.n_header + tokens.len() + adapter.meta.n_trailer;
+        anyhow::ensure!(n > 0, "cannot pack an empty document without an adapter");
+        let x = Tensor::cat(&[&adapter.header, &model.embed(tokens)?, &adapter.trailer], 0)?;
+        let positions: Vec<i64> = (0..n as i64).collect();
+        let mut cache = model.new_cache(n);
+        anyhow::ensure!(
+            cache.capacity() >= n,
+            "document of {n} positions exceeds the model's context"
+        );
+        model.forward(
+            Input::Embeddings(&x),
+            &positions,
+            &AttnMask::causal(0, n),
+            &mut cache,
+            &Rows::None,
+        )?;
+        let (mut k, mut v): (Vec<_>, Vec<_>) = cache.layers.into_iter().map(|l| (l.k, l.v)).unzip();
+        k.iter_mut().chain(v.iter_mut()).for_each(|x| round_to(dtype, x));
+        let adapter_fp = adapter.fingerprint()?;
+        let meta = PacketMeta {
+            format_version: FORMAT_VERSION,
+            id: packet_id(&model.fingerprint, &adapter_fp, tokens, dtype),
+            model_fingerprint: model.fingerprint.clone(),
+            adapter_fingerprint: adapter_fp,
+            tokens: tokens.to_vec(),
+            n_header: adapter.meta.n_header,
+            n_trailer: adapter.meta.n_trailer,
+            n_layers: c.n_layers,
+            n_kv_heads: c.n_kv_heads,
+            head_dim: c.head_dim,
+            dtype,
+            rope_theta: c.rope_theta,
+            rope_interleaved: c.rope_interleaved,
+            payload_sha256: String::new(),
+        };
+        let mut p = Self { meta, k, v };
+        p.meta.payload_sha256 = p.payload_hash();
+        Ok(p)
+    }
+
+    /// Appends this packet to `cache` at the next positions: keys re-rotated by the offset
+    /// (K(s+j) = R(s)·K(j)), values copied unchanged. Returns the re-rotation FLOPs spent,
+    /// counted as (4 + 3·kv_heads)·head_dim per token per layer.
+    pub fn append_to(&self, model: &Model, cache: &mut KvCache) -> Result<f64> {
+        self.check_compatible(&model.fingerprint, None)?;
+        let n = self.len();
+        cache.reserve(n)?;
+        let offset = cache.len() as i64;
+        let rot = model.rope_table(&[offset]);
+        for l in 0..self.meta.n_layers {
+            let mut k = self.k[l].clone();
+            if offset != 0 {
+                rot.apply(&mut k, self.meta.n_kv_heads);
+            }
+            cache.push_layer(l, &k, &self.v[l]);
+        }
+        cache.commit(n);
+        let per_token_layer = (4 + 3 * self.meta.n_kv_heads) * self.meta.head_dim;
+        Ok(if offset == 0 {
+            0.0
+        } else {
+            (n * self.meta.n_layers * per_token_layer) as f64
+        })
+    }
+
+    /// Refuses a packet made for another model (or, when given, another adapter).
+    pub fn check_compatible(&self, model_fp: &str, adapter_fp: Option<&str>) -> Result<(), PacketError> {
+        if self.meta.model_fingerprint != model_fp {
+            return Err(PacketError::WrongModel {
+                packet: self.meta.model_fingerprint.clone(),
+                expected: model_fp.to_string(),
+            });
+        }
+        if let Some(a) = adapter_fp
+            && self.meta.adapter_fingerprint != a
+        {
+            return Err(PacketError::WrongAdapter {
+                packet: self.meta.adapter_fingerprint.clone(),
+                expected: a.to_string(),
+            });
+        }
+        Ok(())
+    }
+
+    fn payload_hash(&self) -> String {
+        let mut h = Sha256::new();
+        for l in 0..self.meta.n_layers {
+            h.update(self.stored_bytes(&self.k[l]));
+            h.update(self.stored_bytes(&self.v[l]));
+        }
+        hex::encode(h.finalize())
+    }
+
+    fn stored_bytes(&self, x: &[f32]) -> Vec<u8> {
+        match self.meta.dtype {
+            KvDtype::F16 => crate::io::f16_bytes(x),
+            KvDtype::F32 => crate::io::f32_bytes(x),
+        }
+    }
+}
