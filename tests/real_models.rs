@@ -183,3 +183,56 @@ fn truncated_gguf_and_too_long_prompt_are_clear_errors() {
         "{err}"
     );
 }
+
+#[test]
+fn smollm2_packs_and_answers_a_musique_sample_with_every_method() {
+    use kvpacket::adapter::Adapter;
+    use kvpacket::data::load_samples;
+    use kvpacket::methods::layout::segments;
+    use kvpacket::methods::{Engine, Full, Packets, QuestionOnly};
+    use kvpacket::packet::KvDtype;
+    use kvpacket::store::{FsStore, LruStore};
+    let m = smollm2();
+    let data = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/musique_s.json");
+    let sample = load_samples(&data).unwrap().swap_remove(0);
+    let dir = std::env::temp_dir().join(format!("kvpacket-musique-{}", std::process::id()));
+    let store = LruStore::new(FsStore::new(dir).unwrap(), 1 << 30);
+    let engine = Engine {
+        model: m,
+        store: &store,
+        kv_dtype: KvDtype::F16,
+        cached_only: false,
+    };
+    let seg = segments(m, &sample.ctxs, &sample.question).unwrap();
+    assert_eq!(seg.docs.len(), 10);
+    let kvp = Packets::kvpacket(Adapter::init(m, 8, 8, 0).unwrap());
+    let first = engine.answer(&kvp, &seg, 16).unwrap();
+    assert_eq!(
+        first.acct.recomputed_tokens,
+        seg.doc_tokens(),
+        "packets are built on first use"
+    );
+    let second = engine.answer(&kvp, &seg, 16).unwrap();
+    assert_eq!(
+        (second.acct.recomputed_tokens, second.acct.reused_tokens),
+        (0, seg.doc_tokens())
+    );
+    assert_eq!(
+        second.tokens, first.tokens,
+        "stored packets give the same answer as fresh ones"
+    );
+    assert_eq!(second.acct.context_tokens, seg.concat().len() + 16 * 10);
+    let full = engine.answer(&Full, &seg, 16).unwrap();
+    assert_eq!(full.acct.context_tokens, seg.concat().len());
+    assert!(!full.answer.is_empty(), "full answers: {:?}", full.text);
+    assert!(
+        full.acct.doc_flops > 1e3 * second.acct.doc_flops,
+        "re-rotation costs far less than a prefill"
+    );
+    let q = engine.answer(&QuestionOnly, &seg, 16).unwrap();
+    assert_eq!(q.acct.context_tokens, seg.preamble.len() + seg.prompt.len());
+    eprintln!(
+        "musique[0] {:?}: full {:?} ({:.0} ms) | kvpacket untrained {:?} ({:.0} ms) | question-only {:?}",
+        sample.question, full.answer, full.acct.ttft_ms, second.answer, second.acct.ttft_ms, q.answer
+    );
+}

@@ -1,0 +1,259 @@
+//! Packets, composition and the store, on a tiny random model written by the test.
+
+use kvpacket::adapter::Adapter;
+use kvpacket::methods::{Engine, Full, Method, Packets, Segments};
+use kvpacket::model::tiny::{TinySpec, write_tiny_model};
+use kvpacket::model::{Arch, Model, WeightMode};
+use kvpacket::packet::{KvDtype, Packet, PacketError};
+use kvpacket::store::{FsStore, LruStore, PacketStore};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("kvpacket-packets-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn model(seed: u64) -> Model {
+    let spec = TinySpec {
+        arch: Arch::Qwen2,
+        seed,
+        ..Default::default()
+    };
+    let dir = tmp(&format!("model-{seed}"));
+    write_tiny_model(&dir, spec).unwrap();
+    Model::load(&dir, WeightMode::F32).unwrap()
+}
+
+fn toks(m: &Model, s: &str) -> Vec<u32> {
+    m.tokenizer.encode(s).unwrap()
+}
+
+fn max_abs(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+}
+
+#[test]
+fn one_packet_after_empty_preamble_reproduces_full_prefill() {
+    let m = model(1);
+    let store = LruStore::new(FsStore::new(tmp("exact")).unwrap(), 1 << 20);
+    let engine = Engine {
+        model: &m,
+        store: &store,
+        kv_dtype: KvDtype::F32,
+        cached_only: false,
+    };
+    let seg = Segments {
+        preamble: vec![],
+        docs: vec![toks(&m, "the document text here")],
+        prompt: toks(&m, "the question"),
+    };
+    let full = Full.prefill(&engine, &seg).unwrap();
+    let none = Packets::none(&m).unwrap();
+    let composed = none.prefill(&engine, &seg).unwrap();
+    assert!(max_abs(&full.first_logits, &composed.first_logits) < 1e-5);
+    assert_eq!(
+        composed.acct.recomputed_tokens,
+        seg.docs[0].len(),
+        "first call builds the packet"
+    );
+    let again = none.prefill(&engine, &seg).unwrap();
+    assert_eq!(again.acct.recomputed_tokens, 0);
+    assert_eq!(again.acct.reused_tokens, seg.docs[0].len());
+    assert_eq!(again.acct.doc_flops, 0.0, "a packet at offset 0 needs no re-rotation");
+    assert!(
+        max_abs(&full.first_logits, &again.first_logits) < 1e-5,
+        "a loaded packet equals a fresh one"
+    );
+}
+
+#[test]
+fn packets_at_offsets_equal_a_block_diagonal_prefill_and_f16_error_is_bounded() {
+    let m = model(2);
+    let adapter = Adapter::init(&m, 3, 2, 9).unwrap();
+    let store = LruStore::new(FsStore::new(tmp("offsets")).unwrap(), 1 << 20);
+    let seg = Segments {
+        preamble: toks(&m, "preamble: "),
+        docs: vec![
+            toks(&m, "first doc"),
+            toks(&m, "the second document"),
+            toks(&m, "third"),
+        ],
+        prompt: toks(&m, "question?"),
+    };
+    let method = Packets::kvpacket(adapter.clone());
+    let f32_engine = Engine {
+        model: &m,
+        store: &store,
+        kv_dtype: KvDtype::F32,
+        cached_only: false,
+    };
+    let exact = method.prefill(&f32_engine, &seg).unwrap();
+    assert_eq!(exact.acct.context_tokens, seg.concat().len() + 3 * 5);
+    // The same context as one sequence with a block-diagonal mask on the differentiable path.
+    use candle_core::Tensor;
+    use kvpacket::model::{AttnMask, Segment};
+    let mut parts = vec![m.embed(&seg.preamble).unwrap()];
+    let mut segs = vec![Segment::Global(seg.preamble.len())];
+    for d in &seg.docs {
+        parts.extend([adapter.header.clone(), m.embed(d).unwrap(), adapter.trailer.clone()]);
+        segs.push(Segment::Isolated(d.len() + 5));
+    }
+    parts.push(m.embed(&seg.prompt).unwrap());
+    segs.push(Segment::Global(seg.prompt.len()));
+    let x = Tensor::cat(&parts, 0).unwrap();
+    let n = x.dim(0).unwrap();
+    let pos: Vec<i64> = (0..n as i64).collect();
+    let logits = m
+        .forward_graph(&x, &pos, &Arc::new(AttnMask::segments(0, &segs)), &[n - 1])
+        .unwrap();
+    let want = logits.get(0).unwrap().to_vec1::<f32>().unwrap();
+    assert!(
+        max_abs(&want, &exact.first_logits) < 1e-4,
+        "{}",
+        max_abs(&want, &exact.first_logits)
+    );
+    // f16 packets: the first-token logits move by at most 2e-2 (logits here span ~±10).
+    let f16_engine = Engine {
+        model: &m,
+        store: &store,
+        kv_dtype: KvDtype::F16,
+        cached_only: false,
+    };
+    let half = method.prefill(&f16_engine, &seg).unwrap();
+    let err = max_abs(&half.first_logits, &exact.first_logits);
+    assert!(err < 2e-2 && err > 0.0, "f16 error {err}");
+}
+
+fn packet(m: &Model, text: &str) -> Packet {
+    Packet::build(m, &Adapter::empty(m).unwrap(), &toks(m, text), KvDtype::F16).unwrap()
+}
+
+fn err_of(bytes: &[u8]) -> PacketError {
+    Packet::from_bytes(bytes).err().expect("must be refused")
+}
+
+#[test]
+fn packet_files_refuse_damage_and_mismatches_with_distinct_errors() {
+    let m = model(3);
+    let p = packet(&m, "some document to store");
+    let bytes = p.to_bytes().unwrap();
+    let back = Packet::from_bytes(&bytes).unwrap();
+    assert_eq!(back.meta, p.meta);
+    assert_eq!(back.k, p.k);
+    assert_eq!(back.v, p.v);
+    assert!(matches!(
+        err_of(&bytes[..bytes.len() - 10]),
+        PacketError::Truncated { .. }
+    ));
+    assert!(matches!(err_of(&bytes[..5]), PacketError::Truncated { .. }));
+    let mut flipped = bytes.clone();
+    let i = flipped.len() - 7;
+    flipped[i] ^= 0x40;
+    assert!(matches!(err_of(&flipped), PacketError::Corrupt(m) if m.contains("checksum")));
+    let pat = b"\\\"format_version\\\":1";
+    let at = bytes
+        .windows(pat.len())
+        .position(|w| w == pat)
+        .expect("version field in the header");
+    let mut v2 = bytes.clone();
+    v2[at + pat.len() - 1] = b'2';
+    assert!(matches!(
+        err_of(&v2),
+        PacketError::WrongVersion { found: 2, expected: 1 }
+    ));
+    let other = model(4);
+    let e = back.check_compatible(&other.fingerprint, None).unwrap_err();
+    assert!(matches!(e, PacketError::WrongModel { .. }));
+    assert!(e.to_string().contains(&other.fingerprint[..12]) && e.to_string().contains(&m.fingerprint[..12]));
+    let a = Adapter::init(&m, 2, 2, 1).unwrap();
+    let e = back
+        .check_compatible(&m.fingerprint, Some(&a.fingerprint().unwrap()))
+        .unwrap_err();
+    assert!(matches!(e, PacketError::WrongAdapter { .. }) && e.to_string().contains("none"));
+    // Composing into another model's context is refused too.
+    let mut cache = other.new_cache(64);
+    assert!(p.append_to(&other, &mut cache).is_err());
+}
+
+#[test]
+fn store_round_trip_concurrent_writers_and_lru_budget() {
+    let m = model(5);
+    let dir = tmp("store");
+    let fs = Arc::new(FsStore::new(dir.clone()).unwrap());
+    let p = Arc::new(packet(&m, "a packet written by many threads at once"));
+    let handles: Vec<_> = (0..8)
+        .map(|_| {
+            let (fs, p) = (fs.clone(), p.clone());
+            std::thread::spawn(move || fs.put(&p).unwrap())
+        })
+        .collect();
+    handles.into_iter().for_each(|h| h.join().unwrap());
+    let got = fs.get(&p.meta.id).unwrap().unwrap();
+    assert_eq!(got.k, p.k);
+    let shard = fs.path(&p.meta.id).parent().unwrap().to_path_buf();
+    let names: Vec<_> = std::fs::read_dir(&shard)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names.len(), 1, "no temporary files left behind: {names:?}");
+    assert!(fs.get(&"ab".repeat(32)).unwrap().is_none());
+    assert!(fs.get("../etc/passwd").is_err());
+    // A file holding another packet under this id is refused.
+    let q = packet(&m, "another one");
+    std::fs::copy(fs.path(&p.meta.id), fs.path(&q.meta.id)).ok();
+    std::fs::create_dir_all(fs.path(&q.meta.id).parent().unwrap()).unwrap();
+    std::fs::copy(fs.path(&p.meta.id), fs.path(&q.meta.id)).unwrap();
+    assert!(format!("{:#}", fs.get(&q.meta.id).unwrap_err()).contains("instead"));
+    std::fs::remove_file(fs.path(&q.meta.id)).unwrap();
+    // LRU: budget for two packets of this size.
+    let texts = ["one packet", "two packet", "red packet", "blue packet"];
+    let ps: Vec<Packet> = texts.iter().map(|t| packet(&m, t)).collect();
+    let size = ps.iter().map(|p| p.memory_bytes()).max().unwrap();
+    let lru = LruStore::new(FsStore::new(tmp("lru")).unwrap(), 2 * size + size / 2);
+    for p in &ps {
+        lru.put(p).unwrap();
+        assert!(lru.memory_bytes() <= 2 * size + size / 2);
+    }
+    assert!(lru.memory_bytes() >= size);
+    for p in &ps {
+        assert_eq!(
+            lru.get(&p.meta.id).unwrap().unwrap().meta.id,
+            p.meta.id,
+            "evicted packets come back from disk"
+        );
+        assert!(lru.memory_bytes() <= 2 * size + size / 2);
+    }
+    let tiny_budget = LruStore::new(FsStore::new(tmp("lru0")).unwrap(), 10);
+    tiny_budget.put(&ps[0]).unwrap();
+    assert_eq!(tiny_budget.memory_bytes(), 0);
+}
+
+#[test]
+fn adapter_save_load_and_init_statistics() {
+    let m = model(6);
+    let a = Adapter::init(&m, 8, 8, 42).unwrap();
+    let path = tmp("adapter").join("a.safetensors");
+    a.save(&path).unwrap();
+    let b = Adapter::load(&path, Some(&m)).unwrap();
+    assert_eq!(a.fingerprint().unwrap(), b.fingerprint().unwrap());
+    assert_eq!(b.meta, a.meta);
+    assert_eq!(
+        Adapter::init(&m, 8, 8, 42).unwrap().fingerprint().unwrap(),
+        a.fingerprint().unwrap(),
+        "seeded"
+    );
+    assert_ne!(
+        Adapter::init(&m, 8, 8, 43).unwrap().fingerprint().unwrap(),
+        a.fingerprint().unwrap()
+    );
+    // Entries follow the embedding matrix's mean and std (tiny embeddings are N(0, 1)).
+    let h = b.header.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let mean = h.iter().sum::<f32>() / h.len() as f32;
+    let std = (h.iter().map(|x| (x - mean).powi(2)).sum::<f32>() / h.len() as f32).sqrt();
+    assert!(mean.abs() < 0.15 && (std - 1.0).abs() < 0.15, "mean {mean} std {std}");
+    let e = Adapter::load(&path, Some(&model(7))).unwrap_err().to_string();
+    assert!(e.contains("made for model"), "{e}");
+    assert_eq!(Adapter::empty(&m).unwrap().fingerprint().unwrap(), "none");
+}
