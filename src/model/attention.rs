@@ -118,13 +118,151 @@ fn task_rows(shape: AttnShape, kvh: usize, q0: usize, q1: usize) -> Vec<(usize, 
     (0..g).flat_map(|gh| (q0..q1).map(move |i| (i, kvh * g + gh))).collect()
 }
 
+/// exp(x) for f32 by range reduction and a degree-6 polynomial (Cephes `expf` constants,
+/// relative error ~2e-7): written branch-free so loops over it vectorize, unlike `f32::exp`.
+/// Returns 0 for x < -87 (including -inf).
+#[inline(always)]
+pub fn fast_exp(x: f32) -> f32 {
+    let xc = x.clamp(-87.0, 88.0);
+    let n = (xc * std::f32::consts::LOG2_E + 0.5).floor();
+    let r = xc - n * 0.693_359_4 - n * -2.121_944_4e-4;
+    let p = ((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r + 1.666_666_5e-1)
+        * r
+        + 5.000_000_1e-1;
+    let y = (p * r * r + r + 1.0) * f32::from_bits(((n as i32 + 127) << 23) as u32);
+    if x < -87.0 { 0.0 } else { y }
+}
+
+/// Query rows handled together: the key block is loaded once for all of them.
+const R: usize = 4;
+
+/// Running state of R query rows: max, sum and output accumulators (online softmax).
+struct RowState<const D: usize> {
+    m: [f32; R],
+    l: [f32; R],
+    acc: [[f32; D]; R],
+}
+
+/// One (kv head, query block) task of the forward pass, for head size `D`.
+/// Returns the rows it computed, their outputs and log-sum-exps.
+fn forward_task<const D: usize>(
+    a: &AttnInputs,
+    kvh: usize,
+    q0: usize,
+    q1: usize,
+) -> (Vec<(usize, usize)>, Vec<f32>, Vec<f32>) {
+    let scale = 1.0 / (D as f32).sqrt();
+    let rows = task_rows(a.shape, kvh, q0, q1);
+    let lo = (q0..q1).map(|i| a.mask.range(i).0).min().unwrap();
+    let hi = (q0..q1).map(|i| a.mask.range(i).1).max().unwrap();
+    let mut out = vec![0f32; rows.len() * D];
+    let mut lse = vec![0f32; rows.len()];
+    let mut kt = vec![0f32; D * BK];
+    // Chunks of R rows; the last chunk is padded by repeating its final row.
+    let chunks: Vec<[usize; R]> = rows
+        .chunks(R)
+        .enumerate()
+        .map(|(c, ch)| std::array::from_fn(|r| c * R + r.min(ch.len() - 1)))
+        .collect();
+    let qs: Vec<[[f32; D]; R]> = chunks
+        .iter()
+        .map(|idx| {
+            std::array::from_fn(|r| {
+                let (i, h) = rows[idx[r]];
+                std::array::from_fn(|d| a.q_row(i, h)[d] * scale)
+            })
+        })
+        .collect();
+    let mut states: Vec<RowState<D>> = chunks
+        .iter()
+        .map(|_| RowState {
+            m: [f32::NEG_INFINITY; R],
+            l: [0.0; R],
+            acc: [[0.0; D]; R],
+        })
+        .collect();
+    let mut j0 = lo;
+    while j0 < hi {
+        let len = BK.min(hi - j0);
+        a.transpose_block(a.k, j0, len, kvh, &mut kt);
+        for ((idx, q), st) in chunks.iter().zip(&qs).zip(states.iter_mut()) {
+            let ranges: [(usize, usize); R] = std::array::from_fn(|r| a.mask.range(rows[idx[r]].0));
+            if ranges.iter().all(|&(rlo, rhi)| rhi <= j0 || rlo >= j0 + len) {
+                continue;
+            }
+            let mut s = [[0f32; BK]; R];
+            for d in 0..D {
+                let krow: &[f32; BK] = kt[d * BK..(d + 1) * BK].try_into().unwrap();
+                for r in 0..R {
+                    let qd = q[r][d];
+                    for j in 0..BK {
+                        s[r][j] += qd * krow[j];
+                    }
+                }
+            }
+            let mut p = [[0f32; BK]; R];
+            for r in 0..R {
+                let (rlo, rhi) = ranges[r];
+                let mut mx = st.m[r];
+                for j in 0..BK {
+                    let key = j0 + j;
+                    if key < rlo || key >= rhi || j >= len {
+                        s[r][j] = f32::NEG_INFINITY;
+                    }
+                    mx = mx.max(s[r][j]);
+                }
+                if mx == f32::NEG_INFINITY {
+                    continue;
+                }
+                let mut sum = 0.0;
+                for j in 0..BK {
+                    p[r][j] = fast_exp(s[r][j] - mx);
+                    sum += p[r][j];
+                }
+                let alpha = fast_exp(st.m[r] - mx);
+                st.l[r] = st.l[r] * alpha + sum;
+                st.m[r] = mx;
+                st.acc[r].iter_mut().for_each(|x| *x *= alpha);
+            }
+            let mut acc = st.acc;
+            for j in 0..len {
+                let o = a.kv_off(j0 + j, kvh);
+                let vrow: &[f32; D] = a.v[o..o + D].try_into().unwrap();
+                for r in 0..R {
+                    let pj = p[r][j];
+                    for d in 0..D {
+                        acc[r][d] += pj * vrow[d];
+                    }
+                }
+            }
+            st.acc = acc;
+        }
+        j0 += len;
+    }
+    for (idx, st) in chunks.iter().zip(&states) {
+        for r in 0..R {
+            let row = idx[r];
+            let inv = 1.0 / st.l[r];
+            out[row * D..(row + 1) * D]
+                .iter_mut()
+                .zip(&st.acc[r])
+                .for_each(|(o, x)| *o = x * inv);
+            lse[row] = st.m[r] + st.l[r].ln();
+        }
+    }
+    (rows, out, lse)
+}
+
+/// Head sizes the kernels are compiled for.
+pub const SUPPORTED_HEAD_DIMS: [usize; 7] = [16, 32, 64, 80, 96, 128, 256];
+
 /// Forward attention. Returns the output [nq, n_heads, head_dim] and the log-sum-exp of
 /// every (head, query) row, laid out [n_heads, nq] (needed by the backward pass).
+/// Panics on a head size outside [`SUPPORTED_HEAD_DIMS`] (configs are validated at load).
 pub fn attention_forward(a: &AttnInputs) -> (Vec<f32>, Vec<f32>) {
     a.check();
     let s = a.shape;
     let (nq, d, h) = (a.nq(), s.head_dim, s.n_heads);
-    let scale = 1.0 / (d as f32).sqrt();
     let tasks: Vec<(usize, usize)> = (0..s.n_kv_heads)
         .flat_map(|kvh| (0..nq.div_ceil(BQ)).map(move |b| (kvh, b * BQ)))
         .collect();
@@ -132,57 +270,16 @@ pub fn attention_forward(a: &AttnInputs) -> (Vec<f32>, Vec<f32>) {
         .par_iter()
         .map(|&(kvh, q0)| {
             let q1 = (q0 + BQ).min(nq);
-            let rows = task_rows(s, kvh, q0, q1);
-            let mut qs: Vec<f32> = rows
-                .iter()
-                .flat_map(|&(i, hh)| a.q_row(i, hh).iter().map(|x| x * scale))
-                .collect();
-            let lo = (q0..q1).map(|i| a.mask.range(i).0).min().unwrap();
-            let hi = (q0..q1).map(|i| a.mask.range(i).1).max().unwrap();
-            let mut m = vec![f32::NEG_INFINITY; rows.len()];
-            let mut l = vec![0f32; rows.len()];
-            let mut acc = vec![0f32; rows.len() * d];
-            let mut kt = vec![0f32; d * BK];
-            let mut sc = [0f32; BK];
-            let mut j0 = lo;
-            while j0 < hi {
-                let len = BK.min(hi - j0);
-                a.transpose_block(a.k, j0, len, kvh, &mut kt);
-                for (r, &(i, _)) in rows.iter().enumerate() {
-                    let (rlo, rhi) = a.mask.range(i);
-                    let (jlo, jhi) = (rlo.max(j0), rhi.min(j0 + len));
-                    if jlo >= jhi {
-                        continue;
-                    }
-                    block_scores(&qs[r * d..(r + 1) * d], &kt, &mut sc);
-                    let mut mx = m[r];
-                    for j in jlo - j0..jhi - j0 {
-                        mx = mx.max(sc[j]);
-                    }
-                    let alpha = (m[r] - mx).exp();
-                    let accr = &mut acc[r * d..(r + 1) * d];
-                    if alpha != 1.0 {
-                        accr.iter_mut().for_each(|x| *x *= alpha);
-                    }
-                    let mut sum = 0.0;
-                    for j in jlo - j0..jhi - j0 {
-                        let p = (sc[j] - mx).exp();
-                        sum += p;
-                        let o = a.kv_off(j0 + j, kvh);
-                        axpy(accr, p, &a.v[o..o + d]);
-                    }
-                    l[r] = l[r] * alpha + sum;
-                    m[r] = mx;
-                }
-                j0 += len;
+            match d {
+                16 => forward_task::<16>(a, kvh, q0, q1),
+                32 => forward_task::<32>(a, kvh, q0, q1),
+                64 => forward_task::<64>(a, kvh, q0, q1),
+                80 => forward_task::<80>(a, kvh, q0, q1),
+                96 => forward_task::<96>(a, kvh, q0, q1),
+                128 => forward_task::<128>(a, kvh, q0, q1),
+                256 => forward_task::<256>(a, kvh, q0, q1),
+                _ => panic!("head dimension {d} is not supported"),
             }
-            for (r, accr) in acc.chunks_mut(d).enumerate() {
-                let inv = 1.0 / l[r];
-                accr.iter_mut().for_each(|x| *x *= inv);
-            }
-            qs.clear();
-            let lse: Vec<f32> = m.iter().zip(&l).map(|(m, l)| m + l.ln()).collect();
-            (rows, acc, lse)
         })
         .collect();
     let mut out = vec![0f32; nq * h * d];
@@ -245,7 +342,7 @@ pub fn attention_backward(a: &AttnInputs, o: &[f32], lse: &[f32], dout: &[f32]) 
                     block_scores(dorow, &vt, &mut dp);
                     let (l, dl) = (lse[hh * nq + i], delta[hh * nq + i]);
                     for j in jlo - j0..jhi - j0 {
-                        let p = (sc[j] - l).exp();
+                        let p = fast_exp(sc[j] - l);
                         axpy(&mut dv[j * d..(j + 1) * d], p, dorow);
                         let ds = p * (dp[j] - dl);
                         axpy(&mut dk[j * d..(j + 1) * d], ds, &qsc);
@@ -298,7 +395,7 @@ pub fn attention_backward(a: &AttnInputs, o: &[f32], lse: &[f32], dout: &[f32]) 
                     let (l, dl) = (lse[hh * nq + i], delta[hh * nq + i]);
                     let dqr = &mut dq[r * d..(r + 1) * d];
                     for j in jlo - j0..jhi - j0 {
-                        let ds = (sc[j] - l).exp() * (dp[j] - dl);
+                        let ds = fast_exp(sc[j] - l) * (dp[j] - dl);
                         let o = a.kv_off(j0 + j, kvh);
                         axpy(dqr, ds * scale, &a.k[o..o + d]);
                     }
@@ -505,6 +602,17 @@ mod tests {
     }
 
     #[test]
+    fn fast_exp_is_accurate() {
+        for i in -2000..=2000 {
+            let x = i as f32 * 0.043;
+            let (a, b) = (fast_exp(x), x.exp());
+            assert!((a - b).abs() <= 3e-7 * b, "exp({x}): {a} vs {b}");
+        }
+        assert_eq!(fast_exp(f32::NEG_INFINITY), 0.0);
+        assert_eq!(fast_exp(-100.0), 0.0);
+    }
+
+    #[test]
     fn causal_matches_dense_reference_with_gqa() {
         let s = AttnShape {
             n_heads: 4,
@@ -519,7 +627,7 @@ mod tests {
         let s = AttnShape {
             n_heads: 3,
             n_kv_heads: 1,
-            head_dim: 8,
+            head_dim: 16,
         };
         check(AttnMask::causal(70, 5), 70, s);
         let segs = [

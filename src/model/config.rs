@@ -23,7 +23,7 @@ pub struct Llama3RopeScaling {
 }
 
 /// Everything the forward pass needs to know about a model's shape.
-/// Guarantees: `n_heads % n_kv_heads == 0` and `head_dim` is even (checked by [`Config::validate`]).
+/// Guarantees: `n_heads % n_kv_heads == 0` and `head_dim` is one the attention kernels support (checked by [`Config::validate`]).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Config {
     pub arch: Arch,
@@ -54,8 +54,12 @@ impl Config {
                 self.n_kv_heads
             );
         }
-        if self.head_dim == 0 || self.head_dim % 2 != 0 {
-            bail!("head dimension {} must be even", self.head_dim);
+        if !super::attention::SUPPORTED_HEAD_DIMS.contains(&self.head_dim) {
+            bail!(
+                "head dimension {} is not supported (supported: {:?})",
+                self.head_dim,
+                super::attention::SUPPORTED_HEAD_DIMS
+            );
         }
         if self.n_layers == 0 || self.hidden_size == 0 || self.vocab_size == 0 {
             bail!("model has an empty dimension: {self:?}");
