@@ -6,7 +6,7 @@ use serde::Deserialize;
 use std::path::Path;
 
 /// One document: a packet's text is `"{title}\n{text}\n\n"` (the title line omitted when empty).
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq)]
 pub struct Document {
     #[serde(default)]
     pub id: Option<String>,

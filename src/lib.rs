@@ -12,4 +12,6 @@ pub mod io;
 pub mod methods;
 pub mod model;
 pub mod packet;
+pub mod plot;
 pub mod store;
+pub mod train;

@@ -164,6 +164,37 @@ impl Adapter {
     }
 }
 
+/// Folder of the adapters shipped with kvpacket: `$KVPACKET_ADAPTERS`, else `adapters/` of
+/// this source tree.
+pub fn shipped_dir() -> std::path::PathBuf {
+    match std::env::var_os("KVPACKET_ADAPTERS") {
+        Some(d) if !d.is_empty() => d.into(),
+        _ => Path::new(env!("CARGO_MANIFEST_DIR")).join("adapters"),
+    }
+}
+
+/// The shipped adapter made for `model` (matched by model fingerprint).
+pub fn shipped(model: &Model) -> Result<Adapter> {
+    let dir = shipped_dir();
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .map(|r| r.filter_map(|e| e.ok().map(|e| e.path())).collect())
+        .unwrap_or_default();
+    files.sort();
+    for f in files
+        .iter()
+        .filter(|f| f.extension().is_some_and(|e| e == "safetensors"))
+    {
+        if let Ok(a) = Adapter::load(f, Some(model)) {
+            return Ok(a);
+        }
+    }
+    bail!(
+        "no adapter for model {} in {} (train one with `kvpacket train`)",
+        short(&model.fingerprint),
+        dir.display()
+    )
+}
+
 /// The first 12 hex digits of a fingerprint, for messages.
 pub fn short(fp: &str) -> &str {
     &fp[..fp.len().min(12)]

@@ -6,6 +6,7 @@ mod bench;
 mod generate;
 mod models;
 mod pack;
+mod train;
 
 use crate::adapter::Adapter;
 use crate::model::{Model, WeightMode, fetch};
@@ -41,6 +42,8 @@ enum Command {
     Pack(pack::PackArgs),
     /// Answer a question over documents with one method.
     Ask(ask::AskArgs),
+    /// Train an adapter by self-supervised KL distillation.
+    Train(train::TrainArgs),
     /// Measure speed.
     Bench {
         #[command(subcommand)]
@@ -71,7 +74,8 @@ impl ModelArgs {
 /// Which adapter packets are built with.
 #[derive(Args, Clone)]
 pub struct AdapterChoice {
-    /// Adapter file (safetensors) made by `kvpacket adapter init` or `kvpacket train`.
+    /// Adapter file (safetensors) made by `kvpacket adapter init` or `kvpacket train`, or
+    /// `default`: the adapter shipped in adapters/ for the loaded model.
     #[arg(long, conflicts_with = "no_adapter")]
     pub adapter: Option<PathBuf>,
     /// Build plain packets without an adapter (the `none` baseline).
@@ -83,6 +87,7 @@ impl AdapterChoice {
     /// The adapter to use (the empty one for --no-adapter or when none is given).
     pub fn load(&self, model: &Model) -> Result<Adapter> {
         match &self.adapter {
+            Some(p) if p.as_os_str() == "default" => crate::adapter::shipped(model),
             Some(p) => Adapter::load(p, Some(model)),
             None => Adapter::empty(model),
         }
@@ -100,5 +105,6 @@ pub fn run() -> Result<()> {
         Command::Adapter { action } => adapter::run(action),
         Command::Pack(a) => pack::run(a),
         Command::Ask(a) => ask::run(a),
+        Command::Train(a) => train::run(a),
     }
 }

@@ -248,9 +248,11 @@ impl Model {
         self.head(&x, rows, true)
     }
 
-    /// Forward and backward with per-layer recomputation (gradient checkpointing): only each
-    /// block's input is kept; the graph of one block at a time is rebuilt in the backward pass.
-    /// `loss` maps the logits [rows, vocab] to a scalar. Returns (loss value, d loss / d x).
+    /// Forward and backward of a loss on the logits of `rows`: returns (loss value, d loss / d x).
+    /// `loss` maps the logits [rows, vocab] to a scalar. With `checkpoint`, per-layer
+    /// recomputation: only each block's input is kept and one block's graph at a time is
+    /// rebuilt in the backward pass (less memory, one more forward); without it the whole
+    /// graph is kept (faster).
     pub fn loss_and_input_grad(
         &self,
         x: &Tensor,
@@ -258,9 +260,17 @@ impl Model {
         mask: &Arc<AttnMask>,
         rows: &[usize],
         loss: &dyn Fn(&Tensor) -> Result<Tensor>,
+        checkpoint: bool,
     ) -> Result<(f32, Tensor)> {
         self.check_dense()?;
         self.check_call(x.dim(0)?, positions, mask, 0)?;
+        if !checkpoint {
+            let xv = Var::from_tensor(x)?;
+            let value = loss(&self.forward_graph(xv.as_tensor(), positions, mask, rows)?)?;
+            let g = value.backward()?;
+            let grad = g.get(xv.as_tensor()).cloned().unwrap_or(x.zeros_like()?);
+            return Ok((value.to_scalar::<f32>()?, grad));
+        }
         let rope = Arc::new(self.rope_table(positions));
         let mut inputs = vec![x.detach()];
         for l in 0..self.config.n_layers {

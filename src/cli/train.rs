@@ -1,0 +1,141 @@
+//! `kvpacket train`: learn a header/trailer adapter by self-supervised KL distillation.
+
+use super::ModelArgs;
+use crate::model::WeightMode;
+use crate::train::samples::SampleSpec;
+use crate::train::student::LossKind;
+use crate::train::teacher::TeacherCache;
+use crate::train::{Outcome, RunDir, TrainConfig, Trainer, plot_log};
+use anyhow::Result;
+use clap::Args;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+#[derive(Args)]
+pub struct TrainArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Training data files in the shared format (never the evaluation files).
+    #[arg(long = "data", required_unless_present = "plot")]
+    pub data: Vec<PathBuf>,
+    /// Samples to draw (each: k documents of one entry + a task prompt).
+    #[arg(long, default_value_t = 256)]
+    pub samples: usize,
+    #[arg(long, default_value_t = 2)]
+    pub k_min: usize,
+    #[arg(long, default_value_t = 5)]
+    pub k_max: usize,
+    /// Cut each document to this many tokens (0: no cut).
+    #[arg(long, default_value_t = 200)]
+    pub max_doc_tokens: usize,
+    /// Probability of a generic instruction instead of the entry's question.
+    #[arg(long, default_value_t = 0.3)]
+    pub generic_task_prob: f64,
+    #[arg(long, default_value_t = 8)]
+    pub header: usize,
+    #[arg(long, default_value_t = 8)]
+    pub trailer: usize,
+    /// Teacher continuation length G.
+    #[arg(long, default_value_t = 64)]
+    pub gen_tokens: usize,
+    /// Teacher log-probs kept per step for the KL (the rest is one bucket).
+    #[arg(long, default_value_t = 128)]
+    pub top_k: usize,
+    #[arg(long, value_enum, default_value = "kl")]
+    pub loss: LossKind,
+    #[arg(long, default_value_t = 5e-4)]
+    pub lr: f64,
+    #[arg(long, default_value_t = 0.0)]
+    pub weight_decay: f64,
+    /// Samples per optimizer step (gradient accumulation).
+    #[arg(long, default_value_t = 64)]
+    pub batch: usize,
+    #[arg(long, default_value_t = 10)]
+    pub epochs: usize,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    #[arg(long, default_value_t = 1)]
+    pub checkpoint_every: usize,
+    /// Recompute each layer in the backward pass (less memory, ~1.3× slower).
+    #[arg(long)]
+    pub grad_checkpoint: bool,
+    /// Run directory (checkpoint, log.jsonl, loss.svg).
+    #[arg(long)]
+    pub run_dir: Option<PathBuf>,
+    /// Where to write the trained adapter.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Continue from the run directory's checkpoint.
+    #[arg(long)]
+    pub resume: bool,
+    /// Stop after this many more steps (a checkpoint is saved).
+    #[arg(long)]
+    pub max_steps: Option<usize>,
+    /// Only draw the loss curve of the run directory's log.
+    #[arg(long)]
+    pub plot: bool,
+}
+
+pub fn run(a: TrainArgs) -> Result<()> {
+    let run = RunDir(
+        a.run_dir
+            .clone()
+            .unwrap_or_else(|| crate::model::fetch::home().join("runs").join(&a.model.model)),
+    );
+    if a.plot {
+        plot_log(&run.log(), &run.plot())?;
+        println!("{}", run.plot().display());
+        return Ok(());
+    }
+    let model = crate::model::Model::load(&crate::model::fetch::resolve(&a.model.model)?, WeightMode::F32)?;
+    let config = TrainConfig {
+        samples: SampleSpec {
+            files: a.data.clone(),
+            count: a.samples,
+            k_min: a.k_min,
+            k_max: a.k_max,
+            max_doc_tokens: a.max_doc_tokens,
+            generic_task_prob: a.generic_task_prob,
+            seed: a.seed,
+        },
+        n_header: a.header,
+        n_trailer: a.trailer,
+        gen_tokens: a.gen_tokens,
+        top_k: a.top_k,
+        loss: a.loss,
+        lr: a.lr,
+        weight_decay: a.weight_decay,
+        batch: a.batch,
+        epochs: a.epochs,
+        seed: a.seed,
+        checkpoint_every: a.checkpoint_every,
+        grad_checkpoint: a.grad_checkpoint,
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst))?;
+    let trainer = Trainer {
+        model: &model,
+        config,
+        teacher_cache: TeacherCache::new(&crate::model::fetch::home().join("teacher")),
+        run,
+        stop,
+        progress: true,
+    };
+    match trainer.train(a.resume, a.max_steps)? {
+        Outcome::Interrupted(step) => {
+            eprintln!("interrupted: checkpoint saved at step {step}; continue with --resume");
+        }
+        Outcome::Finished(adapter) => {
+            plot_log(&trainer.run.log(), &trainer.run.plot())?;
+            let out = a
+                .out
+                .clone()
+                .unwrap_or_else(|| trainer.run.0.join("adapter.safetensors"));
+            adapter.save(&out)?;
+            println!("{} (loss curve: {})", out.display(), trainer.run.plot().display());
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,331 @@
+//! Adapter training by self-supervised KL distillation (DESIGN §2 "Training"): a cached
+//! teacher (full attention, no adapter) and a block-diagonal student whose only trainable
+//! parameters are the header and trailer. AdamW, linear decay, gradient accumulation,
+//! checkpoints, resume, Ctrl-C safe.
+
+pub mod optim;
+pub mod samples;
+pub mod student;
+pub mod teacher;
+
+use crate::adapter::Adapter;
+use crate::io::{RawTensor, atomic_write, decode_floats, f32_bytes, safetensors_bytes, safetensors_meta};
+use crate::model::Model;
+use anyhow::{Context, Result, bail};
+use candle_core::{Device, Tensor};
+use indicatif::{ProgressBar, ProgressStyle};
+use optim::{AdamW, linear_lr};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use samples::{SampleSpec, TrainSample, draw_samples};
+use serde::{Deserialize, Serialize};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+use student::{LossKind, student_grad};
+use teacher::TeacherCache;
+
+/// Every training setting; recorded in the checkpoint and in the final adapter's metadata.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TrainConfig {
+    pub samples: SampleSpec,
+    pub n_header: usize,
+    pub n_trailer: usize,
+    /// Teacher tokens per sample (G).
+    pub gen_tokens: usize,
+    /// Teacher log-probs kept per step (the rest is one bucket).
+    pub top_k: usize,
+    pub loss: LossKind,
+    pub lr: f64,
+    pub weight_decay: f64,
+    /// Samples per optimizer step (gradient accumulation).
+    pub batch: usize,
+    pub epochs: usize,
+    pub seed: u64,
+    /// Save a checkpoint every this many steps.
+    pub checkpoint_every: usize,
+    /// Gradient checkpointing (per-layer recomputation) in the student's backward pass.
+    pub grad_checkpoint: bool,
+}
+
+/// One line of the training log.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct LogLine {
+    pub step: usize,
+    pub loss: f64,
+    pub lr: f64,
+    pub samples_per_s: f64,
+    pub elapsed_s: f64,
+}
+
+/// Trainer state saved in checkpoints.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct State {
+    config: TrainConfig,
+    model_fingerprint: String,
+    step: usize,
+    elapsed_s: f64,
+    adam: AdamW,
+}
+
+/// Files of a training run inside its directory.
+pub struct RunDir(pub PathBuf);
+
+impl RunDir {
+    fn checkpoint(&self) -> PathBuf {
+        self.0.join("checkpoint.safetensors")
+    }
+    /// The per-step loss log (JSONL).
+    pub fn log(&self) -> PathBuf {
+        self.0.join("log.jsonl")
+    }
+    /// The loss curve.
+    pub fn plot(&self) -> PathBuf {
+        self.0.join("loss.svg")
+    }
+}
+
+fn save_checkpoint(run: &RunDir, adapter: &Adapter, state: &State) -> Result<()> {
+    let d = adapter.meta.hidden_size;
+    let t = |name: &str, x: &[f32], rows: usize| RawTensor {
+        name: name.into(),
+        dtype: safetensors::Dtype::F32,
+        shape: vec![rows, d],
+        bytes: f32_bytes(x),
+    };
+    let tensors = [
+        t(
+            "header",
+            &adapter.header.flatten_all()?.to_vec1::<f32>()?,
+            adapter.meta.n_header,
+        ),
+        t(
+            "trailer",
+            &adapter.trailer.flatten_all()?.to_vec1::<f32>()?,
+            adapter.meta.n_trailer,
+        ),
+    ];
+    atomic_write(
+        &run.checkpoint(),
+        &safetensors_bytes(&tensors, &serde_json::to_value(state)?)?,
+    )
+}
+
+fn load_checkpoint(run: &RunDir, model: &Model) -> Result<(Adapter, State)> {
+    let path = run.checkpoint();
+    let bytes = std::fs::read(&path).with_context(|| format!("no checkpoint at {}", path.display()))?;
+    let state: State = serde_json::from_value(safetensors_meta(&bytes)?).context("bad checkpoint metadata")?;
+    if state.model_fingerprint != model.fingerprint {
+        bail!("checkpoint {} belongs to another model", path.display());
+    }
+    let st = safetensors::SafeTensors::deserialize(&bytes)?;
+    let read = |name: &str, rows: usize| -> Result<Tensor> {
+        let v = st.tensor(name)?;
+        Ok(Tensor::from_vec(
+            decode_floats(v.data(), v.dtype())?,
+            (rows, model.config.hidden_size),
+            &Device::Cpu,
+        )?)
+    };
+    let mut adapter = Adapter::init(model, state.config.n_header, state.config.n_trailer, state.config.seed)?;
+    adapter.header = read("header", state.config.n_header)?;
+    adapter.trailer = read("trailer", state.config.n_trailer)?;
+    Ok((adapter, state))
+}
+
+/// The order in which epoch `epoch` visits the samples (deterministic per seed).
+fn epoch_order(n: usize, seed: u64, epoch: usize) -> Vec<usize> {
+    let mut v: Vec<usize> = (0..n).collect();
+    v.shuffle(&mut StdRng::seed_from_u64(
+        seed ^ (0x9E37_79B9_7F4A_7C15u64.wrapping_mul(epoch as u64 + 1)),
+    ));
+    v
+}
+
+/// How a run ended.
+#[derive(Debug)]
+pub enum Outcome {
+    /// All steps done; the trained adapter.
+    Finished(Adapter),
+    /// Interrupted (Ctrl-C) after saving a checkpoint at this step.
+    Interrupted(usize),
+}
+
+/// A training run: model, config, run directory, and where teacher outputs are cached.
+pub struct Trainer<'a> {
+    pub model: &'a Model,
+    pub config: TrainConfig,
+    pub run: RunDir,
+    pub teacher_cache: TeacherCache,
+    /// Set to stop at the next sample boundary (Ctrl-C).
+    pub stop: Arc<AtomicBool>,
+    /// Show progress bars.
+    pub progress: bool,
+}
+
+impl Trainer<'_> {
+    fn bar(&self, len: usize, what: &str) -> Result<ProgressBar> {
+        let bar = if self.progress {
+            ProgressBar::new(len as u64)
+        } else {
+            ProgressBar::hidden()
+        };
+        bar.set_style(ProgressStyle::with_template(&format!(
+            "{what} {{bar:30}} {{pos}}/{{len}} [{{elapsed_precise}} < {{eta}}] {{msg}}"
+        ))?);
+        Ok(bar)
+    }
+
+    /// Draws the samples and computes (or loads) their teacher outputs.
+    pub fn prepare(&self) -> Result<Vec<(TrainSample, teacher::TeacherOut)>> {
+        let samples = draw_samples(self.model, &self.config.samples)?;
+        let bar = self.bar(samples.len(), "teacher")?;
+        let mut out = Vec::with_capacity(samples.len());
+        for s in samples {
+            let (t, _) = self
+                .teacher_cache
+                .get(self.model, &s, self.config.gen_tokens, self.config.top_k)?;
+            out.push((s, t));
+            bar.inc(1);
+        }
+        bar.finish_and_clear();
+        Ok(out)
+    }
+
+    /// Trains from scratch, or from the run directory's checkpoint when `resume`.
+    /// Runs at most `max_steps` more steps when given (for tests and time-boxed runs).
+    pub fn train(&self, resume: bool, max_steps: Option<usize>) -> Result<Outcome> {
+        let cfg = &self.config;
+        std::fs::create_dir_all(&self.run.0)?;
+        let data = self.prepare()?;
+        let (mut adapter, mut state) = if resume {
+            let (a, s) = load_checkpoint(&self.run, self.model)?;
+            if s.config != *cfg {
+                bail!(
+                    "--resume with different settings than the checkpoint (see {})",
+                    self.run.checkpoint().display()
+                );
+            }
+            (a, s)
+        } else {
+            let a = Adapter::init(self.model, cfg.n_header, cfg.n_trailer, cfg.seed)?;
+            let n = (cfg.n_header + cfg.n_trailer) * self.model.config.hidden_size;
+            let s = State {
+                config: cfg.clone(),
+                model_fingerprint: self.model.fingerprint.clone(),
+                step: 0,
+                elapsed_s: 0.0,
+                adam: AdamW::new(n, cfg.weight_decay),
+            };
+            std::fs::write(self.run.log(), b"")?;
+            (a, s)
+        };
+        keep_log_until(&self.run.log(), state.step)?;
+        let per_epoch = data.len().div_ceil(cfg.batch);
+        let total = per_epoch * cfg.epochs;
+        let last = max_steps.map_or(total, |m| (state.step + m).min(total));
+        let bar = self.bar(total, "train")?;
+        bar.set_position(state.step as u64);
+        let d = self.model.config.hidden_size;
+        let nh = cfg.n_header * d;
+        let t_run = Instant::now();
+        let elapsed0 = state.elapsed_s;
+        let mut log = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(self.run.log())?;
+        while state.step < last {
+            let epoch = state.step / per_epoch;
+            let order = epoch_order(data.len(), cfg.seed, epoch);
+            let within = state.step % per_epoch;
+            let batch = &order[within * cfg.batch..((within + 1) * cfg.batch).min(order.len())];
+            let t_step = Instant::now();
+            let mut grad = vec![0f32; (cfg.n_header + cfg.n_trailer) * d];
+            let mut loss = 0.0f64;
+            for &i in batch {
+                if self.stop.load(Ordering::SeqCst) {
+                    save_checkpoint(&self.run, &adapter, &state)?;
+                    bar.abandon();
+                    return Ok(Outcome::Interrupted(state.step));
+                }
+                let (s, t) = &data[i];
+                let g = student_grad(self.model, &adapter, s, t, cfg.loss, cfg.grad_checkpoint)?;
+                loss += g.loss as f64 / batch.len() as f64;
+                let scale = 1.0 / batch.len() as f32;
+                grad[..nh].iter_mut().zip(&g.header).for_each(|(a, b)| *a += b * scale);
+                grad[nh..].iter_mut().zip(&g.trailer).for_each(|(a, b)| *a += b * scale);
+            }
+            let lr = linear_lr(cfg.lr, state.step, total);
+            let mut params: Vec<f32> = adapter.header.flatten_all()?.to_vec1::<f32>()?;
+            params.extend(adapter.trailer.flatten_all()?.to_vec1::<f32>()?);
+            state.adam.step(&mut params, &grad, lr);
+            adapter.header = Tensor::from_vec(params[..nh].to_vec(), (cfg.n_header, d), &Device::Cpu)?;
+            adapter.trailer = Tensor::from_vec(params[nh..].to_vec(), (cfg.n_trailer, d), &Device::Cpu)?;
+            state.step += 1;
+            state.elapsed_s = elapsed0 + t_run.elapsed().as_secs_f64();
+            let line = LogLine {
+                step: state.step,
+                loss,
+                lr,
+                samples_per_s: batch.len() as f64 / t_step.elapsed().as_secs_f64(),
+                elapsed_s: state.elapsed_s,
+            };
+            writeln!(log, "{}", serde_json::to_string(&line)?)?;
+            bar.set_message(format!("loss {loss:.4}  {:.2} samples/s", line.samples_per_s));
+            bar.inc(1);
+            if state.step % cfg.checkpoint_every == 0 || state.step == last {
+                save_checkpoint(&self.run, &adapter, &state)?;
+            }
+        }
+        bar.finish_and_clear();
+        let lines = read_log(&self.run.log())?;
+        adapter.meta.made_by = serde_json::json!({
+            "kind": "trained",
+            "config": cfg,
+            "steps": state.step,
+            "total_steps": total,
+            "wall_time_s": state.elapsed_s,
+            "final_loss": lines.last().map(|l| l.loss),
+            "threads": rayon::current_num_threads(),
+        });
+        Ok(Outcome::Finished(adapter))
+    }
+}
+
+/// Reads a training log.
+pub fn read_log(path: &Path) -> Result<Vec<LogLine>> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| Ok(serde_json::from_str(l)?))
+        .collect()
+}
+
+/// Drops log lines after `step` (steps redone after a resume).
+fn keep_log_until(path: &Path, step: usize) -> Result<()> {
+    let kept: Vec<String> = read_log(path)?
+        .into_iter()
+        .filter(|l| l.step <= step)
+        .map(|l| serde_json::to_string(&l))
+        .collect::<Result<_, _>>()?;
+    let mut text = kept.join("\n");
+    if !text.is_empty() {
+        text.push('\n');
+    }
+    atomic_write(path, text.as_bytes())
+}
+
+/// Draws the loss curve of a run's log as SVG.
+pub fn plot_log(log: &Path, out: &Path) -> Result<()> {
+    let pts: Vec<(f64, f64)> = read_log(log)?.iter().map(|l| (l.step as f64, l.loss)).collect();
+    crate::plot::line_chart(
+        out,
+        "training loss",
+        "optimizer step",
+        "loss per sample",
+        &[("loss".into(), pts)],
+    )
+}

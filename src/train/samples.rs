@@ -1,0 +1,108 @@
+//! Self-supervised training samples: k documents from one data entry plus a task prompt
+//! (the entry's question, or a generic instruction). Gold answers are never read.
+
+use crate::data::{Document, load_samples};
+use crate::model::Model;
+use anyhow::{Result, bail};
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::{RngExt, SeedableRng};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::path::PathBuf;
+
+/// Generic task prompts used instead of an entry's question.
+pub const GENERIC_TASKS: [&str; 4] = [
+    "",
+    "What is the main fact in the passages?",
+    "Which people, places or dates do the passages mention?",
+    "Summarize the passages in one sentence.",
+];
+
+/// One training sample. `task` empty means the summary instruction of the prompt layout.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TrainSample {
+    pub docs: Vec<Document>,
+    pub task: String,
+}
+
+impl TrainSample {
+    /// A stable key for caching the teacher's output for this sample.
+    pub fn key(&self) -> String {
+        let mut h = Sha256::new();
+        h.update(serde_json::to_vec(self).unwrap_or_default());
+        hex::encode(h.finalize())
+    }
+}
+
+/// How samples are drawn.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SampleSpec {
+    pub files: Vec<PathBuf>,
+    pub count: usize,
+    pub k_min: usize,
+    pub k_max: usize,
+    /// Documents are cut to this many tokens (0: no cut).
+    pub max_doc_tokens: usize,
+    /// Probability of a generic instruction instead of the entry's question.
+    pub generic_task_prob: f64,
+    pub seed: u64,
+}
+
+/// Cuts `text` to at most `max` tokens (at a token boundary, decoded back to text).
+fn cut(model: &Model, text: &str, max: usize) -> Result<String> {
+    let ids = model.tokenizer.encode(text)?;
+    if max == 0 || ids.len() <= max {
+        Ok(text.to_string())
+    } else {
+        model.tokenizer.decode(&ids[..max])
+    }
+}
+
+/// Draws `spec.count` samples, cycling over the entries of the files in a seeded order.
+pub fn draw_samples(model: &Model, spec: &SampleSpec) -> Result<Vec<TrainSample>> {
+    let mut entries = Vec::new();
+    for f in &spec.files {
+        entries.extend(load_samples(f)?.into_iter().filter(|s| !s.ctxs.is_empty()));
+    }
+    if entries.is_empty() {
+        bail!("no entries with documents in the training files");
+    }
+    if spec.k_min == 0 || spec.k_min > spec.k_max {
+        bail!("need 1 ≤ k-min ≤ k-max (got {}..{})", spec.k_min, spec.k_max);
+    }
+    let mut rng = StdRng::seed_from_u64(spec.seed);
+    let mut order: Vec<usize> = (0..entries.len()).collect();
+    let mut out = Vec::with_capacity(spec.count);
+    while out.len() < spec.count {
+        order.shuffle(&mut rng);
+        for &e in &order {
+            if out.len() == spec.count {
+                break;
+            }
+            let entry = &entries[e];
+            let k = rng.random_range(spec.k_min..=spec.k_max).min(entry.ctxs.len());
+            let mut idx: Vec<usize> = (0..entry.ctxs.len()).collect();
+            idx.shuffle(&mut rng);
+            let docs = idx[..k]
+                .iter()
+                .map(|&i| {
+                    let d = &entry.ctxs[i];
+                    Ok(Document {
+                        id: None,
+                        title: d.title.clone(),
+                        text: cut(model, &d.text, spec.max_doc_tokens)?,
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let generic = entry.question.trim().is_empty() || rng.random_bool(spec.generic_task_prob);
+            let task = if generic {
+                GENERIC_TASKS[rng.random_range(0..GENERIC_TASKS.len())].to_string()
+            } else {
+                entry.question.clone()
+            };
+            out.push(TrainSample { docs, task });
+        }
+    }
+    Ok(out)
+}

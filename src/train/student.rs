@@ -1,0 +1,111 @@
+//! The student: one sequence `preamble, [H;D1;T], …, [H;Dk;T], task prompt, teacher tokens`
+//! with a block-diagonal mask on the differentiable path; loss against the teacher; gradients
+//! for the header and trailer only.
+
+use super::samples::TrainSample;
+use super::teacher::TeacherOut;
+use crate::adapter::Adapter;
+use crate::methods::layout::segments;
+use crate::model::{AttnMask, Model, Segment};
+use anyhow::{Result, ensure};
+use candle_core::{D, Device, Tensor};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+/// The training objective.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+pub enum LossKind {
+    /// Forward KL(teacher ‖ student) over the vocabulary (top-k + one bucket for the rest).
+    Kl,
+    /// Cross-entropy on the teacher's greedy tokens (ablation).
+    Ce,
+}
+
+/// Loss value and gradients of one sample: d loss / d header [N_h·d] and / d trailer [N_t·d].
+pub struct StudentGrad {
+    pub loss: f32,
+    pub header: Vec<f32>,
+    pub trailer: Vec<f32>,
+}
+
+/// Loss of student log-probabilities `lq` [G, V] against the teacher's top-k outputs.
+pub fn loss_from_logits(logits: &Tensor, teacher: &TeacherOut, kind: LossKind) -> Result<Tensor> {
+    let dev = Device::Cpu;
+    let g = teacher.tokens.len();
+    let lq = candle_nn::ops::log_softmax(logits, D::Minus1)?;
+    if kind == LossKind::Ce {
+        let t = Tensor::new(teacher.tokens.as_slice(), &dev)?.unsqueeze(1)?;
+        return Ok(lq.gather(&t, 1)?.neg()?.sum_all()?);
+    }
+    let k = teacher.top_ids[0].len();
+    let ids: Vec<u32> = teacher.top_ids.iter().flatten().copied().collect();
+    let lp: Vec<f32> = teacher.top_logp.iter().flatten().copied().collect();
+    let ids = Tensor::from_vec(ids, (g, k), &dev)?;
+    let lp = Tensor::from_vec(lp, (g, k), &dev)?;
+    let p = lp.exp()?;
+    let lq_top = lq.gather(&ids, 1)?;
+    let kl_top = (&p * (&lp - &lq_top)?)?.sum_all()?;
+    // The rest of the vocabulary as one bucket on each side.
+    let p_rest = (1.0 - p.sum(1)?)?.clamp(0.0, 1.0)?;
+    let q_rest = (1.0 - lq_top.exp()?.sum(1)?)?.clamp(1e-12, 1.0)?;
+    let kl_rest = (&p_rest * (p_rest.clamp(1e-12, 1.0)?.log()? - q_rest.log()?)?)?.sum_all()?;
+    Ok((kl_top + kl_rest)?)
+}
+
+/// Runs the student on one sample and returns its loss and the adapter's gradients.
+/// With `checkpoint`, per-layer recomputation trades one more forward for less memory.
+pub fn student_grad(
+    model: &Model,
+    adapter: &Adapter,
+    sample: &TrainSample,
+    teacher: &TeacherOut,
+    kind: LossKind,
+    checkpoint: bool,
+) -> Result<StudentGrad> {
+    let (nh, nt) = (adapter.meta.n_header, adapter.meta.n_trailer);
+    let g = teacher.tokens.len();
+    ensure!(g > 0, "the teacher produced no tokens");
+    let seg = segments(model, &sample.docs, &sample.task)?;
+    let mut parts = vec![model.embed(&seg.preamble)?];
+    let mut segs = vec![Segment::Global(seg.preamble.len())];
+    let mut starts = Vec::with_capacity(seg.docs.len());
+    let mut at = seg.preamble.len();
+    for d in &seg.docs {
+        starts.push((at, d.len()));
+        parts.extend([adapter.header.clone(), model.embed(d)?, adapter.trailer.clone()]);
+        segs.push(Segment::Isolated(nh + d.len() + nt));
+        at += nh + d.len() + nt;
+    }
+    let tail: Vec<u32> = seg.prompt.iter().chain(&teacher.tokens[..g - 1]).copied().collect();
+    parts.push(model.embed(&tail)?);
+    segs.push(Segment::Global(tail.len()));
+    let x = Tensor::cat(&parts, 0)?;
+    let n = x.dim(0)?;
+    let positions: Vec<i64> = (0..n as i64).collect();
+    let mask = Arc::new(AttnMask::segments(0, &segs));
+    let rows: Vec<usize> = (n - g..n).collect();
+    let (loss, grad) = model.loss_and_input_grad(
+        &x,
+        &positions,
+        &mask,
+        &rows,
+        &|l| loss_from_logits(l, teacher, kind),
+        checkpoint,
+    )?;
+    let d = model.config.hidden_size;
+    let grad = grad.flatten_all()?.to_vec1::<f32>()?;
+    let mut header = vec![0f32; nh * d];
+    let mut trailer = vec![0f32; nt * d];
+    for &(s, len) in &starts {
+        header
+            .iter_mut()
+            .zip(&grad[s * d..(s + nh) * d])
+            .for_each(|(a, b)| *a += b);
+        let t0 = s + nh + len;
+        trailer
+            .iter_mut()
+            .zip(&grad[t0 * d..(t0 + nt) * d])
+            .for_each(|(a, b)| *a += b);
+    }
+    Ok(StudentGrad { loss, header, trailer })
+}
