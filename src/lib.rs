@@ -8,6 +8,7 @@ pub mod adapter;
 pub mod bench;
 pub mod cli;
 pub mod data;
+pub mod eval;
 pub mod io;
 pub mod methods;
 pub mod model;

@@ -59,3 +59,50 @@ fn bounds(it: impl Iterator<Item = f64>) -> (f64, f64) {
         (lo - 1.0, hi + 1.0)
     }
 }
+
+/// One labelled point group per series on a log-scale x axis, into an SVG file.
+pub fn scatter_chart(
+    path: &Path,
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    series: &[(String, Vec<(f64, f64)>)],
+) -> Result<()> {
+    let pts: Vec<(f64, f64)> = series.iter().flat_map(|(_, s)| s.iter().copied()).collect();
+    if pts.is_empty() {
+        return Err(anyhow!("nothing to plot"));
+    }
+    let (x0, x1) = bounds(pts.iter().map(|p| p.0.log10()));
+    let (y0, y1) = bounds(pts.iter().map(|p| p.1).chain([0.0]));
+    let root = SVGBackend::new(path, (900, 560)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| anyhow!("{e}"))?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 22))
+        .margin(15)
+        .x_label_area_size(40)
+        .y_label_area_size(60)
+        .build_cartesian_2d((10f64.powf(x0 - 0.2)..10f64.powf(x1 + 0.2)).log_scale(), y0..y1)
+        .map_err(|e| anyhow!("{e}"))?;
+    chart
+        .configure_mesh()
+        .x_desc(x_label)
+        .y_desc(y_label)
+        .draw()
+        .map_err(|e| anyhow!("{e}"))?;
+    for (i, (name, s)) in series.iter().enumerate() {
+        let color = Palette99::pick(i).to_rgba();
+        chart
+            .draw_series(s.iter().map(|&p| Circle::new(p, 6, color.filled())))
+            .map_err(|e| anyhow!("{e}"))?
+            .label(name.clone())
+            .legend(move |(x, y)| Circle::new((x + 10, y), 5, color.filled()));
+    }
+    chart
+        .configure_series_labels()
+        .border_style(BLACK)
+        .background_style(WHITE)
+        .draw()
+        .map_err(|e| anyhow!("{e}"))?;
+    root.present().map_err(|e| anyhow!("{e}"))?;
+    Ok(())
+}

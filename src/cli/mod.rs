@@ -3,6 +3,7 @@
 mod adapter;
 mod ask;
 mod bench;
+mod eval;
 mod generate;
 mod models;
 mod pack;
@@ -42,6 +43,8 @@ enum Command {
     Pack(pack::PackArgs),
     /// Answer a question over documents with one method.
     Ask(ask::AskArgs),
+    /// Evaluate methods on datasets (F1, fidelity to full, TTFT, FLOPs) with a report.
+    Eval(eval::EvalArgs),
     /// Train an adapter by self-supervised KL distillation.
     Train(train::TrainArgs),
     /// Measure speed.
@@ -106,5 +109,6 @@ pub fn run() -> Result<()> {
         Command::Pack(a) => pack::run(a),
         Command::Ask(a) => ask::run(a),
         Command::Train(a) => train::run(a),
+        Command::Eval(a) => eval::run(a),
     }
 }

@@ -49,6 +49,9 @@ pub struct Answer {
     pub tokens: Vec<u32>,
     #[serde(flatten)]
     pub acct: Accounting,
+    /// Logits of the first answer token (for fidelity measures).
+    #[serde(skip)]
+    pub first_logits: Vec<f32>,
 }
 
 /// Shared resources of the methods: model, packet store and packing settings.
@@ -66,6 +69,10 @@ pub trait Method {
     fn name(&self) -> String;
     /// Builds the KV of the request's context and returns the first token's logits.
     fn prefill(&self, engine: &Engine, seg: &Segments) -> Result<Prefilled>;
+    /// The adapter whose packets this method reuses, if it reuses packets.
+    fn packet_adapter(&self) -> Option<Adapter> {
+        None
+    }
 }
 
 impl Engine<'_> {
@@ -102,6 +109,7 @@ impl Engine<'_> {
             text,
             tokens,
             acct: pre.acct,
+            first_logits: pre.first_logits,
         })
     }
 
@@ -199,6 +207,10 @@ impl Packets {
 impl Method for Packets {
     fn name(&self) -> String {
         self.label.clone()
+    }
+
+    fn packet_adapter(&self) -> Option<Adapter> {
+        Some(self.adapter.clone())
     }
 
     fn prefill(&self, engine: &Engine, seg: &Segments) -> Result<Prefilled> {

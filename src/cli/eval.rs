@@ -1,0 +1,120 @@
+//! `kvpacket eval`: every method on every sample of one or more datasets, resumable, with
+//! a summary, a markdown report and plots.
+
+use super::{AdapterChoice, ModelArgs};
+use crate::adapter::Adapter;
+use crate::eval::report::write_report;
+use crate::eval::{Runner, load_dataset, read_records};
+use crate::methods::layout::{document_tokens, preamble_tokens};
+use crate::methods::{Engine, Method, Packets};
+use crate::packet::KvDtype;
+use crate::store::default_store;
+use anyhow::{Context, Result};
+use clap::Args;
+use indicatif::ProgressBar;
+use std::path::PathBuf;
+
+#[derive(Args)]
+pub struct EvalArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Datasets: JSON files in the shared format, or synth:biography[:K].
+    #[arg(long = "data", required = true)]
+    pub data: Vec<String>,
+    /// Comma-separated: full, none, kvpacket (with --adapter), kvpacket=FILE (labelled by the
+    /// file name), question-only.
+    #[arg(long, default_value = "full,none,kvpacket,question-only")]
+    pub methods: String,
+    #[command(flatten)]
+    pub adapter: AdapterChoice,
+    /// Samples per dataset (synthetic sets: how many to generate).
+    #[arg(long, default_value_t = 50)]
+    pub limit: usize,
+    #[arg(long, default_value_t = 32)]
+    pub max_new_tokens: usize,
+    /// Seed of the synthetic generators.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    #[arg(long, value_enum, default_value = "f16")]
+    pub kv_dtype: KvDtype,
+    /// Output folder: results.jsonl, summary.json, report.md, plots.
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+fn parse_methods(a: &EvalArgs, model: &crate::model::Model) -> Result<Vec<Box<dyn Method>>> {
+    a.methods
+        .split(',')
+        .map(|m| m.trim())
+        .filter(|m| !m.is_empty())
+        .map(|m| match m.split_once('=') {
+            Some(("kvpacket", file)) => {
+                let p = PathBuf::from(file);
+                let adapter = if file == "default" {
+                    crate::adapter::shipped(model)?
+                } else {
+                    Adapter::load(&p, Some(model))?
+                };
+                let stem = p.file_stem().and_then(|s| s.to_str()).unwrap_or(file);
+                Ok(Box::new(Packets {
+                    adapter,
+                    label: format!("kvpacket:{stem}"),
+                }) as Box<dyn Method>)
+            }
+            _ => super::ask::method_by_name(m, model, &a.adapter),
+        })
+        .collect()
+}
+
+pub fn run(a: EvalArgs) -> Result<()> {
+    let model = a.model.load()?;
+    let methods = parse_methods(&a, &model)?;
+    let store = default_store(2 << 30)?;
+    let engine = Engine {
+        model: &model,
+        store: &store,
+        kv_dtype: a.kv_dtype,
+        cached_only: false,
+    };
+    let adapters: Vec<Adapter> = methods.iter().filter_map(|m| m.packet_adapter()).collect();
+    let runner = Runner {
+        engine,
+        methods,
+        max_new_tokens: a.max_new_tokens,
+        out: a.out.clone(),
+        progress: true,
+    };
+    for spec in &a.data {
+        let (name, samples) = load_dataset(spec, a.limit, a.seed)?;
+        // Packets first, untimed: the runner then measures reuse.
+        let docs: Vec<Vec<u32>> = samples
+            .iter()
+            .flat_map(|s| s.ctxs.iter())
+            .map(|d| document_tokens(&model, d))
+            .collect::<Result<_>>()?;
+        let bar = ProgressBar::new((docs.len() * adapters.len()) as u64).with_message(format!("packing {name}"));
+        runner
+            .engine
+            .packet(&Adapter::empty(&model)?, &preamble_tokens(&model)?)?;
+        for ad in &adapters {
+            for d in &docs {
+                runner.engine.packet(ad, d)?;
+                bar.inc(1);
+            }
+        }
+        bar.finish_and_clear();
+        runner
+            .run(&name, &samples)
+            .with_context(|| format!("evaluating {name}"))?;
+    }
+    let records = read_records(&a.out.join("results.jsonl"))?;
+    let header = format!(
+        "# kvpacket eval\n\nmodel: `{}` ({})  \ncommand: `kvpacket {}`",
+        a.model.model,
+        &model.fingerprint[..12],
+        std::env::args().skip(1).collect::<Vec<_>>().join(" ")
+    );
+    let summary = write_report(&a.out, &records, &header)?;
+    print!("{}", crate::eval::report::markdown(&summary, &header));
+    Ok(())
+}

@@ -1,0 +1,153 @@
+//! Evaluation: datasets (files or synthetic generators), metrics, a resumable runner that
+//! answers every sample with every method, and the report (summary, markdown, plots).
+
+pub mod metrics;
+pub mod report;
+pub mod synth;
+
+use crate::data::{Sample, load_samples};
+use crate::methods::layout::segments;
+use crate::methods::{Engine, Full, Method};
+use crate::train::teacher::log_softmax;
+use anyhow::{Result, bail};
+use indicatif::{ProgressBar, ProgressStyle};
+use metrics::{best_f1, exact_match, kl};
+use serde::{Deserialize, Serialize};
+use std::collections::HashSet;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// A dataset by name: a JSON file in the shared format, or `synth:biography[:K]`
+/// (K people per sample, default 10; generated with the run's seed).
+pub fn load_dataset(spec: &str, limit: usize, seed: u64) -> Result<(String, Vec<Sample>)> {
+    if let Some(rest) = spec.strip_prefix("synth:") {
+        let mut parts = rest.split(':');
+        return match parts.next() {
+            Some("biography") => {
+                let k = parts.next().map(|k| k.parse()).transpose()?.unwrap_or(10);
+                Ok((format!("synth:biography:{k}"), synth::biographies(limit, k, seed)))
+            }
+            _ => bail!("unknown synthetic dataset `{spec}` (known: synth:biography[:K])"),
+        };
+    }
+    let path = Path::new(spec);
+    let mut samples = load_samples(path)?;
+    samples.truncate(limit);
+    let name = path.file_stem().and_then(|s| s.to_str()).unwrap_or(spec).to_string();
+    Ok((name, samples))
+}
+
+/// One answered (sample, method) pair: the unit of `results.jsonl`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Record {
+    pub dataset: String,
+    pub sample: usize,
+    pub method: String,
+    pub question: String,
+    pub answer: String,
+    pub gold: Vec<String>,
+    pub f1: f64,
+    /// Overlap counts (common, predicted, gold) with the best gold answer, for micro F1.
+    pub overlap: (usize, usize, usize),
+    pub em: f64,
+    /// F1 of this answer against `full`'s answer.
+    pub fidelity_f1: f64,
+    /// KL(full ‖ method) of the first answer token's distribution.
+    pub first_token_kl: f64,
+    pub ttft_ms: f64,
+    pub load_ms: f64,
+    pub recomputed_tokens: usize,
+    pub reused_tokens: usize,
+    pub doc_flops: f64,
+    pub context_tokens: usize,
+}
+
+/// Reads the records of a results file (missing file: none).
+pub fn read_records(path: &Path) -> Result<Vec<Record>> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| Ok(serde_json::from_str(l)?))
+        .collect()
+}
+
+/// Runs methods over datasets, appending to `DIR/results.jsonl` and skipping pairs already there.
+pub struct Runner<'a> {
+    pub engine: Engine<'a>,
+    pub methods: Vec<Box<dyn Method + 'a>>,
+    pub max_new_tokens: usize,
+    pub out: PathBuf,
+    pub progress: bool,
+}
+
+impl Runner<'_> {
+    fn results(&self) -> PathBuf {
+        self.out.join("results.jsonl")
+    }
+
+    /// Answers every sample of `samples` with every method; `full` runs once per sample and
+    /// is the fidelity reference (recorded too when listed among the methods).
+    pub fn run(&self, dataset: &str, samples: &[Sample]) -> Result<()> {
+        std::fs::create_dir_all(&self.out)?;
+        let done: HashSet<(usize, String)> = read_records(&self.results())?
+            .into_iter()
+            .filter(|r| r.dataset == dataset)
+            .map(|r| (r.sample, r.method))
+            .collect();
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.results())?;
+        let bar = if self.progress {
+            ProgressBar::new(samples.len() as u64)
+        } else {
+            ProgressBar::hidden()
+        };
+        bar.set_style(ProgressStyle::with_template(&format!(
+            "{dataset} {{bar:30}} {{pos}}/{{len}} [{{elapsed_precise}} < {{eta}}] {{msg}}"
+        ))?);
+        for (i, s) in samples.iter().enumerate() {
+            let todo: Vec<&Box<dyn Method + '_>> =
+                self.methods.iter().filter(|m| !done.contains(&(i, m.name()))).collect();
+            if todo.is_empty() {
+                bar.inc(1);
+                continue;
+            }
+            let seg = segments(self.engine.model, &s.ctxs, &s.question)?;
+            let reference = self.engine.answer(&Full, &seg, self.max_new_tokens)?;
+            let ref_lp = log_softmax(&reference.first_logits);
+            for m in todo {
+                let ans = if m.name() == "full" {
+                    reference.clone()
+                } else {
+                    self.engine.answer(m.as_ref(), &seg, self.max_new_tokens)?
+                };
+                let (f1, overlap) = best_f1(&ans.answer, &s.answers);
+                let rec = Record {
+                    dataset: dataset.to_string(),
+                    sample: i,
+                    method: ans.method.clone(),
+                    question: s.question.clone(),
+                    answer: ans.answer.clone(),
+                    gold: s.answers.clone(),
+                    f1,
+                    overlap,
+                    em: exact_match(&ans.answer, &s.answers),
+                    fidelity_f1: best_f1(&ans.answer, std::slice::from_ref(&reference.answer)).0,
+                    first_token_kl: kl(&ref_lp, &log_softmax(&ans.first_logits)),
+                    ttft_ms: ans.acct.ttft_ms,
+                    load_ms: ans.acct.load_ms,
+                    recomputed_tokens: ans.acct.recomputed_tokens,
+                    reused_tokens: ans.acct.reused_tokens,
+                    doc_flops: ans.acct.doc_flops,
+                    context_tokens: ans.acct.context_tokens,
+                };
+                writeln!(file, "{}", serde_json::to_string(&rec)?)?;
+                bar.set_message(format!("{}: {:?}", rec.method, rec.answer));
+            }
+            bar.inc(1);
+        }
+        bar.finish_and_clear();
+        Ok(())
+    }
+}
