@@ -83,7 +83,7 @@ fn block_scores(q: &[f32], kt: &[f32], s: &mut [f32; BK]) {
     for (dd, &qd) in q.iter().enumerate() {
         let row: &[f32; BK] = kt[dd * BK..(dd + 1) * BK].try_into().unwrap();
         for j in 0..BK {
-            s[j] += qd * row[j];
+            s[j] = qd.mul_add(row[j], s[j]);
         }
     }
 }
@@ -91,7 +91,7 @@ fn block_scores(q: &[f32], kt: &[f32], s: &mut [f32; BK]) {
 #[inline(always)]
 fn axpy(y: &mut [f32], a: f32, x: &[f32]) {
     for (yi, &xi) in y.iter_mut().zip(x) {
-        *yi += a * xi;
+        *yi = a.mul_add(xi, *yi);
     }
 }
 
@@ -102,7 +102,7 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
     let (cb, rb) = b.as_chunks::<16>();
     for (x, y) in ca.iter().zip(cb) {
         for l in 0..16 {
-            acc[l] += x[l] * y[l];
+            acc[l] = x[l].mul_add(y[l], acc[l]);
         }
     }
     let mut s: f32 = acc.iter().sum();
@@ -196,7 +196,7 @@ fn forward_task<const D: usize>(
                 for r in 0..R {
                     let qd = q[r][d];
                     for j in 0..BK {
-                        s[r][j] += qd * krow[j];
+                        s[r][j] = qd.mul_add(krow[j], s[r][j]);
                     }
                 }
             }
@@ -231,7 +231,7 @@ fn forward_task<const D: usize>(
                 for r in 0..R {
                     let pj = p[r][j];
                     for d in 0..D {
-                        acc[r][d] += pj * vrow[d];
+                        acc[r][d] = pj.mul_add(vrow[d], acc[r][d]);
                     }
                 }
             }
