@@ -53,7 +53,7 @@ fn bench_tokens(model: &Model, n: usize) -> Result<Vec<u32>> {
     Ok(base.iter().cycle().take(n).copied().collect())
 }
 
-/// Peak resident memory since the last reset, in MB (Linux; 0 elsewhere).
+/// Peak resident memory of this process, in MB (Linux; 0 elsewhere).
 fn peak_rss_mb() -> f64 {
     let s = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     s.lines()
@@ -63,9 +63,6 @@ fn peak_rss_mb() -> f64 {
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
-fn reset_peak_rss() {
-    std::fs::write("/proc/self/clear_refs", "5").ok();
-}
 
 /// Runs the benchmark: each prefill length once after a short warm-up; decode of 64 tokens
 /// after a 128-token prompt; forward+backward of 1000 positions (16 soft tokens + 984 text
@@ -89,8 +86,8 @@ pub fn prefill_bench(model: &Model, lengths: &[usize]) -> Result<PrefillReport> 
         model.prefill(&[prompt[i]], &mut cache, &Rows::Last)?;
     }
     let decode = 64.0 / t0.elapsed().as_secs_f64();
-    let (fb_s, fb_mb) = fwd_bwd(model, 1000, 16, 64, false)?;
-    let (ck_s, ck_mb) = fwd_bwd(model, 1000, 16, 64, true)?;
+    let (fb_s, fb_mb) = fwd_bwd_in_child(model, false)?;
+    let (ck_s, ck_mb) = fwd_bwd_in_child(model, true)?;
     Ok(PrefillReport {
         model: model.source.display().to_string(),
         threads: rayon::current_num_threads(),
@@ -103,13 +100,26 @@ pub fn prefill_bench(model: &Model, lengths: &[usize]) -> Result<PrefillReport> 
     })
 }
 
+/// Runs `kvpacket bench fwd-bwd` in a fresh process so that its peak memory is its own
+/// (model included, as PyTorch's `ru_maxrss` is); returns (seconds, peak RSS MB).
+fn fwd_bwd_in_child(model: &Model, checkpoint: bool) -> Result<(f64, f64)> {
+    let mut cmd = std::process::Command::new(std::env::current_exe()?);
+    cmd.args(["bench", "fwd-bwd", "--model"]).arg(&model.source);
+    if checkpoint {
+        cmd.arg("--checkpoint");
+    }
+    let out = cmd.output()?;
+    anyhow::ensure!(out.status.success(), "fwd-bwd benchmark failed: {}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    Ok((v["fwd_bwd_s"].as_f64().unwrap_or(0.0), v["peak_mb"].as_f64().unwrap_or(0.0)))
+}
+
 /// One forward+backward of `n` positions whose first `soft` rows are trainable embeddings;
-/// returns (seconds, peak RSS MB during the step).
-fn fwd_bwd(model: &Model, n: usize, soft: usize, loss_rows: usize, checkpoint: bool) -> Result<(f64, f64)> {
+/// returns (seconds, peak RSS MB of the process).
+pub fn fwd_bwd(model: &Model, n: usize, soft: usize, loss_rows: usize, checkpoint: bool) -> Result<(f64, f64)> {
     let toks = bench_tokens(model, n - soft + 1)?;
     let emb = model.embed(&toks[..n - soft])?;
     let adapter = model.embed(&toks[..soft])?;
-    reset_peak_rss();
     let t0 = Instant::now();
     let x = Tensor::cat(&[&adapter, &emb], 0)?;
     let positions: Vec<i64> = (0..n as i64).collect();

@@ -17,10 +17,26 @@ pub enum BenchWhat {
         #[arg(long)]
         json: bool,
     },
+    /// One forward+backward of 1000 positions into 16 soft tokens (f32 weights); prints JSON
+    /// with seconds and this process's peak RSS. `bench prefill` runs it in a child process.
+    FwdBwd {
+        /// Model name or path.
+        #[arg(long, default_value = "smollm2")]
+        model: String,
+        /// Use gradient checkpointing.
+        #[arg(long)]
+        checkpoint: bool,
+    },
 }
 
 pub fn run(what: BenchWhat) -> Result<()> {
     match what {
+        BenchWhat::FwdBwd { model, checkpoint } => {
+            let m = crate::model::Model::load(&crate::model::fetch::resolve(&model)?, crate::model::WeightMode::F32)?;
+            let (s, mb) = crate::bench::fwd_bwd(&m, 1000, 16, 64, checkpoint)?;
+            println!("{}", serde_json::json!({"fwd_bwd_s": s, "peak_mb": mb}));
+            Ok(())
+        }
         BenchWhat::Prefill { model, lengths, json } => {
             let m = model.load()?;
             let r = crate::bench::prefill_bench(&m, &lengths)?;
