@@ -15,6 +15,22 @@ const BK: usize = 64;
 /// Queries per task.
 const BQ: usize = 32;
 
+/// Dispatches a head-size-generic task to its compiled instance.
+macro_rules! by_head_dim {
+    ($d:expr, $f:ident, $($arg:expr),*) => {
+        match $d {
+            16 => $f::<16>($($arg),*),
+            32 => $f::<32>($($arg),*),
+            64 => $f::<64>($($arg),*),
+            80 => $f::<80>($($arg),*),
+            96 => $f::<96>($($arg),*),
+            128 => $f::<128>($($arg),*),
+            256 => $f::<256>($($arg),*),
+            d => panic!("head dimension {d} is not supported"),
+        }
+    };
+}
+
 /// Head layout of an attention call. `n_heads` must be a multiple of `n_kv_heads` (GQA).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AttnShape {
@@ -73,25 +89,6 @@ impl AttnInputs<'_> {
         let nk = self.k.len() / (s.n_kv_heads * s.head_dim);
         assert!(self.mask.max_key() <= nk, "mask reads past the end of the keys");
         assert_eq!(self.k.len(), self.v.len(), "k and v differ in length");
-    }
-}
-
-/// Scores of one (scaled) query row against a transposed key block: s[j] = Σ_d q[d]·kt[d][j].
-#[inline(always)]
-fn block_scores(q: &[f32], kt: &[f32], s: &mut [f32; BK]) {
-    *s = [0.0; BK];
-    for (dd, &qd) in q.iter().enumerate() {
-        let row: &[f32; BK] = kt[dd * BK..(dd + 1) * BK].try_into().unwrap();
-        for j in 0..BK {
-            s[j] = qd.mul_add(row[j], s[j]);
-        }
-    }
-}
-
-#[inline(always)]
-fn axpy(y: &mut [f32], a: f32, x: &[f32]) {
-    for (yi, &xi) in y.iter_mut().zip(x) {
-        *yi = a.mul_add(xi, *yi);
     }
 }
 
@@ -270,16 +267,7 @@ pub fn attention_forward(a: &AttnInputs) -> (Vec<f32>, Vec<f32>) {
         .par_iter()
         .map(|&(kvh, q0)| {
             let q1 = (q0 + BQ).min(nq);
-            match d {
-                16 => forward_task::<16>(a, kvh, q0, q1),
-                32 => forward_task::<32>(a, kvh, q0, q1),
-                64 => forward_task::<64>(a, kvh, q0, q1),
-                80 => forward_task::<80>(a, kvh, q0, q1),
-                96 => forward_task::<96>(a, kvh, q0, q1),
-                128 => forward_task::<128>(a, kvh, q0, q1),
-                256 => forward_task::<256>(a, kvh, q0, q1),
-                _ => panic!("head dimension {d} is not supported"),
-            }
+            by_head_dim!(d, forward_task, a, kvh, q0, q1)
         })
         .collect();
     let mut out = vec![0f32; nq * h * d];
@@ -293,6 +281,158 @@ pub fn attention_forward(a: &AttnInputs) -> (Vec<f32>, Vec<f32>) {
     (out, lse)
 }
 
+/// Per-row inputs of the backward pass shared by its two kinds of tasks.
+struct BwdRows<'a> {
+    lse: &'a [f32],
+    delta: &'a [f32],
+    dout: &'a [f32],
+}
+
+/// Scores and dO·V of R query rows against one transposed key/value block.
+#[inline(always)]
+fn scores_r<const D: usize>(q: &[[f32; D]; R], kt: &[f32], s: &mut [[f32; BK]; R]) {
+    *s = [[0.0; BK]; R];
+    for d in 0..D {
+        let krow: &[f32; BK] = kt[d * BK..(d + 1) * BK].try_into().unwrap();
+        for r in 0..R {
+            let qd = q[r][d];
+            for j in 0..BK {
+                s[r][j] = qd.mul_add(krow[j], s[r][j]);
+            }
+        }
+    }
+}
+
+impl AttnInputs<'_> {
+    fn row_arr<const D: usize>(&self, src: &[f32], i: usize, h: usize, scale: f32) -> [f32; D] {
+        let o = (i * self.shape.n_heads + h) * D;
+        std::array::from_fn(|d| src[o + d] * scale)
+    }
+
+    /// P and dS of R rows (row r: query i_r, head h_r; `live[r]` false for padding) on the
+    /// key block at `j0` of length `len`.
+    #[allow(clippy::too_many_arguments)]
+    fn p_ds<const D: usize>(
+        &self,
+        b: &BwdRows,
+        rows: &[(usize, usize); R],
+        live: &[bool; R],
+        q: &[[f32; D]; R],
+        dout: &[[f32; D]; R],
+        kt: &[f32],
+        vt: &[f32],
+        j0: usize,
+        len: usize,
+    ) -> ([[f32; BK]; R], [[f32; BK]; R]) {
+        let nq = self.nq();
+        let (mut p, mut dp) = ([[0f32; BK]; R], [[0f32; BK]; R]);
+        scores_r(q, kt, &mut p);
+        scores_r(dout, vt, &mut dp);
+        let mut ds = [[0f32; BK]; R];
+        for r in 0..R {
+            let (i, h) = rows[r];
+            let (lo, hi) = self.mask.range(i);
+            let (l, dl) = (b.lse[h * nq + i], b.delta[h * nq + i]);
+            for j in 0..BK {
+                let key = j0 + j;
+                let on = live[r] && key >= lo && key < hi && j < len;
+                p[r][j] = if on { fast_exp(p[r][j] - l) } else { 0.0 };
+                ds[r][j] = p[r][j] * (dp[r][j] - dl);
+            }
+        }
+        (p, ds)
+    }
+}
+
+/// dK, dV of one (kv head, key block): every query row that sees the block contributes.
+fn dkdv_task<const D: usize>(a: &AttnInputs, b: &BwdRows, kvh: usize, j0: usize, len: usize) -> (Vec<f32>, Vec<f32>) {
+    let scale = 1.0 / (D as f32).sqrt();
+    let g = a.shape.group();
+    let (mut kt, mut vt) = (vec![0f32; D * BK], vec![0f32; D * BK]);
+    a.transpose_block(a.k, j0, len, kvh, &mut kt);
+    a.transpose_block(a.v, j0, len, kvh, &mut vt);
+    let rows: Vec<(usize, usize)> = (0..a.nq())
+        .filter(|&i| {
+            let (lo, hi) = a.mask.range(i);
+            lo < j0 + len && hi > j0
+        })
+        .flat_map(|i| (0..g).map(move |gh| (i, kvh * g + gh)))
+        .collect();
+    let mut dk = vec![[0f32; D]; len];
+    let mut dv = vec![[0f32; D]; len];
+    for ch in rows.chunks(R) {
+        let rr: [(usize, usize); R] = std::array::from_fn(|r| ch[r.min(ch.len() - 1)]);
+        let live: [bool; R] = std::array::from_fn(|r| r < ch.len());
+        let q: [[f32; D]; R] = std::array::from_fn(|r| a.row_arr::<D>(a.q, rr[r].0, rr[r].1, scale));
+        let dout: [[f32; D]; R] = std::array::from_fn(|r| a.row_arr::<D>(b.dout, rr[r].0, rr[r].1, 1.0));
+        let (p, ds) = a.p_ds(b, &rr, &live, &q, &dout, &kt, &vt, j0, len);
+        for j in 0..len {
+            let (dkj, dvj) = (&mut dk[j], &mut dv[j]);
+            for r in 0..R {
+                let (pj, dsj) = (p[r][j], ds[r][j]);
+                for d in 0..D {
+                    dvj[d] = pj.mul_add(dout[r][d], dvj[d]);
+                    dkj[d] = dsj.mul_add(q[r][d], dkj[d]);
+                }
+            }
+        }
+    }
+    (dk.into_iter().flatten().collect(), dv.into_iter().flatten().collect())
+}
+
+/// dQ of one (kv head, query block).
+fn dq_task<const D: usize>(a: &AttnInputs, b: &BwdRows, kvh: usize, q0: usize, q1: usize) -> (Vec<(usize, usize)>, Vec<f32>) {
+    let scale = 1.0 / (D as f32).sqrt();
+    let rows = task_rows(a.shape, kvh, q0, q1);
+    let lo = (q0..q1).map(|i| a.mask.range(i).0).min().unwrap();
+    let hi = (q0..q1).map(|i| a.mask.range(i).1).max().unwrap();
+    let (mut kt, mut vt) = (vec![0f32; D * BK], vec![0f32; D * BK]);
+    let chunks: Vec<[(usize, usize); R]> =
+        rows.chunks(R).map(|ch| std::array::from_fn(|r| ch[r.min(ch.len() - 1)])).collect();
+    let qs: Vec<[[f32; D]; R]> =
+        chunks.iter().map(|rr| std::array::from_fn(|r| a.row_arr::<D>(a.q, rr[r].0, rr[r].1, scale))).collect();
+    let dos: Vec<[[f32; D]; R]> =
+        chunks.iter().map(|rr| std::array::from_fn(|r| a.row_arr::<D>(b.dout, rr[r].0, rr[r].1, 1.0))).collect();
+    let mut dq = vec![[[0f32; D]; R]; chunks.len()];
+    let mut j0 = lo;
+    while j0 < hi {
+        let len = BK.min(hi - j0);
+        a.transpose_block(a.k, j0, len, kvh, &mut kt);
+        a.transpose_block(a.v, j0, len, kvh, &mut vt);
+        for (c, rr) in chunks.iter().enumerate() {
+            if rr.iter().all(|&(i, _)| {
+                let (rlo, rhi) = a.mask.range(i);
+                rhi <= j0 || rlo >= j0 + len
+            }) {
+                continue;
+            }
+            let (_, ds) = a.p_ds(b, rr, &[true; R], &qs[c], &dos[c], &kt, &vt, j0, len);
+            let acc = &mut dq[c];
+            for j in 0..len {
+                let o = a.kv_off(j0 + j, kvh);
+                let krow: &[f32; D] = a.k[o..o + D].try_into().unwrap();
+                for r in 0..R {
+                    let w = ds[r][j] * scale;
+                    for d in 0..D {
+                        acc[r][d] = w.mul_add(krow[d], acc[r][d]);
+                    }
+                }
+            }
+        }
+        j0 += len;
+    }
+    let mut out = vec![0f32; rows.len() * D];
+    for (c, acc) in dq.iter().enumerate() {
+        for (r, row) in acc.iter().enumerate() {
+            let idx = c * R + r;
+            if idx < rows.len() {
+                out[idx * D..(idx + 1) * D].copy_from_slice(row);
+            }
+        }
+    }
+    (rows, out)
+}
+
 /// Gradients of [`attention_forward`] given its output `o`, row log-sum-exps `lse` and the
 /// upstream gradient `dout` (same layout as `o`). Returns (dq, dk, dv) laid out like q, k, v.
 /// Scores are recomputed block by block; memory stays linear in sequence length.
@@ -300,7 +440,6 @@ pub fn attention_backward(a: &AttnInputs, o: &[f32], lse: &[f32], dout: &[f32]) 
     a.check();
     let s = a.shape;
     let (nq, d, h) = (a.nq(), s.head_dim, s.n_heads);
-    let scale = 1.0 / (d as f32).sqrt();
     // delta[h][i] = dO_i · O_i
     let mut delta = vec![0f32; h * nq];
     for i in 0..nq {
@@ -309,109 +448,36 @@ pub fn attention_backward(a: &AttnInputs, o: &[f32], lse: &[f32], dout: &[f32]) 
             delta[hh * nq + i] = dot(&dout[off..off + d], &o[off..off + d]);
         }
     }
-    let g = s.group();
+    let b = BwdRows { lse, delta: &delta, dout };
     let nk = a.mask.max_key();
-    // Pass A: dK, dV per (kv head, key block).
-    let ktasks: Vec<(usize, usize)> = (0..s.n_kv_heads)
-        .flat_map(|kvh| (0..nk.div_ceil(BK)).map(move |b| (kvh, b * BK)))
-        .collect();
+    let ktasks: Vec<(usize, usize)> =
+        (0..s.n_kv_heads).flat_map(|kvh| (0..nk.div_ceil(BK)).map(move |blk| (kvh, blk * BK))).collect();
     let kres: Vec<_> = ktasks
         .par_iter()
         .map(|&(kvh, j0)| {
             let len = BK.min(nk - j0);
-            let mut kt = vec![0f32; d * BK];
-            let mut vt = vec![0f32; d * BK];
-            a.transpose_block(a.k, j0, len, kvh, &mut kt);
-            a.transpose_block(a.v, j0, len, kvh, &mut vt);
-            let mut dk = vec![0f32; len * d];
-            let mut dv = vec![0f32; len * d];
-            let (mut sc, mut dp) = ([0f32; BK], [0f32; BK]);
-            let mut qsc = vec![0f32; d];
-            for i in 0..nq {
-                let (rlo, rhi) = a.mask.range(i);
-                let (jlo, jhi) = (rlo.max(j0), rhi.min(j0 + len));
-                if jlo >= jhi {
-                    continue;
-                }
-                for gh in 0..g {
-                    let hh = kvh * g + gh;
-                    qsc.iter_mut().zip(a.q_row(i, hh)).for_each(|(x, &q)| *x = q * scale);
-                    let off = (i * h + hh) * d;
-                    let dorow = &dout[off..off + d];
-                    block_scores(&qsc, &kt, &mut sc);
-                    block_scores(dorow, &vt, &mut dp);
-                    let (l, dl) = (lse[hh * nq + i], delta[hh * nq + i]);
-                    for j in jlo - j0..jhi - j0 {
-                        let p = fast_exp(sc[j] - l);
-                        axpy(&mut dv[j * d..(j + 1) * d], p, dorow);
-                        let ds = p * (dp[j] - dl);
-                        axpy(&mut dk[j * d..(j + 1) * d], ds, &qsc);
-                    }
-                }
-            }
-            (kvh, j0, dk, dv)
+            (kvh, j0, by_head_dim!(d, dkdv_task, a, &b, kvh, j0, len))
         })
         .collect();
     let mut dk = vec![0f32; a.k.len()];
     let mut dv = vec![0f32; a.v.len()];
-    for (kvh, j0, bk, bv) in kres {
+    for (kvh, j0, (bk, bv)) in kres {
         for jj in 0..bk.len() / d {
-            let o = a.kv_off(j0 + jj, kvh);
-            dk[o..o + d].copy_from_slice(&bk[jj * d..(jj + 1) * d]);
-            dv[o..o + d].copy_from_slice(&bv[jj * d..(jj + 1) * d]);
+            let off = a.kv_off(j0 + jj, kvh);
+            dk[off..off + d].copy_from_slice(&bk[jj * d..(jj + 1) * d]);
+            dv[off..off + d].copy_from_slice(&bv[jj * d..(jj + 1) * d]);
         }
     }
-    // Pass B: dQ per (kv head, query block).
-    let qtasks: Vec<(usize, usize)> = (0..s.n_kv_heads)
-        .flat_map(|kvh| (0..nq.div_ceil(BQ)).map(move |b| (kvh, b * BQ)))
-        .collect();
-    let qres: Vec<_> = qtasks
-        .par_iter()
-        .map(|&(kvh, q0)| {
-            let q1 = (q0 + BQ).min(nq);
-            let rows = task_rows(s, kvh, q0, q1);
-            let lo = (q0..q1).map(|i| a.mask.range(i).0).min().unwrap();
-            let hi = (q0..q1).map(|i| a.mask.range(i).1).max().unwrap();
-            let mut dq = vec![0f32; rows.len() * d];
-            let mut kt = vec![0f32; d * BK];
-            let mut vt = vec![0f32; d * BK];
-            let (mut sc, mut dp) = ([0f32; BK], [0f32; BK]);
-            let mut qsc = vec![0f32; d];
-            let mut j0 = lo;
-            while j0 < hi {
-                let len = BK.min(hi - j0);
-                a.transpose_block(a.k, j0, len, kvh, &mut kt);
-                a.transpose_block(a.v, j0, len, kvh, &mut vt);
-                for (r, &(i, hh)) in rows.iter().enumerate() {
-                    let (rlo, rhi) = a.mask.range(i);
-                    let (jlo, jhi) = (rlo.max(j0), rhi.min(j0 + len));
-                    if jlo >= jhi {
-                        continue;
-                    }
-                    qsc.iter_mut().zip(a.q_row(i, hh)).for_each(|(x, &q)| *x = q * scale);
-                    let off = (i * h + hh) * d;
-                    block_scores(&qsc, &kt, &mut sc);
-                    block_scores(&dout[off..off + d], &vt, &mut dp);
-                    let (l, dl) = (lse[hh * nq + i], delta[hh * nq + i]);
-                    let dqr = &mut dq[r * d..(r + 1) * d];
-                    for j in jlo - j0..jhi - j0 {
-                        let ds = fast_exp(sc[j] - l) * (dp[j] - dl);
-                        let o = a.kv_off(j0 + j, kvh);
-                        axpy(dqr, ds * scale, &a.k[o..o + d]);
-                    }
-                }
-                j0 += len;
-            }
-            (rows, dq)
-        })
-        .collect();
+    let qtasks: Vec<(usize, usize)> =
+        (0..s.n_kv_heads).flat_map(|kvh| (0..nq.div_ceil(BQ)).map(move |blk| (kvh, blk * BQ))).collect();
+    let qres: Vec<_> =
+        qtasks.par_iter().map(|&(kvh, q0)| by_head_dim!(d, dq_task, a, &b, kvh, q0, (q0 + BQ).min(nq))).collect();
     let mut dq = vec![0f32; a.q.len()];
-    for (rows, b) in qres {
+    for (rows, blk) in qres {
         for (r, &(i, hh)) in rows.iter().enumerate() {
-            dq[(i * h + hh) * d..(i * h + hh + 1) * d].copy_from_slice(&b[r * d..(r + 1) * d]);
+            dq[(i * h + hh) * d..(i * h + hh + 1) * d].copy_from_slice(&blk[r * d..(r + 1) * d]);
         }
     }
-    // dk accumulated ds·(q·scale); dv accumulated p·dO: both already final.
     (dq, dk, dv)
 }
 
