@@ -63,7 +63,6 @@ fn peak_rss_mb() -> f64 {
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
-
 /// Runs the benchmark: each prefill length once after a short warm-up; decode of 64 tokens
 /// after a 128-token prompt; forward+backward of 1000 positions (16 soft tokens + 984 text
 /// tokens, loss = cross-entropy on the last 64 rows) with per-layer recomputation.
@@ -109,9 +108,16 @@ fn fwd_bwd_in_child(model: &Model, checkpoint: bool) -> Result<(f64, f64)> {
         cmd.arg("--checkpoint");
     }
     let out = cmd.output()?;
-    anyhow::ensure!(out.status.success(), "fwd-bwd benchmark failed: {}", String::from_utf8_lossy(&out.stderr));
+    anyhow::ensure!(
+        out.status.success(),
+        "fwd-bwd benchmark failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
-    Ok((v["fwd_bwd_s"].as_f64().unwrap_or(0.0), v["peak_mb"].as_f64().unwrap_or(0.0)))
+    Ok((
+        v["fwd_bwd_s"].as_f64().unwrap_or(0.0),
+        v["peak_mb"].as_f64().unwrap_or(0.0),
+    ))
 }
 
 /// One forward+backward of `n` positions whose first `soft` rows are trainable embeddings;

@@ -257,3 +257,71 @@ fn adapter_save_load_and_init_statistics() {
     assert!(e.contains("made for model"), "{e}");
     assert_eq!(Adapter::empty(&m).unwrap().fingerprint().unwrap(), "none");
 }
+
+fn first_logits(
+    m: &Model,
+    method: &dyn Method,
+    seg: &Segments,
+    dir: &str,
+) -> (Vec<f32>, kvpacket::methods::Accounting) {
+    let store = LruStore::new(FsStore::new(tmp(dir)).unwrap(), 1 << 24);
+    let engine = Engine {
+        model: m,
+        store: &store,
+        kv_dtype: KvDtype::F32,
+        cached_only: false,
+    };
+    engine.packet(&Adapter::empty(m).unwrap(), &seg.preamble).unwrap();
+    for d in &seg.docs {
+        engine.packet(&Adapter::empty(m).unwrap(), d).unwrap();
+    }
+    let p = method.prefill(&engine, seg).unwrap();
+    (p.first_logits, p.acct)
+}
+
+#[test]
+fn recompute_baselines_span_none_to_full() {
+    use kvpacket::methods::Recompute;
+    use kvpacket::methods::recompute::Selection;
+    let m = model(8);
+    let seg = Segments {
+        preamble: toks(&m, "preamble: "),
+        docs: vec![
+            toks(&m, "first document"),
+            toks(&m, "the second document"),
+            toks(&m, "third one here"),
+        ],
+        prompt: toks(&m, "question?"),
+    };
+    let (full, _) = first_logits(&m, &Full, &seg, "rc-full");
+    let (none, _) = first_logits(&m, &Packets::none(&m).unwrap(), &seg, "rc-none");
+    assert!(
+        max_abs(&full, &none) > 1e-3,
+        "composition without recompute differs from full"
+    );
+    for (sel, want, n) in [
+        (Selection::CacheBlend(1.0), &full, seg.doc_tokens()),
+        (Selection::Random(1.0, 0), &full, seg.doc_tokens()),
+        (Selection::CacheBlend(0.0), &none, 0),
+        (Selection::Random(0.0, 0), &none, 0),
+    ] {
+        let r = Recompute::new(&m, sel).unwrap();
+        let (got, acct) = first_logits(&m, &r, &seg, &r.name().replace(':', "-"));
+        assert!(max_abs(&got, want) < 1e-4, "{}: {}", r.name(), max_abs(&got, want));
+        assert_eq!(acct.recomputed_tokens, n, "{}", r.name());
+    }
+    let epic = Recompute::new(&m, Selection::Epic(2)).unwrap();
+    let (_, acct) = first_logits(&m, &epic, &seg, "rc-epic");
+    assert_eq!(acct.recomputed_tokens, 2 * 2, "2 tokens of each document but the first");
+    let (_, half) = first_logits(
+        &m,
+        &Recompute::new(&m, Selection::CacheBlend(0.5)).unwrap(),
+        &seg,
+        "rc-half",
+    );
+    assert_eq!(half.recomputed_tokens, (seg.doc_tokens() as f64 * 0.5).round() as usize);
+    let (_, fa) = first_logits(&m, &Full, &seg, "rc-full2");
+    let want = kvpacket::methods::forward_flops(&m.config, seg.preamble.len(), seg.doc_tokens());
+    assert_eq!(fa.doc_flops, want);
+    assert!(Recompute::new(&m, Selection::CacheBlend(1.5)).is_err());
+}

@@ -3,7 +3,7 @@
 use super::{AdapterChoice, ModelArgs};
 use crate::data::load_samples;
 use crate::methods::layout::segments;
-use crate::methods::{Engine, Full, Method, Packets, QuestionOnly, Segments};
+use crate::methods::{Engine, Full, Method, Packets, QuestionOnly, Recompute, Segments};
 use crate::model::Model;
 use crate::packet::KvDtype;
 use crate::store::{PacketStore, default_store};
@@ -15,7 +15,7 @@ use std::path::PathBuf;
 pub struct AskArgs {
     #[command(flatten)]
     pub model: ModelArgs,
-    /// full | none | kvpacket | question-only
+    /// full | none | kvpacket | question-only | cacheblend:R | epic:K | random:R
     #[arg(long, default_value = "kvpacket")]
     pub method: String,
     #[command(flatten)]
@@ -57,7 +57,12 @@ pub fn method_by_name(name: &str, model: &Model, adapter: &AdapterChoice) -> Res
             }
             Box::new(Packets::kvpacket(a))
         }
-        other => bail!("unknown method `{other}` (full, none, kvpacket, question-only)"),
+        other => match Recompute::parse(model, other)? {
+            Some(r) => Box::new(r),
+            None => {
+                bail!("unknown method `{other}` (full, none, kvpacket, question-only, cacheblend:R, epic:K, random:R)")
+            }
+        },
     })
 }
 

@@ -12,3 +12,9 @@ pub fn forward_flops(cfg: &Config, start: usize, n: usize) -> f64 {
     let attn = 4.0 * keys * (cfg.head_dim * cfg.n_heads * cfg.n_layers) as f64;
     dense + attn
 }
+
+/// FLOPs of recomputing one token at key index `row` through one layer: its share of the
+/// dense weights plus attention over keys `0..=row`.
+pub fn layer_flops(cfg: &Config, row: usize) -> f64 {
+    2.0 * cfg.block_params() as f64 / cfg.n_layers as f64 + 4.0 * (row + 1) as f64 * (cfg.head_dim * cfg.n_heads) as f64
+}

@@ -4,9 +4,11 @@
 
 mod flops;
 pub mod layout;
+pub mod recompute;
 
-pub use flops::forward_flops;
+pub use flops::{forward_flops, layer_flops};
 pub use layout::Segments;
+pub use recompute::Recompute;
 
 use crate::adapter::Adapter;
 use crate::model::generate::{greedy_continue, last_row};
@@ -214,53 +216,88 @@ impl Method for Packets {
     }
 
     fn prefill(&self, engine: &Engine, seg: &Segments) -> Result<Prefilled> {
-        let m = engine.model;
-        let mut acct = Accounting::default();
-        let mut built_ms = 0.0;
-        let empty = Adapter::empty(m)?;
-        let preamble = if seg.preamble.is_empty() {
-            None
-        } else {
-            let (p, built, t) = engine.packet(&empty, &seg.preamble)?;
-            if built {
-                built_ms += t
-            } else {
-                acct.load_ms += t
-            }
-            Some(p)
-        };
-        let mut packets = Vec::with_capacity(seg.docs.len());
-        for d in &seg.docs {
-            let (p, built, t) = engine.packet(&self.adapter, d)?;
-            if built {
-                built_ms += t;
-                acct.recomputed_tokens += d.len();
-                acct.doc_flops += forward_flops(&m.config, 0, p.len());
-            } else {
-                acct.load_ms += t;
-                acct.reused_tokens += d.len();
-            }
-            packets.push(p);
-        }
-        let adapter_len = self.adapter.meta.n_header + self.adapter.meta.n_trailer;
-        let mut cache = engine.cache_for(seg, true, adapter_len);
-        let t0 = Instant::now();
-        if let Some(p) = &preamble {
-            p.append_to(m, &mut cache)?;
-        }
-        for p in &packets {
-            acct.doc_flops += p.append_to(m, &mut cache)?;
-        }
-        let logits = m
-            .prefill(&seg.prompt, &mut cache, &Rows::Last)?
-            .expect("one row requested");
-        let first_logits = last_row(&logits)?;
-        acct.ttft_ms = ms(t0) + built_ms;
-        acct.context_tokens = cache.len();
-        Ok(Prefilled {
-            cache,
-            first_logits,
-            acct,
-        })
+        compose_and_prefill(engine, seg, &self.adapter, None)
     }
+}
+
+/// Where a document's own tokens sit in a composed cache (after its header, if any).
+#[derive(Debug, Clone)]
+pub struct DocSpan {
+    pub start: usize,
+    pub tokens: Vec<u32>,
+}
+
+/// A repair of a composed cache before the question is prefilled (the recompute baselines).
+pub trait Repair {
+    /// Recomputes some document rows of `cache`; returns (tokens recomputed, FLOPs spent).
+    fn repair(&self, model: &Model, cache: &mut KvCache, docs: &[DocSpan]) -> Result<(usize, f64)>;
+}
+
+/// Loads (or builds) the preamble and document packets, concatenates them with re-rotated
+/// keys, applies `repair` if any, and prefills the task prompt. TTFT runs from "packets in
+/// memory" to the first logits (plus the time of any packet built on the fly).
+pub fn compose_and_prefill(
+    engine: &Engine,
+    seg: &Segments,
+    adapter: &Adapter,
+    repair: Option<&dyn Repair>,
+) -> Result<Prefilled> {
+    let m = engine.model;
+    let mut acct = Accounting::default();
+    let mut built_ms = 0.0;
+    let empty = Adapter::empty(m)?;
+    let preamble = if seg.preamble.is_empty() {
+        None
+    } else {
+        let (p, built, t) = engine.packet(&empty, &seg.preamble)?;
+        if built {
+            built_ms += t
+        } else {
+            acct.load_ms += t
+        }
+        Some(p)
+    };
+    let mut packets = Vec::with_capacity(seg.docs.len());
+    for d in &seg.docs {
+        let (p, built, t) = engine.packet(adapter, d)?;
+        if built {
+            built_ms += t;
+            acct.recomputed_tokens += d.len();
+            acct.doc_flops += forward_flops(&m.config, 0, p.len());
+        } else {
+            acct.load_ms += t;
+            acct.reused_tokens += d.len();
+        }
+        packets.push(p);
+    }
+    let adapter_len = adapter.meta.n_header + adapter.meta.n_trailer;
+    let mut cache = engine.cache_for(seg, true, adapter_len);
+    let t0 = Instant::now();
+    if let Some(p) = &preamble {
+        p.append_to(m, &mut cache)?;
+    }
+    let mut spans = Vec::with_capacity(packets.len());
+    for p in &packets {
+        spans.push(DocSpan {
+            start: cache.len() + p.meta.n_header,
+            tokens: p.meta.tokens.clone(),
+        });
+        acct.doc_flops += p.append_to(m, &mut cache)?;
+    }
+    if let Some(r) = repair {
+        let (n, flops) = r.repair(m, &mut cache, &spans)?;
+        acct.recomputed_tokens += n;
+        acct.doc_flops += flops;
+    }
+    let logits = m
+        .prefill(&seg.prompt, &mut cache, &Rows::Last)?
+        .expect("one row requested");
+    let first_logits = last_row(&logits)?;
+    acct.ttft_ms = ms(t0) + built_ms;
+    acct.context_tokens = cache.len();
+    Ok(Prefilled {
+        cache,
+        first_logits,
+        acct,
+    })
 }

@@ -381,18 +381,30 @@ fn dkdv_task<const D: usize>(a: &AttnInputs, b: &BwdRows, kvh: usize, j0: usize,
 }
 
 /// dQ of one (kv head, query block).
-fn dq_task<const D: usize>(a: &AttnInputs, b: &BwdRows, kvh: usize, q0: usize, q1: usize) -> (Vec<(usize, usize)>, Vec<f32>) {
+fn dq_task<const D: usize>(
+    a: &AttnInputs,
+    b: &BwdRows,
+    kvh: usize,
+    q0: usize,
+    q1: usize,
+) -> (Vec<(usize, usize)>, Vec<f32>) {
     let scale = 1.0 / (D as f32).sqrt();
     let rows = task_rows(a.shape, kvh, q0, q1);
     let lo = (q0..q1).map(|i| a.mask.range(i).0).min().unwrap();
     let hi = (q0..q1).map(|i| a.mask.range(i).1).max().unwrap();
     let (mut kt, mut vt) = (vec![0f32; D * BK], vec![0f32; D * BK]);
-    let chunks: Vec<[(usize, usize); R]> =
-        rows.chunks(R).map(|ch| std::array::from_fn(|r| ch[r.min(ch.len() - 1)])).collect();
-    let qs: Vec<[[f32; D]; R]> =
-        chunks.iter().map(|rr| std::array::from_fn(|r| a.row_arr::<D>(a.q, rr[r].0, rr[r].1, scale))).collect();
-    let dos: Vec<[[f32; D]; R]> =
-        chunks.iter().map(|rr| std::array::from_fn(|r| a.row_arr::<D>(b.dout, rr[r].0, rr[r].1, 1.0))).collect();
+    let chunks: Vec<[(usize, usize); R]> = rows
+        .chunks(R)
+        .map(|ch| std::array::from_fn(|r| ch[r.min(ch.len() - 1)]))
+        .collect();
+    let qs: Vec<[[f32; D]; R]> = chunks
+        .iter()
+        .map(|rr| std::array::from_fn(|r| a.row_arr::<D>(a.q, rr[r].0, rr[r].1, scale)))
+        .collect();
+    let dos: Vec<[[f32; D]; R]> = chunks
+        .iter()
+        .map(|rr| std::array::from_fn(|r| a.row_arr::<D>(b.dout, rr[r].0, rr[r].1, 1.0)))
+        .collect();
     let mut dq = vec![[[0f32; D]; R]; chunks.len()];
     let mut j0 = lo;
     while j0 < hi {
@@ -448,10 +460,15 @@ pub fn attention_backward(a: &AttnInputs, o: &[f32], lse: &[f32], dout: &[f32]) 
             delta[hh * nq + i] = dot(&dout[off..off + d], &o[off..off + d]);
         }
     }
-    let b = BwdRows { lse, delta: &delta, dout };
+    let b = BwdRows {
+        lse,
+        delta: &delta,
+        dout,
+    };
     let nk = a.mask.max_key();
-    let ktasks: Vec<(usize, usize)> =
-        (0..s.n_kv_heads).flat_map(|kvh| (0..nk.div_ceil(BK)).map(move |blk| (kvh, blk * BK))).collect();
+    let ktasks: Vec<(usize, usize)> = (0..s.n_kv_heads)
+        .flat_map(|kvh| (0..nk.div_ceil(BK)).map(move |blk| (kvh, blk * BK)))
+        .collect();
     let kres: Vec<_> = ktasks
         .par_iter()
         .map(|&(kvh, j0)| {
@@ -468,10 +485,13 @@ pub fn attention_backward(a: &AttnInputs, o: &[f32], lse: &[f32], dout: &[f32]) 
             dv[off..off + d].copy_from_slice(&bv[jj * d..(jj + 1) * d]);
         }
     }
-    let qtasks: Vec<(usize, usize)> =
-        (0..s.n_kv_heads).flat_map(|kvh| (0..nq.div_ceil(BQ)).map(move |blk| (kvh, blk * BQ))).collect();
-    let qres: Vec<_> =
-        qtasks.par_iter().map(|&(kvh, q0)| by_head_dim!(d, dq_task, a, &b, kvh, q0, (q0 + BQ).min(nq))).collect();
+    let qtasks: Vec<(usize, usize)> = (0..s.n_kv_heads)
+        .flat_map(|kvh| (0..nq.div_ceil(BQ)).map(move |blk| (kvh, blk * BQ)))
+        .collect();
+    let qres: Vec<_> = qtasks
+        .par_iter()
+        .map(|&(kvh, q0)| by_head_dim!(d, dq_task, a, &b, kvh, q0, (q0 + BQ).min(nq)))
+        .collect();
     let mut dq = vec![0f32; a.q.len()];
     for (rows, blk) in qres {
         for (r, &(i, hh)) in rows.iter().enumerate() {

@@ -41,6 +41,8 @@ impl Rows {
 enum AttnPath<'a> {
     /// Inference: append the new K,V to the cache and attend over it.
     Cache(&'a mut KvCache, &'a AttnMask),
+    /// Inference: overwrite the K,V of these cached rows and attend over the cache.
+    Overwrite(&'a mut KvCache, &'a AttnMask, &'a [usize]),
     /// Differentiable: attend over this call's own K,V with the backward-capable op.
     Graph(&'a Arc<AttnMask>),
 }
@@ -104,11 +106,18 @@ impl Model {
             .narrow(1, qd + kvd, kvd)?
             .reshape((t, c.n_kv_heads, c.head_dim))?
             .contiguous()?;
+        let rows_to_write = match path {
+            AttnPath::Overwrite(_, _, rows) => Some(*rows),
+            _ => None,
+        };
         let att = match path {
             AttnPath::Graph(mask) => q.apply_op3(&k, &v, FlashAttention::new((*mask).clone(), self.attn_shape()))?,
-            AttnPath::Cache(cache, mask) => {
+            AttnPath::Cache(cache, mask) | AttnPath::Overwrite(cache, mask, _) => {
                 let (kv, vv) = (k.flatten_all()?.to_vec1::<f32>()?, v.flatten_all()?.to_vec1::<f32>()?);
-                cache.push_layer(l, &kv, &vv);
+                match rows_to_write {
+                    None => cache.push_layer(l, &kv, &vv),
+                    Some(rows) => cache.overwrite_rows(l, rows, &kv, &vv),
+                }
                 let qv = q.flatten_all()?.to_vec1::<f32>()?;
                 let lay = &cache.layers[l];
                 let inputs = AttnInputs {
@@ -223,6 +232,36 @@ impl Model {
             cache,
             rows,
         )
+    }
+
+    /// Recomputes the K,V of cached rows `rows` (ascending key indices) through `layers`:
+    /// `x` [rows, hidden] is their input to the first layer of the range, `positions` their
+    /// positions. At each layer their K,V overwrite the cached ones, and each row attends to
+    /// cache keys `[0, row]` (the other rows' current K,V included). Returns their hidden
+    /// states after the last layer of the range. Recomputing every row of a context through
+    /// all layers reproduces a plain prefill of it.
+    pub fn recompute_rows(
+        &self,
+        x: &Tensor,
+        rows: &[usize],
+        positions: &[i64],
+        cache: &mut KvCache,
+        layers: std::ops::Range<usize>,
+    ) -> Result<Tensor> {
+        let n = x.dim(0)?;
+        if rows.len() != n || positions.len() != n || rows.windows(2).any(|w| w[0] >= w[1]) {
+            bail!("recompute_rows: {n} inputs need as many ascending rows and positions");
+        }
+        if rows.last().is_some_and(|&r| r >= cache.len()) || layers.end > self.config.n_layers {
+            bail!("recompute_rows: row or layer out of range");
+        }
+        let mask = AttnMask::from_ranges(rows.iter().map(|&r| (0, r as u32 + 1)).collect())?;
+        let rope = Arc::new(self.rope_table(positions));
+        let mut x = x.clone();
+        for l in layers {
+            x = self.block(l, &x, &rope, &mut AttnPath::Overwrite(cache, &mask, rows))?;
+        }
+        Ok(x)
     }
 
     /// A fresh cache with room for the model's whole context (or `max_tokens` if smaller).

@@ -77,6 +77,16 @@ impl KvCache {
         lay.v.extend_from_slice(v);
     }
 
+    /// Overwrites the K,V of the given token rows of layer `l` (`k`, `v`: one row each, in order).
+    pub fn overwrite_rows(&mut self, l: usize, rows: &[usize], k: &[f32], v: &[f32]) {
+        let r = self.row;
+        let lay = &mut self.layers[l];
+        for (i, &t) in rows.iter().enumerate() {
+            lay.k[t * r..(t + 1) * r].copy_from_slice(&k[i * r..(i + 1) * r]);
+            lay.v[t * r..(t + 1) * r].copy_from_slice(&v[i * r..(i + 1) * r]);
+        }
+    }
+
     /// Records that `n` tokens were pushed to every layer.
     pub fn commit(&mut self, n: usize) {
         self.len += n;
