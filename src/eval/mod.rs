@@ -17,8 +17,9 @@ use std::collections::HashSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-/// A dataset by name: a JSON file in the shared format, or `synth:biography[:K]`
-/// (K people per sample, default 10; generated with the run's seed).
+/// A dataset by name: a JSON file in the shared format, `synth:biography[:K]` (K people per
+/// sample, default 10) or `synth:niah[:K]` (K filler documents of ~750 words, default 4),
+/// generated with the run's seed.
 pub fn load_dataset(spec: &str, limit: usize, seed: u64) -> Result<(String, Vec<Sample>)> {
     if let Some(rest) = spec.strip_prefix("synth:") {
         let mut parts = rest.split(':');
@@ -27,7 +28,11 @@ pub fn load_dataset(spec: &str, limit: usize, seed: u64) -> Result<(String, Vec<
                 let k = parts.next().map(|k| k.parse()).transpose()?.unwrap_or(10);
                 Ok((format!("synth:biography:{k}"), synth::biographies(limit, k, seed)))
             }
-            _ => bail!("unknown synthetic dataset `{spec}` (known: synth:biography[:K])"),
+            Some("niah") => {
+                let k = parts.next().map(|k| k.parse()).transpose()?.unwrap_or(4);
+                Ok((format!("synth:niah:{k}"), synth::needles(limit, k, 750, seed)))
+            }
+            _ => bail!("unknown synthetic dataset `{spec}` (known: synth:biography[:K], synth:niah[:K])"),
         };
     }
     let path = Path::new(spec);

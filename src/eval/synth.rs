@@ -210,3 +210,105 @@ mod tests {
         }
     }
 }
+
+const SUBJECTS: [&str; 12] = [
+    "The river",
+    "A small village",
+    "The old library",
+    "Every winter",
+    "The market square",
+    "A quiet farmer",
+    "The northern road",
+    "The museum guard",
+    "A travelling merchant",
+    "The mountain lake",
+    "The harbour",
+    "Our neighbour",
+];
+const PREDICATES: [&str; 12] = [
+    "changed slowly over the years",
+    "was known for its long afternoons",
+    "welcomed visitors from far away",
+    "kept a record of every season",
+    "grew busier after the new bridge opened",
+    "rarely saw heavy rain",
+    "was painted in soft colours",
+    "smelled of bread in the morning",
+    "collected stories from travellers",
+    "needed repairs after the storm",
+    "stayed open late in the summer",
+    "was quieter than most people expected",
+];
+const CODE_OBJECTS: [&str; 8] = [
+    "blue door",
+    "north gate",
+    "red locker",
+    "garden shed",
+    "east tower",
+    "old safe",
+    "cellar",
+    "boathouse",
+];
+
+/// Needle in a haystack: `k` filler documents of about `words` words each; one sentence
+/// stating a secret number is inserted at a random depth of a random document; the question
+/// asks for it. Deterministic for a seed.
+pub fn needles(n: usize, k: usize, words: usize, seed: u64) -> Vec<Sample> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    (0..n)
+        .map(|_| {
+            let mut docs: Vec<Vec<String>> = (0..k)
+                .map(|_| {
+                    let mut sentences = Vec::new();
+                    let mut count = 0;
+                    while count < words {
+                        let s = format!(
+                            "{} {}.",
+                            SUBJECTS.choose(&mut rng).unwrap(),
+                            PREDICATES.choose(&mut rng).unwrap()
+                        );
+                        count += s.split_whitespace().count();
+                        sentences.push(s);
+                    }
+                    sentences
+                })
+                .collect();
+            let object = CODE_OBJECTS.choose(&mut rng).unwrap();
+            let code = rng.random_range(100_000..1_000_000).to_string();
+            let d = rng.random_range(0..k.max(1));
+            let at = rng.random_range(0..=docs[d].len());
+            docs[d].insert(at, format!("The secret code of the {object} is {code}."));
+            Sample {
+                question: format!("What is the secret code of the {object}?"),
+                answers: vec![code],
+                ctxs: docs
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, s)| Document {
+                        id: None,
+                        title: format!("Notes, part {}", i + 1),
+                        text: s.join(" "),
+                    })
+                    .collect(),
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod needle_tests {
+    use super::*;
+
+    #[test]
+    fn needles_are_deterministic_and_hidden_once() {
+        let a = needles(3, 4, 200, 9);
+        let b = needles(3, 4, 200, 9);
+        for (x, y) in a.iter().zip(&b) {
+            assert_eq!(x.question, y.question);
+            assert_eq!(x.ctxs, y.ctxs);
+            let hits: usize = x.ctxs.iter().map(|d| d.text.matches(&x.answers[0]).count()).sum();
+            assert_eq!(hits, 1);
+            assert!(x.ctxs.iter().all(|d| d.text.split_whitespace().count() >= 200));
+        }
+    }
+}
