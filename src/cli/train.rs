@@ -16,7 +16,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 pub struct TrainArgs {
     #[command(flatten)]
     pub model: ModelArgs,
-    /// Training data files in the shared format (never the evaluation files).
+    /// Training data: files in the shared format (never the evaluation files) or synthetic
+    /// sets (synth:biography[:K], synth:niah[:K]).
     #[arg(long = "data", required_unless_present = "plot")]
     pub data: Vec<PathBuf>,
     /// Samples to draw (each: k documents of one entry + a task prompt).

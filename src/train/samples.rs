@@ -19,6 +19,9 @@ pub const GENERIC_TASKS: [&str; 4] = [
     "Summarize the passages in one sentence.",
 ];
 
+/// Added to the seed of synthetic generators used for training.
+pub const SYNTH_SEED_OFFSET: u64 = 1_000_003;
+
 /// One training sample. `task` empty means the summary instruction of the prompt layout.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct TrainSample {
@@ -38,6 +41,7 @@ impl TrainSample {
 /// How samples are drawn.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct SampleSpec {
+    /// Data files in the shared format, or synthetic sets (`synth:biography`, `synth:niah`).
     pub files: Vec<PathBuf>,
     pub count: usize,
     pub k_min: usize,
@@ -63,7 +67,15 @@ fn cut(model: &Model, text: &str, max: usize) -> Result<String> {
 pub fn draw_samples(model: &Model, spec: &SampleSpec) -> Result<Vec<TrainSample>> {
     let mut entries = Vec::new();
     for f in &spec.files {
-        entries.extend(load_samples(f)?.into_iter().filter(|s| !s.ctxs.is_empty()));
+        let name = f.to_string_lossy();
+        let loaded = if name.starts_with("synth:") {
+            // Synthetic sets are drawn with a seed offset so they never coincide with the
+            // evaluation's (which uses small seeds).
+            crate::eval::load_dataset(&name, spec.count, spec.seed + SYNTH_SEED_OFFSET)?.1
+        } else {
+            load_samples(f)?
+        };
+        entries.extend(loaded.into_iter().filter(|s| !s.ctxs.is_empty()));
     }
     if entries.is_empty() {
         bail!("no entries with documents in the training files");
