@@ -2,7 +2,7 @@
 //! layouts, HF safetensors path): KV-cache equivalences, masks, rope, gradients, CLI errors.
 
 use candle_core::{D, Device, Tensor, Var};
-use kvpacket::model::tiny::{TinySpec, write_tiny_model};
+use kvpacket::model::tiny::{TinySpec, max_abs_diff, write_tiny_model};
 use kvpacket::model::{Arch, AttnMask, Input, Model, Rows, Segment, WeightMode};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -29,16 +29,7 @@ fn qwen() -> Model {
 }
 
 fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-    (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap()
+    max_abs_diff(a, b).unwrap()
 }
 
 fn tokens(m: &Model, text: &str) -> Vec<u32> {

@@ -631,46 +631,20 @@ mod tests {
     }
 
     fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-        (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap()
+        crate::model::tiny::max_abs_diff(a, b).unwrap()
     }
 
     fn check(mask: AttnMask, n_past: usize, s: AttnShape) {
         let nq = mask.len();
         let nk = n_past + nq;
         let dev = Device::Cpu;
-        let q = Var::from_vec(
-            rand_vec(nq * s.n_heads * s.head_dim, 1),
-            (nq, s.n_heads, s.head_dim),
-            &dev,
-        )
-        .unwrap();
-        let k = Var::from_vec(
-            rand_vec(nk * s.n_kv_heads * s.head_dim, 2),
-            (nk, s.n_kv_heads, s.head_dim),
-            &dev,
-        )
-        .unwrap();
-        let v = Var::from_vec(
-            rand_vec(nk * s.n_kv_heads * s.head_dim, 3),
-            (nk, s.n_kv_heads, s.head_dim),
-            &dev,
-        )
-        .unwrap();
-        let r = Tensor::from_vec(
-            rand_vec(nq * s.n_heads * s.head_dim, 4),
-            (nq, s.n_heads, s.head_dim),
-            &dev,
-        )
-        .unwrap();
+        let rows = |n: usize, h: usize, seed: u64| {
+            Tensor::from_vec(rand_vec(n * h * s.head_dim, seed), (n, h, s.head_dim), &dev).unwrap()
+        };
+        let q = Var::from_tensor(&rows(nq, s.n_heads, 1)).unwrap();
+        let k = Var::from_tensor(&rows(nk, s.n_kv_heads, 2)).unwrap();
+        let v = Var::from_tensor(&rows(nk, s.n_kv_heads, 3)).unwrap();
+        let r = rows(nq, s.n_heads, 4);
         let mask = Arc::new(mask);
         let fast = q.apply_op3(&k, &v, FlashAttention::new(mask.clone(), s)).unwrap();
         let slow = naive(&q, &k, &v, &mask, s);

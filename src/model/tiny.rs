@@ -153,3 +153,8 @@ pub fn write_tiny_model(dir: &Path, spec: TinySpec) -> Result<()> {
     candle_core::safetensors::save(&t, dir.join("model.safetensors"))?;
     Ok(())
 }
+
+/// Largest absolute difference between two tensors of the same shape (test helper).
+pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> Result<f32> {
+    Ok((a - b)?.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()?)
+}
