@@ -84,8 +84,9 @@ pub fn run(a: TrainArgs) -> Result<()> {
             .clone()
             .unwrap_or_else(|| crate::model::fetch::home().join("runs").join(&a.model.model)),
     );
+    let steps_per_epoch = a.samples.div_ceil(a.batch.max(1));
     if a.plot {
-        plot_log(&run.log(), &run.plot())?;
+        plot_log(&run.log(), &run.plot(), steps_per_epoch)?;
         println!("{}", run.plot().display());
         return Ok(());
     }
@@ -129,7 +130,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
             eprintln!("interrupted: checkpoint saved at step {step}; continue with --resume");
         }
         Outcome::Finished(adapter) => {
-            plot_log(&trainer.run.log(), &trainer.run.plot())?;
+            plot_log(&trainer.run.log(), &trainer.run.plot(), steps_per_epoch)?;
             let out = a
                 .out
                 .clone()

@@ -55,6 +55,9 @@ pub struct TrainConfig {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct LogLine {
     pub step: usize,
+    /// Epoch of the step (0-based); absent in logs of older runs.
+    #[serde(default)]
+    pub epoch: Option<usize>,
     pub loss: f64,
     pub lr: f64,
     pub samples_per_s: f64,
@@ -268,6 +271,7 @@ impl Trainer<'_> {
             state.elapsed_s = elapsed0 + t_run.elapsed().as_secs_f64();
             let line = LogLine {
                 step: state.step,
+                epoch: Some(epoch),
                 loss,
                 lr,
                 samples_per_s: batch.len() as f64 / t_step.elapsed().as_secs_f64(),
