@@ -322,14 +322,20 @@ fn keep_log_until(path: &Path, step: usize) -> Result<()> {
     atomic_write(path, text.as_bytes())
 }
 
-/// Draws the loss curve of a run's log as SVG.
-pub fn plot_log(log: &Path, out: &Path) -> Result<()> {
-    let pts: Vec<(f64, f64)> = read_log(log)?.iter().map(|l| (l.step as f64, l.loss)).collect();
-    crate::plot::line_chart(
-        out,
-        "training loss",
-        "optimizer step",
-        "loss per sample",
-        &[("loss".into(), pts)],
-    )
+/// Draws the loss curve of a run's log as SVG: the loss of every step (each step sees other
+/// samples, so it is noisy) and, at each epoch's last step, the epoch's mean.
+pub fn plot_log(log: &Path, out: &Path, steps_per_epoch: usize) -> Result<()> {
+    let lines = read_log(log)?;
+    let pts: Vec<(f64, f64)> = lines.iter().map(|l| (l.step as f64, l.loss)).collect();
+    let means: Vec<(f64, f64)> = lines
+        .chunks(steps_per_epoch.max(1))
+        .map(|c| {
+            (
+                c.last().unwrap().step as f64,
+                c.iter().map(|l| l.loss).sum::<f64>() / c.len() as f64,
+            )
+        })
+        .collect();
+    let series = [("loss per step".to_string(), pts), ("epoch mean".to_string(), means)];
+    crate::plot::line_chart(out, "training loss", "optimizer step", "loss per sample", &series)
 }
