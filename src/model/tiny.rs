@@ -108,7 +108,7 @@ pub fn write_tiny_model(dir: &Path, spec: TinySpec) -> Result<()> {
         "architectures": [match spec.arch { Arch::Llama => "LlamaForCausalLM", Arch::Qwen2 => "Qwen2ForCausalLM" }],
         "hidden_size": spec.hidden, "intermediate_size": spec.intermediate, "num_hidden_layers": spec.layers,
         "num_attention_heads": spec.heads, "num_key_value_heads": spec.kv_heads, "vocab_size": v,
-        "rms_norm_eps": 1e-5, "rope_theta": 10000.0, "max_position_embeddings": 512,
+        "rms_norm_eps": 1e-5, "rope_theta": 10000.0, "max_position_embeddings": 4096,
         "tie_word_embeddings": spec.tie_embeddings,
     });
     if spec.llama3_scaling {
