@@ -76,7 +76,12 @@ pub fn run(a: EvalArgs) -> Result<()> {
         kv_dtype: a.kv_dtype,
         cached_only: false,
     };
-    let adapters: Vec<Adapter> = methods.iter().filter_map(|m| m.packet_adapter()).collect();
+    let mut adapters: Vec<Adapter> = Vec::new();
+    for a in methods.iter().filter_map(|m| m.packet_adapter()) {
+        if !adapters.iter().any(|b| b.fingerprint().ok() == a.fingerprint().ok()) {
+            adapters.push(a);
+        }
+    }
     let runner = Runner {
         engine,
         methods,
