@@ -674,12 +674,14 @@ mod tests {
 
     #[test]
     fn causal_matches_dense_reference_with_gqa() {
-        let s = AttnShape {
-            n_heads: 4,
-            n_kv_heads: 2,
-            head_dim: 16,
-        };
-        check(AttnMask::causal(0, 150), 0, s);
+        for (n_heads, n_kv_heads, head_dim) in [(4, 2, 16), (9, 3, 64), (14, 2, 64)] {
+            let s = AttnShape {
+                n_heads,
+                n_kv_heads,
+                head_dim,
+            };
+            check(AttnMask::causal(0, 150), 0, s);
+        }
     }
 
     #[test]
