@@ -89,3 +89,12 @@ pub fn decode_floats(bytes: &[u8], dtype: Dtype) -> Result<Vec<f32>> {
         other => anyhow::bail!("unsupported tensor dtype {other:?}"),
     })
 }
+
+/// Reads a JSON-lines file into records (a missing file reads as none; blank lines skipped).
+pub fn read_jsonl<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Vec<T>> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| Ok(serde_json::from_str(l)?))
+        .collect()
+}

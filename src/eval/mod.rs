@@ -69,11 +69,7 @@ pub struct Record {
 
 /// Reads the records of a results file (missing file: none).
 pub fn read_records(path: &Path) -> Result<Vec<Record>> {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    text.lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| Ok(serde_json::from_str(l)?))
-        .collect()
+    crate::io::read_jsonl(path)
 }
 
 /// Runs methods over datasets, appending to `DIR/results.jsonl` and skipping pairs already there.

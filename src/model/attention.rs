@@ -188,15 +188,7 @@ fn forward_task<const D: usize>(
                 continue;
             }
             let mut s = [[0f32; BK]; R];
-            for d in 0..D {
-                let krow: &[f32; BK] = kt[d * BK..(d + 1) * BK].try_into().unwrap();
-                for r in 0..R {
-                    let qd = q[r][d];
-                    for j in 0..BK {
-                        s[r][j] = qd.mul_add(krow[j], s[r][j]);
-                    }
-                }
-            }
+            scores_r(q, &kt, &mut s);
             let mut p = [[0f32; BK]; R];
             for r in 0..R {
                 let (rlo, rhi) = ranges[r];
@@ -288,7 +280,7 @@ struct BwdRows<'a> {
     dout: &'a [f32],
 }
 
-/// Scores and dO·V of R query rows against one transposed key/value block.
+/// Scores (or dO·V) of R query rows against one transposed key (or value) block.
 #[inline(always)]
 fn scores_r<const D: usize>(q: &[[f32; D]; R], kt: &[f32], s: &mut [[f32; BK]; R]) {
     *s = [[0.0; BK]; R];

@@ -301,11 +301,7 @@ impl Trainer<'_> {
 
 /// Reads a training log.
 pub fn read_log(path: &Path) -> Result<Vec<LogLine>> {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    text.lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| Ok(serde_json::from_str(l)?))
-        .collect()
+    crate::io::read_jsonl(path)
 }
 
 /// Drops log lines after `step` (steps redone after a resume).
