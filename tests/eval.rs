@@ -1,6 +1,7 @@
 //! The evaluation runner on a tiny random model: records, resume, report files.
 
 use kvpacket::eval::report::write_report;
+use kvpacket::eval::reference::ReferenceCache;
 use kvpacket::eval::{Runner, load_dataset, read_records};
 use kvpacket::methods::{Engine, Full, Method, Packets, QuestionOnly, Recompute};
 use kvpacket::model::tiny::{TinySpec, write_tiny_model};
@@ -32,6 +33,7 @@ fn runner_records_every_pair_resumes_and_reports() {
         max_new_tokens: 4,
         out: out.clone(),
         progress: false,
+        references: Some(ReferenceCache::new(&dir.join("refs"), "f32")),
     };
     let (name, samples) = load_dataset("synth:biography:3", 3, 0).unwrap();
     runner.run(&name, &samples).unwrap();
@@ -62,4 +64,21 @@ fn runner_records_every_pair_resumes_and_reports() {
     for f in ["summary.json", "report.md", "f1_vs_ttft.svg", "f1_vs_flops.svg"] {
         assert!(out.join(f).exists(), "{f} written");
     }
+    // A run without `full` takes the cached reference: same fidelity numbers as above.
+    let other = dir.join("other");
+    let runner = Runner {
+        methods: vec![Box::new(Packets::none(&m).unwrap())],
+        out: other.clone(),
+        ..runner
+    };
+    runner.run(&name, &samples).unwrap();
+    let none = |rs: &[kvpacket::eval::Record]| -> Vec<(f64, f64)> {
+        rs.iter()
+            .filter(|r| r.method == "none")
+            .map(|r| (r.fidelity_f1, r.first_token_kl))
+            .collect()
+    };
+    let cached = read_records(&other.join("results.jsonl")).unwrap();
+    assert_eq!(cached.len(), 3);
+    assert_eq!(none(&cached), none(&recs));
 }

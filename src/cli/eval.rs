@@ -4,6 +4,7 @@
 use super::{AdapterChoice, ModelArgs};
 use crate::adapter::Adapter;
 use crate::eval::report::write_report;
+use crate::eval::reference::ReferenceCache;
 use crate::eval::{Runner, load_dataset, read_records};
 use crate::methods::layout::{document_tokens, preamble_tokens};
 use crate::methods::{Engine, Method, Packets};
@@ -88,6 +89,10 @@ pub fn run(a: EvalArgs) -> Result<()> {
         max_new_tokens: a.max_new_tokens,
         out: a.out.clone(),
         progress: true,
+        references: Some(ReferenceCache::new(
+            &crate::model::fetch::home().join("reference"),
+            &format!("{:?}", a.model.weights),
+        )),
     };
     for spec in &a.data {
         let (name, samples) = load_dataset(spec, a.limit, a.seed)?;

@@ -2,12 +2,14 @@
 //! answers every sample with every method, and the report (summary, markdown, plots).
 
 pub mod metrics;
+pub mod reference;
 pub mod report;
 pub mod synth;
 
 use crate::data::{Sample, load_samples};
 use crate::methods::layout::segments;
 use crate::methods::{Engine, Full, Method};
+use reference::{Reference, ReferenceCache};
 use crate::train::teacher::log_softmax;
 use anyhow::{Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -79,6 +81,8 @@ pub struct Runner<'a> {
     pub max_new_tokens: usize,
     pub out: PathBuf,
     pub progress: bool,
+    /// Where `full`'s answers are cached across runs (None: computed per run).
+    pub references: Option<ReferenceCache>,
 }
 
 impl Runner<'_> {
@@ -115,13 +119,28 @@ impl Runner<'_> {
                 continue;
             }
             let seg = segments(self.engine.model, &s.ctxs, &s.question)?;
-            let reference = self.engine.answer(&Full, &seg, self.max_new_tokens)?;
+            let full_todo = todo.iter().any(|m| m.name() == "full");
+            // `full` runs here when it is itself being measured; otherwise the cached
+            // reference (if any) stands in for it.
+            let (full, reference) = match &self.references {
+                Some(c) if !full_todo => (None, c.get(&self.engine, &seg, self.max_new_tokens)?),
+                cache => {
+                    let a = self.engine.answer(&Full, &seg, self.max_new_tokens)?;
+                    let r = Reference {
+                        answer: a.answer.clone(),
+                        first_logits: a.first_logits.clone(),
+                    };
+                    if let Some(c) = cache {
+                        c.store(&self.engine, &seg, self.max_new_tokens, &r)?;
+                    }
+                    (Some(a), r)
+                }
+            };
             let ref_lp = log_softmax(&reference.first_logits);
             for m in todo {
-                let ans = if m.name() == "full" {
-                    reference.clone()
-                } else {
-                    self.engine.answer(m.as_ref(), &seg, self.max_new_tokens)?
+                let ans = match &full {
+                    Some(a) if m.name() == "full" => a.clone(),
+                    _ => self.engine.answer(m.as_ref(), &seg, self.max_new_tokens)?,
                 };
                 let (f1, overlap) = best_f1(&ans.answer, &s.answers);
                 let rec = Record {
