@@ -81,8 +81,8 @@ pub fn prefill_bench(model: &Model, lengths: &[usize]) -> Result<PrefillReport> 
     let mut cache = model.new_cache(128 + 65);
     model.prefill(&prompt, &mut cache, &Rows::Last)?;
     let t0 = Instant::now();
-    for i in 0..64 {
-        model.prefill(&[prompt[i]], &mut cache, &Rows::Last)?;
+    for &t in &prompt[..64] {
+        model.prefill(&[t], &mut cache, &Rows::Last)?;
     }
     let decode = 64.0 / t0.elapsed().as_secs_f64();
     let (fb_s, fb_mb) = fwd_bwd_in_child(model, false)?;

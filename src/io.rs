@@ -91,10 +91,29 @@ pub fn decode_floats(bytes: &[u8], dtype: Dtype) -> Result<Vec<f32>> {
 }
 
 /// Reads a JSON-lines file into records (a missing file reads as none; blank lines skipped).
+/// A last line that does not parse (a run killed mid-write) is dropped with a warning, so an
+/// interrupted run can resume; a bad line anywhere else is an error.
 pub fn read_jsonl<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Vec<T>> {
     let text = std::fs::read_to_string(path).unwrap_or_default();
-    text.lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| Ok(serde_json::from_str(l)?))
-        .collect()
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    let mut out = Vec::with_capacity(lines.len());
+    for (i, l) in lines.iter().enumerate() {
+        match serde_json::from_str(l) {
+            Ok(v) => out.push(v),
+            Err(e) if i + 1 == lines.len() && !text.ends_with('\n') => {
+                eprintln!("warning: {}: ignoring a cut-off last line ({e})", path.display());
+            }
+            Err(e) => anyhow::bail!("{}: line {}: {e}", path.display(), i + 1),
+        }
+    }
+    Ok(out)
+}
+
+/// Appends one JSON line with a single write, so concurrent or interrupted writers never
+/// leave a line mixed with another.
+pub fn append_jsonl<T: serde::Serialize>(file: &mut std::fs::File, value: &T) -> Result<()> {
+    let mut line = serde_json::to_string(value)?;
+    line.push('\n');
+    std::io::Write::write_all(file, line.as_bytes())?;
+    Ok(())
 }

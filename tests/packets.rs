@@ -10,7 +10,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("kvpacket-packets-{}-{name}", std::process::id()));
+    let d = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("kvpacket-packets-{}-{name}", std::process::id()));
     std::fs::create_dir_all(&d).unwrap();
     d
 }

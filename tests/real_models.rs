@@ -154,7 +154,7 @@ fn generate_answers_coherently() {
 #[test]
 fn truncated_gguf_and_too_long_prompt_are_clear_errors() {
     let m = smollm2();
-    let dir = std::env::temp_dir().join(format!("kvpacket-real-{}", std::process::id()));
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("kvpacket-real-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let bytes = std::fs::read(&m.source).unwrap();
     let cut = dir.join("truncated.gguf");
@@ -195,7 +195,8 @@ fn smollm2_packs_and_answers_a_musique_sample_with_every_method() {
     let m = smollm2();
     let data = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/musique_s.json");
     let sample = load_samples(&data).unwrap().swap_remove(0);
-    let dir = std::env::temp_dir().join(format!("kvpacket-musique-{}", std::process::id()));
+    let dir =
+        std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("kvpacket-musique-{}", std::process::id()));
     let store = LruStore::new(FsStore::new(dir).unwrap(), 1 << 30);
     let engine = Engine {
         model: m,

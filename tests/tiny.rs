@@ -8,7 +8,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 fn tiny(spec: TinySpec, name: &str) -> (Model, PathBuf) {
-    let dir = std::env::temp_dir().join(format!("kvpacket-tiny-{}-{name}", std::process::id()));
+    let dir =
+        std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("kvpacket-tiny-{}-{name}", std::process::id()));
     write_tiny_model(&dir, spec).unwrap();
     (Model::load(&dir, WeightMode::F32).unwrap(), dir)
 }
@@ -251,7 +252,7 @@ fn cli(args: &[&str]) -> (bool, String, String) {
 
 #[test]
 fn cli_reports_bad_input_in_one_line_without_panicking() {
-    let dir = std::env::temp_dir().join(format!("kvpacket-cli-{}", std::process::id()));
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("kvpacket-cli-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let junk = dir.join("junk.gguf");
     std::fs::write(&junk, b"GGUF but not really a gguf file at all").unwrap();

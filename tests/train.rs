@@ -15,7 +15,8 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("kvpacket-train-{}-{name}", std::process::id()));
+    let d =
+        std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("kvpacket-train-{}-{name}", std::process::id()));
     std::fs::create_dir_all(&d).unwrap();
     d
 }

@@ -3,8 +3,8 @@
 
 use super::{AdapterChoice, ModelArgs};
 use crate::adapter::Adapter;
-use crate::eval::report::write_report;
 use crate::eval::reference::ReferenceCache;
+use crate::eval::report::write_report;
 use crate::eval::{Runner, load_dataset, read_records};
 use crate::methods::layout::{document_tokens, preamble_tokens};
 use crate::methods::{Engine, Method, Packets};

@@ -9,14 +9,13 @@ pub mod synth;
 use crate::data::{Sample, load_samples};
 use crate::methods::layout::segments;
 use crate::methods::{Engine, Full, Method};
-use reference::{Reference, ReferenceCache};
 use crate::train::teacher::log_softmax;
 use anyhow::{Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use metrics::{best_f1, exact_match, kl};
+use reference::{Reference, ReferenceCache};
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// A dataset by name: a JSON file in the shared format, `synth:biography[:K]` (K people per
@@ -162,7 +161,7 @@ impl Runner<'_> {
                     doc_flops: ans.acct.doc_flops,
                     context_tokens: ans.acct.context_tokens,
                 };
-                writeln!(file, "{}", serde_json::to_string(&rec)?)?;
+                crate::io::append_jsonl(&mut file, &rec)?;
                 bar.set_message(format!("{}: {:?}", rec.method, rec.answer));
             }
             bar.inc(1);

@@ -79,7 +79,10 @@ impl ReferenceCache {
             shape: vec![r.first_logits.len()],
             bytes: crate::io::f32_bytes(&r.first_logits),
         };
-        atomic_write(path, &safetensors_bytes(&[t], &serde_json::json!({"answer": r.answer}))?)
+        atomic_write(
+            path,
+            &safetensors_bytes(&[t], &serde_json::json!({"answer": r.answer}))?,
+        )
     }
 
     /// Stores `r` as the reference of this prompt (used when `full` itself was just run).

@@ -80,7 +80,10 @@ impl AttnInputs<'_> {
     }
     fn check(&self) {
         let s = self.shape;
-        assert!(s.n_heads % s.n_kv_heads == 0, "heads must be a multiple of kv heads");
+        assert!(
+            s.n_heads.is_multiple_of(s.n_kv_heads),
+            "heads must be a multiple of kv heads"
+        );
         assert_eq!(
             self.q.len(),
             self.nq() * s.n_heads * s.head_dim,

@@ -20,7 +20,6 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use samples::{SampleSpec, TrainSample, draw_samples};
 use serde::{Deserialize, Serialize};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -277,7 +276,7 @@ impl Trainer<'_> {
                 samples_per_s: batch.len() as f64 / t_step.elapsed().as_secs_f64(),
                 elapsed_s: state.elapsed_s,
             };
-            writeln!(log, "{}", serde_json::to_string(&line)?)?;
+            crate::io::append_jsonl(&mut log, &line)?;
             bar.set_message(format!("loss {loss:.4}  {:.2} samples/s", line.samples_per_s));
             bar.inc(1);
             if state.step % cfg.checkpoint_every == 0 || state.step == last {
