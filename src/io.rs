@@ -117,3 +117,23 @@ pub fn append_jsonl<T: serde::Serialize>(file: &mut std::fs::File, value: &T) ->
     std::io::Write::write_all(file, line.as_bytes())?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jsonl_drops_only_a_cut_off_last_line() {
+        let dir = std::env::temp_dir().join(format!("kvpacket-io-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("a.jsonl");
+        let mut f = std::fs::File::create(&p).unwrap();
+        append_jsonl(&mut f, &1u32).unwrap();
+        append_jsonl(&mut f, &2u32).unwrap();
+        std::io::Write::write_all(&mut f, b"{\"cut").unwrap();
+        assert_eq!(read_jsonl::<u32>(&p).unwrap(), vec![1, 2]);
+        std::fs::write(&p, "1\nnot json\n2\n").unwrap();
+        assert!(read_jsonl::<u32>(&p).is_err(), "a bad line in the middle is an error");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

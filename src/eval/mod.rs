@@ -125,10 +125,7 @@ impl Runner<'_> {
                 Some(c) if !full_todo => (None, c.get(&self.engine, &seg, self.max_new_tokens)?),
                 cache => {
                     let a = self.engine.answer(&Full, &seg, self.max_new_tokens)?;
-                    let r = Reference {
-                        answer: a.answer.clone(),
-                        first_logits: a.first_logits.clone(),
-                    };
+                    let r = Reference::from(&a);
                     if let Some(c) = cache {
                         c.store(&self.engine, &seg, self.max_new_tokens, &r)?;
                     }

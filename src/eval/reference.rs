@@ -2,7 +2,7 @@
 //! method to a finished run, or evaluating a new adapter, does not redo the full prefill.
 
 use crate::io::{RawTensor, atomic_write, decode_floats, safetensors_bytes, safetensors_meta};
-use crate::methods::{Engine, Full, Segments};
+use crate::methods::{Answer, Engine, Full, Segments};
 use anyhow::{Context, Result};
 use safetensors::{Dtype, SafeTensors};
 use sha2::{Digest, Sha256};
@@ -13,6 +13,16 @@ use std::path::{Path, PathBuf};
 pub struct Reference {
     pub answer: String,
     pub first_logits: Vec<f32>,
+}
+
+impl From<&Answer> for Reference {
+    /// The reference part of `full`'s answer.
+    fn from(a: &Answer) -> Self {
+        Self {
+            answer: a.answer.clone(),
+            first_logits: a.first_logits.clone(),
+        }
+    }
 }
 
 /// References stored as safetensors under `dir/<model fingerprint>/`, keyed by the prompt's
@@ -63,11 +73,7 @@ impl ReferenceCache {
         if let Ok(r) = Self::read(&path) {
             return Ok(r);
         }
-        let ans = engine.answer(&Full, seg, max_new)?;
-        let r = Reference {
-            answer: ans.answer,
-            first_logits: ans.first_logits,
-        };
+        let r = Reference::from(&engine.answer(&Full, seg, max_new)?);
         self.put(&path, &r)?;
         Ok(r)
     }
