@@ -252,6 +252,7 @@ fn smollm2_top_k_kl_is_close_to_the_exact_kl() {
         k_max: 2,
         max_doc_tokens: 100,
         generic_task_prob: 0.0,
+        chunk_tokens: 0,
         seed: 1,
     };
     let adapter = Adapter::init(m, 8, 8, 0).unwrap();

@@ -1,12 +1,12 @@
 //! Training on a tiny random model written by the test: loss goes down, only the adapter
 //! moves, resume is exact, and the student with an empty adapter equals the teacher.
 
-use kvpacket::adapter::Adapter;
+use kvpacket::adapter::{Adapter, AdapterInit};
 use kvpacket::methods::layout::segments;
 use kvpacket::model::generate::last_row;
 use kvpacket::model::tiny::{TinySpec, write_tiny_model};
 use kvpacket::model::{Model, Rows, WeightMode};
-use kvpacket::train::samples::{SampleSpec, TrainSample};
+use kvpacket::train::samples::{SampleSpec, TrainSample, draw_samples};
 use kvpacket::train::student::{LossKind, student_grad};
 use kvpacket::train::teacher::{TeacherCache, TeacherOut, log_softmax, run_teacher, top_k};
 use kvpacket::train::{Outcome, RunDir, TrainConfig, Trainer, read_log};
@@ -49,10 +49,12 @@ fn config(batch: usize, epochs: usize) -> TrainConfig {
             k_max: 3,
             max_doc_tokens: 0,
             generic_task_prob: 0.3,
+            chunk_tokens: 0,
             seed: 3,
         },
         n_header: 2,
         n_trailer: 2,
+        init: AdapterInit::Random,
         gen_tokens: 6,
         top_k: 16,
         loss: LossKind::Kl,
@@ -165,4 +167,46 @@ fn empty_adapter_student_with_one_document_equals_the_teacher() {
     let lp = log_softmax(&last_row(&m.prefill(&ids, &mut cache, &Rows::Last).unwrap().unwrap()).unwrap());
     let (top, vals) = top_k(&lp, vocab);
     assert_eq!((top, vals), (teacher.top_ids[0].clone(), teacher.top_logp[0].clone()));
+}
+
+#[test]
+fn text_init_is_token_embeddings_and_chunked_samples_are_windows() {
+    let m = model();
+    let init = AdapterInit::Text {
+        header: "the thing".into(),
+        trailer: "place".into(),
+    };
+    let a = Adapter::fresh(&m, 5, 3, &init, 0).unwrap();
+    let rows = |text: &str, n: usize| {
+        let ids: Vec<u32> = m.tokenizer.encode(text).unwrap().into_iter().cycle().take(n).collect();
+        m.embed(&ids).unwrap().to_vec2::<f32>().unwrap()
+    };
+    assert_eq!(a.header.to_vec2::<f32>().unwrap(), rows("the thing", 5));
+    assert_eq!(a.trailer.to_vec2::<f32>().unwrap(), rows("place", 3));
+    let empty = AdapterInit::Text {
+        header: String::new(),
+        trailer: "x".into(),
+    };
+    assert!(Adapter::fresh(&m, 2, 2, &empty, 0).is_err());
+
+    let spec = SampleSpec {
+        files: vec![data_file()],
+        count: 6,
+        k_min: 1,
+        k_max: 3,
+        max_doc_tokens: 0,
+        generic_task_prob: 0.0,
+        chunk_tokens: 8,
+        seed: 1,
+    };
+    let mut longest = 0;
+    for s in draw_samples(&m, &spec).unwrap() {
+        for d in &s.docs {
+            assert!(d.title.is_empty(), "chunks are untitled");
+            let n = m.tokenizer.encode(&d.text).unwrap().len();
+            assert!((2..=9).contains(&n), "a chunk of 8 tokens re-encodes to {n}");
+            longest = longest.max(n);
+        }
+    }
+    assert!(longest >= 8);
 }

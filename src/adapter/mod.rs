@@ -23,6 +23,23 @@ pub struct AdapterMeta {
     pub made_by: serde_json::Value,
 }
 
+/// How a fresh adapter's entries are set before training.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum AdapterInit {
+    /// Every entry drawn from N(mean, std) of the token-embedding matrix (seeded).
+    #[default]
+    Random,
+    /// The token embeddings of a header text and a trailer text, each repeated or cut to
+    /// fill N_h / N_t rows: a real-text start, like prompt tuning's vocabulary init.
+    Text { header: String, trailer: String },
+}
+
+/// Default header text of [`AdapterInit::Text`].
+pub const HEADER_TEXT: &str = "The following passage is one of several documents:\n";
+/// Default trailer text of [`AdapterInit::Text`].
+pub const TRAILER_TEXT: &str = "\nThis is the end of the passage.\n\n";
+
 /// Header and trailer embeddings, f32. Guarantees: shapes [n_header, d] and [n_trailer, d]
 /// with d the model's hidden size.
 #[derive(Debug, Clone)]
@@ -79,6 +96,49 @@ impl Adapter {
         Ok(Self {
             header: draw(n_header)?,
             trailer: draw(n_trailer)?,
+            meta,
+        })
+    }
+
+    /// A fresh adapter made as `init` says (`seed` is used by [`AdapterInit::Random`]).
+    pub fn fresh(model: &Model, n_header: usize, n_trailer: usize, init: &AdapterInit, seed: u64) -> Result<Self> {
+        match init {
+            AdapterInit::Random => Self::init(model, n_header, n_trailer, seed),
+            AdapterInit::Text { header, trailer } => Self::from_text(model, n_header, n_trailer, header, trailer),
+        }
+    }
+
+    /// An adapter whose rows are the token embeddings of `header_text` / `trailer_text`,
+    /// repeated cyclically (or cut) to exactly N_h / N_t rows. Errors on an empty text for
+    /// a non-empty part.
+    pub fn from_text(
+        model: &Model,
+        n_header: usize,
+        n_trailer: usize,
+        header_text: &str,
+        trailer_text: &str,
+    ) -> Result<Self> {
+        let rows = |text: &str, n: usize, what: &str| -> Result<Tensor> {
+            let ids = model.tokenizer.encode(text)?;
+            if n > 0 && ids.is_empty() {
+                bail!("the {what} text {text:?} has no tokens");
+            }
+            let ids: Vec<u32> = ids.iter().copied().cycle().take(n).collect();
+            if ids.is_empty() {
+                return Ok(Tensor::zeros((0, model.config.hidden_size), candle_core::DType::F32, &Device::Cpu)?);
+            }
+            Ok(model.embed(&ids)?.to_dtype(candle_core::DType::F32)?)
+        };
+        let meta = AdapterMeta {
+            model_fingerprint: model.fingerprint.clone(),
+            n_header,
+            n_trailer,
+            hidden_size: model.config.hidden_size,
+            made_by: serde_json::json!({"kind": "init", "header_text": header_text, "trailer_text": trailer_text}),
+        };
+        Ok(Self {
+            header: rows(header_text, n_header, "header")?,
+            trailer: rows(trailer_text, n_trailer, "trailer")?,
             meta,
         })
     }

@@ -1,14 +1,49 @@
 //! `kvpacket adapter init|show`.
 
 use super::ModelArgs;
-use crate::adapter::Adapter;
+use crate::adapter::{Adapter, AdapterInit, HEADER_TEXT, TRAILER_TEXT};
 use anyhow::Result;
-use clap::Subcommand;
+use clap::{Args, Subcommand, ValueEnum};
 use std::path::PathBuf;
+
+/// How a fresh adapter starts.
+#[derive(Clone, Copy, ValueEnum)]
+pub enum InitKind {
+    /// Entries ~ N(mean, std) of the model's embeddings (seeded).
+    Random,
+    /// Token embeddings of --header-text / --trailer-text.
+    Text,
+}
+
+/// Flags choosing a fresh adapter's start, shared by `adapter init` and `train`.
+#[derive(Args, Clone)]
+pub struct InitArgs {
+    #[arg(long, value_enum, default_value = "random")]
+    pub init: InitKind,
+    /// Header text for `--init text` (its tokens repeat to fill N_h).
+    #[arg(long, default_value = HEADER_TEXT)]
+    pub header_text: String,
+    /// Trailer text for `--init text` (its tokens repeat to fill N_t).
+    #[arg(long, default_value = TRAILER_TEXT)]
+    pub trailer_text: String,
+}
+
+impl InitArgs {
+    /// The chosen start.
+    pub fn to_init(&self) -> AdapterInit {
+        match self.init {
+            InitKind::Random => AdapterInit::Random,
+            InitKind::Text => AdapterInit::Text {
+                header: self.header_text.clone(),
+                trailer: self.trailer_text.clone(),
+            },
+        }
+    }
+}
 
 #[derive(Subcommand)]
 pub enum AdapterAction {
-    /// Write an untrained adapter (entries ~ N(mean, std) of the model's embeddings).
+    /// Write an untrained adapter (random or text start, see --init).
     Init {
         #[command(flatten)]
         model: ModelArgs,
@@ -20,6 +55,8 @@ pub enum AdapterAction {
         trailer: usize,
         #[arg(long, default_value_t = 0)]
         seed: u64,
+        #[command(flatten)]
+        init: InitArgs,
         /// Output safetensors file.
         #[arg(long)]
         out: PathBuf,
@@ -35,10 +72,11 @@ pub fn run(action: AdapterAction) -> Result<()> {
             header,
             trailer,
             seed,
+            init,
             out,
         } => {
             let m = model.load()?;
-            let a = Adapter::init(&m, header, trailer, seed)?;
+            let a = Adapter::fresh(&m, header, trailer, &init.to_init(), seed)?;
             a.save(&out)?;
             println!(
                 "{} ({}+{} soft tokens, fingerprint {})",

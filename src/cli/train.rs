@@ -33,6 +33,13 @@ pub struct TrainArgs {
     /// Probability of a generic instruction instead of the entry's question.
     #[arg(long, default_value_t = 0.3)]
     pub generic_task_prob: f64,
+    /// Data-file entries become consecutive windows of this many tokens of their joined
+    /// texts (like musique_s's 512-token chunks); 0 keeps their documents. Synthetic sets
+    /// keep their documents.
+    #[arg(long, default_value_t = 0)]
+    pub chunk_tokens: usize,
+    #[command(flatten)]
+    pub init: super::adapter::InitArgs,
     #[arg(long, default_value_t = 8)]
     pub header: usize,
     #[arg(long, default_value_t = 8)]
@@ -99,8 +106,10 @@ pub fn run(a: TrainArgs) -> Result<()> {
             k_max: a.k_max,
             max_doc_tokens: a.max_doc_tokens,
             generic_task_prob: a.generic_task_prob,
+            chunk_tokens: a.chunk_tokens,
             seed: a.seed,
         },
+        init: a.init.to_init(),
         n_header: a.header,
         n_trailer: a.trailer,
         gen_tokens: a.gen_tokens,

@@ -8,7 +8,7 @@ pub mod samples;
 pub mod student;
 pub mod teacher;
 
-use crate::adapter::Adapter;
+use crate::adapter::{Adapter, AdapterInit};
 use crate::io::{RawTensor, atomic_write, decode_floats, f32_bytes, safetensors_bytes, safetensors_meta};
 use crate::model::Model;
 use anyhow::{Context, Result, bail};
@@ -33,6 +33,9 @@ pub struct TrainConfig {
     pub samples: SampleSpec,
     pub n_header: usize,
     pub n_trailer: usize,
+    /// How the adapter starts (absent in configs of older runs: random).
+    #[serde(default)]
+    pub init: AdapterInit,
     /// Teacher tokens per sample (G).
     pub gen_tokens: usize,
     /// Teacher log-probs kept per step (the rest is one bucket).
@@ -213,7 +216,7 @@ impl Trainer<'_> {
             }
             (a, s)
         } else {
-            let a = Adapter::init(self.model, cfg.n_header, cfg.n_trailer, cfg.seed)?;
+            let a = Adapter::fresh(self.model, cfg.n_header, cfg.n_trailer, &cfg.init, cfg.seed)?;
             let n = (cfg.n_header + cfg.n_trailer) * self.model.config.hidden_size;
             let s = State {
                 config: cfg.clone(),

@@ -50,6 +50,10 @@ pub struct SampleSpec {
     pub max_doc_tokens: usize,
     /// Probability of a generic instruction instead of the entry's question.
     pub generic_task_prob: f64,
+    /// Data-file entries are re-cut into windows of this many tokens of their joined texts
+    /// (0: documents as they are; absent in older configs). Synthetic sets are not re-cut.
+    #[serde(default)]
+    pub chunk_tokens: usize,
     pub seed: u64,
 }
 
@@ -63,6 +67,28 @@ fn cut(model: &Model, text: &str, max: usize) -> Result<String> {
     }
 }
 
+/// The entry's texts joined by spaces and cut into consecutive windows of `size` tokens,
+/// each an untitled document; a last window shorter than `size / 4` is dropped (unless it
+/// is the only one).
+fn chunked(model: &Model, ctxs: &[Document], size: usize) -> Result<Vec<Document>> {
+    let joined = ctxs.iter().map(|d| d.text.trim()).collect::<Vec<_>>().join(" ");
+    let ids = model.tokenizer.encode(&joined)?;
+    let windows: Vec<&[u32]> = ids.chunks(size).collect();
+    let n = windows.len();
+    windows
+        .into_iter()
+        .enumerate()
+        .filter(|(i, w)| *i == 0 || *i + 1 < n || w.len() >= size / 4)
+        .map(|(_, w)| {
+            Ok(Document {
+                id: None,
+                title: String::new(),
+                text: model.tokenizer.decode(w)?,
+            })
+        })
+        .collect()
+}
+
 /// Draws `spec.count` samples, cycling over the entries of the files in a seeded order.
 pub fn draw_samples(model: &Model, spec: &SampleSpec) -> Result<Vec<TrainSample>> {
     let mut entries = Vec::new();
@@ -73,7 +99,13 @@ pub fn draw_samples(model: &Model, spec: &SampleSpec) -> Result<Vec<TrainSample>
             // evaluation's (which uses small seeds).
             crate::eval::load_dataset(&name, spec.count, spec.seed + SYNTH_SEED_OFFSET)?.1
         } else {
-            load_samples(f)?
+            let mut file = load_samples(f)?;
+            if spec.chunk_tokens > 0 {
+                for s in &mut file {
+                    s.ctxs = chunked(model, &s.ctxs, spec.chunk_tokens)?;
+                }
+            }
+            file
         };
         entries.extend(loaded.into_iter().filter(|s| !s.ctxs.is_empty()));
     }
