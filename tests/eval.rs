@@ -81,4 +81,15 @@ fn runner_records_every_pair_resumes_and_reports() {
     let cached = read_records(&other.join("results.jsonl")).unwrap();
     assert_eq!(cached.len(), 3);
     assert_eq!(none(&cached), none(&recs));
+    assert!(cached.iter().all(|r| r.adapter.as_deref() == Some("none")));
+    // The same label with another adapter refuses to resume into those records.
+    let relabelled = Runner {
+        methods: vec![Box::new(Packets {
+            adapter: kvpacket::adapter::Adapter::init(&m, 1, 1, 0).unwrap(),
+            label: "none".into(),
+        })],
+        ..runner
+    };
+    let err = relabelled.run(&name, &samples).unwrap_err().to_string();
+    assert!(err.contains("made with adapter"), "{err}");
 }

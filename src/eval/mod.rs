@@ -15,7 +15,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use metrics::{best_f1, exact_match, kl};
 use reference::{Reference, ReferenceCache};
 use serde::{Deserialize, Serialize};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 /// A dataset by name: a JSON file in the shared format, `synth:biography[:K]` (K people per
@@ -66,6 +66,10 @@ pub struct Record {
     pub reused_tokens: usize,
     pub doc_flops: f64,
     pub context_tokens: usize,
+    /// Fingerprint of the adapter whose packets the method reused ("none" for plain
+    /// packets; absent for methods without packets and in records of older runs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adapter: Option<String>,
 }
 
 /// Reads the records of a results file (missing file: none).
@@ -90,10 +94,31 @@ impl Runner<'_> {
     }
 
     /// Answers every sample of `samples` with every method; `full` runs once per sample and
-    /// is the fidelity reference (recorded too when listed among the methods).
+    /// is the fidelity reference (recorded too when listed among the methods). Refuses to
+    /// resume a method whose earlier records were made with another adapter.
     pub fn run(&self, dataset: &str, samples: &[Sample]) -> Result<()> {
         std::fs::create_dir_all(&self.out)?;
-        let done: HashSet<(usize, String)> = read_records(&self.results())?
+        let adapters = self
+            .methods
+            .iter()
+            .map(|m| Ok((m.name(), m.packet_adapter().map(|a| a.fingerprint()).transpose()?)))
+            .collect::<Result<HashMap<_, _>>>()?;
+        let old = read_records(&self.results())?;
+        for r in &old {
+            if let (Some(Some(now)), Some(then)) = (adapters.get(&r.method), &r.adapter)
+                && now != then
+            {
+                bail!(
+                    "{} holds `{}` answers made with adapter {} but that method now uses adapter {}; \
+                     use another --out or another label",
+                    self.results().display(),
+                    r.method,
+                    crate::adapter::short(then),
+                    crate::adapter::short(now)
+                );
+            }
+        }
+        let done: HashSet<(usize, String)> = old
             .into_iter()
             .filter(|r| r.dataset == dataset)
             .map(|r| (r.sample, r.method))
@@ -157,6 +182,7 @@ impl Runner<'_> {
                     reused_tokens: ans.acct.reused_tokens,
                     doc_flops: ans.acct.doc_flops,
                     context_tokens: ans.acct.context_tokens,
+                    adapter: adapters.get(&ans.method).cloned().flatten(),
                 };
                 crate::io::append_jsonl(&mut file, &rec)?;
                 bar.set_message(format!("{}: {:?}", rec.method, rec.answer));
