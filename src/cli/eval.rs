@@ -6,13 +6,11 @@ use crate::adapter::Adapter;
 use crate::eval::reference::ReferenceCache;
 use crate::eval::report::write_report;
 use crate::eval::{Runner, load_dataset, read_records};
-use crate::methods::layout::{document_tokens, preamble_tokens};
 use crate::methods::{Engine, Method, Packets};
 use crate::packet::KvDtype;
 use crate::store::default_store;
 use anyhow::{Context, Result};
 use clap::Args;
-use indicatif::ProgressBar;
 use std::path::PathBuf;
 
 #[derive(Args)]
@@ -77,12 +75,6 @@ pub fn run(a: EvalArgs) -> Result<()> {
         kv_dtype: a.kv_dtype,
         cached_only: false,
     };
-    let mut adapters: Vec<Adapter> = Vec::new();
-    for a in methods.iter().filter_map(|m| m.packet_adapter()) {
-        if !adapters.iter().any(|b| b.fingerprint().ok() == a.fingerprint().ok()) {
-            adapters.push(a);
-        }
-    }
     let runner = Runner {
         engine,
         methods,
@@ -96,23 +88,6 @@ pub fn run(a: EvalArgs) -> Result<()> {
     };
     for spec in &a.data {
         let (name, samples) = load_dataset(spec, a.limit, a.seed)?;
-        // Packets first, untimed: the runner then measures reuse.
-        let docs: Vec<Vec<u32>> = samples
-            .iter()
-            .flat_map(|s| s.ctxs.iter())
-            .map(|d| document_tokens(&model, d))
-            .collect::<Result<_>>()?;
-        let bar = ProgressBar::new((docs.len() * adapters.len()) as u64).with_message(format!("packing {name}"));
-        runner
-            .engine
-            .packet(&Adapter::empty(&model)?, &preamble_tokens(&model)?)?;
-        for ad in &adapters {
-            for d in &docs {
-                runner.engine.packet(ad, d)?;
-                bar.inc(1);
-            }
-        }
-        bar.finish_and_clear();
         runner
             .run(&name, &samples)
             .with_context(|| format!("evaluating {name}"))?;

@@ -6,6 +6,7 @@ pub mod reference;
 pub mod report;
 pub mod synth;
 
+use crate::adapter::Adapter;
 use crate::data::{Sample, load_samples};
 use crate::methods::layout::segments;
 use crate::methods::{Engine, Full, Method};
@@ -143,6 +144,17 @@ impl Runner<'_> {
                 continue;
             }
             let seg = segments(self.engine.model, &s.ctxs, &s.question)?;
+            // Packets first, untimed, sample by sample (an interrupted run keeps what it
+            // answered): the methods then measure reuse only.
+            let mut packed = HashSet::new();
+            for a in todo.iter().filter_map(|m| m.packet_adapter()) {
+                if packed.insert(a.fingerprint()?) {
+                    self.engine.packet(&Adapter::empty(self.engine.model)?, &seg.preamble)?;
+                    for d in &seg.docs {
+                        self.engine.packet(&a, d)?;
+                    }
+                }
+            }
             let full_todo = todo.iter().any(|m| m.name() == "full");
             // `full` runs here when it is itself being measured; otherwise the cached
             // reference (if any) stands in for it.
