@@ -125,7 +125,11 @@ impl Adapter {
             }
             let ids: Vec<u32> = ids.iter().copied().cycle().take(n).collect();
             if ids.is_empty() {
-                return Ok(Tensor::zeros((0, model.config.hidden_size), candle_core::DType::F32, &Device::Cpu)?);
+                return Ok(Tensor::zeros(
+                    (0, model.config.hidden_size),
+                    candle_core::DType::F32,
+                    &Device::Cpu,
+                )?);
             }
             Ok(model.embed(&ids)?.to_dtype(candle_core::DType::F32)?)
         };
