@@ -147,12 +147,17 @@ impl Runner<'_> {
             // Packets first, untimed, sample by sample (an interrupted run keeps what it
             // answered): the methods then measure reuse only.
             let mut packed = HashSet::new();
-            for a in todo.iter().filter_map(|m| m.packet_adapter()) {
-                if packed.insert(a.fingerprint()?) {
-                    self.engine.packet(&Adapter::empty(self.engine.model)?, &seg.preamble)?;
-                    for d in &seg.docs {
-                        self.engine.packet(&a, d)?;
-                    }
+            let to_pack: Vec<Adapter> = todo
+                .iter()
+                .filter(|m| matches!(adapters.get(&m.name()), Some(Some(fp)) if packed.insert(fp)))
+                .filter_map(|m| m.packet_adapter())
+                .collect();
+            if !to_pack.is_empty() {
+                self.engine.packet(&Adapter::empty(self.engine.model)?, &seg.preamble)?;
+            }
+            for a in &to_pack {
+                for d in &seg.docs {
+                    self.engine.packet(a, d)?;
                 }
             }
             let full_todo = todo.iter().any(|m| m.name() == "full");
