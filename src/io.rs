@@ -54,7 +54,17 @@ pub fn safetensors_bytes(tensors: &[RawTensor], meta: &serde_json::Value) -> Res
     Ok(safetensors::serialize(views, Some(info))?)
 }
 
-/// Reads the `kvpacket` JSON metadata entry from safetensors bytes (header only).
+/// The `kvpacket` metadata of a safetensors header alone (the JSON between the length prefix
+/// and the data), for reading a file's metadata without its payload.
+pub fn safetensors_header_meta(header_json: &[u8]) -> Result<serde_json::Value> {
+    let header: serde_json::Value = serde_json::from_slice(header_json).context("unreadable safetensors header")?;
+    let text = header["__metadata__"]["kvpacket"]
+        .as_str()
+        .context("no kvpacket metadata in the file")?;
+    serde_json::from_str(text).context("kvpacket metadata is not valid JSON")
+}
+
+/// Reads the `kvpacket` JSON metadata entry of a whole safetensors file (bytes validated).
 pub fn safetensors_meta(bytes: &[u8]) -> Result<serde_json::Value> {
     let (_, md) = safetensors::SafeTensors::read_metadata(bytes).context("not a safetensors file (truncated?)")?;
     let text = md

@@ -326,3 +326,63 @@ fn recompute_baselines_span_none_to_full() {
     assert_eq!(fa.doc_flops, want);
     assert!(Recompute::new(&m, Selection::CacheBlend(1.5)).is_err());
 }
+
+#[test]
+fn store_lists_packets_by_adapter_and_prunes_only_the_named_one() {
+    let m = model(9);
+    let dir = tmp("prune");
+    let fs = FsStore::new(dir.clone()).unwrap();
+    let trained = Adapter::init(&m, 2, 2, 3).unwrap();
+    let adapter_file = dir.join("adapter.safetensors");
+    trained.save(&adapter_file).unwrap();
+    for text in ["first document", "second document"] {
+        fs.put(&packet(&m, text)).unwrap();
+        fs.put(&Packet::build(&m, &trained, &toks(&m, text), KvDtype::F16).unwrap())
+            .unwrap();
+    }
+    // A damaged file is listed as unreadable and never deleted by prune.
+    let junk = dir.join("ff").join(format!("{}.kvp", "ff".repeat(32)));
+    std::fs::create_dir_all(junk.parent().unwrap()).unwrap();
+    std::fs::write(&junk, b"not a packet").unwrap();
+    let listed = fs.list().unwrap();
+    assert_eq!(listed.len(), 5);
+    assert_eq!(listed.iter().filter(|p| p.meta.is_none()).count(), 1);
+    let fp = trained.fingerprint().unwrap();
+    let kept: Vec<_> = listed
+        .iter()
+        .filter_map(|p| p.meta.as_ref())
+        .filter(|m| m.adapter_fingerprint == fp)
+        .map(|m| m.id.clone())
+        .collect();
+    assert_eq!(kept.len(), 2);
+
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_kvpacket"))
+            .args(args)
+            .args(["--dir", dir.to_str().unwrap()])
+            .output()
+            .unwrap();
+        (out.status.success(), String::from_utf8_lossy(&out.stdout).to_string())
+    };
+    let (ok, stats) = cli(&["store", "stats"]);
+    assert!(
+        ok && stats.contains("unreadable") && stats.contains(&fp[..12]),
+        "{stats}"
+    );
+    let (ok, dry) = cli(&["store", "prune", "--adapter", "none", "--dry-run"]);
+    assert!(ok && dry.contains("nothing deleted"), "{dry}");
+    assert_eq!(fs.list().unwrap().len(), 5);
+    let (ok, _) = cli(&["store", "prune", "--adapter", "abc"]);
+    assert!(!ok, "a short prefix would match too much and is refused");
+    let (ok, out) = cli(&["store", "prune", "--adapter", "none"]);
+    assert!(ok && out.contains("deleted 2 packets"), "{out}");
+    let left = fs.list().unwrap();
+    assert_eq!(left.len(), 3);
+    for id in &kept {
+        assert!(fs.get(id).unwrap().is_some(), "the other adapter's packets stay");
+    }
+    // Naming the adapter by its file works too.
+    let (ok, out) = cli(&["store", "prune", "--adapter", adapter_file.to_str().unwrap()]);
+    assert!(ok && out.contains("deleted 2 packets"), "{out}");
+    assert_eq!(fs.list().unwrap().len(), 1);
+}

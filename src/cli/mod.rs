@@ -7,6 +7,7 @@ mod eval;
 mod generate;
 mod models;
 mod pack;
+mod store;
 mod train;
 
 use crate::adapter::Adapter;
@@ -41,6 +42,11 @@ enum Command {
     },
     /// Build packets for documents into the store.
     Pack(pack::PackArgs),
+    /// Inspect or prune the packet store.
+    Store {
+        #[command(subcommand)]
+        action: store::StoreAction,
+    },
     /// Answer a question over documents with one method.
     Ask(ask::AskArgs),
     /// Evaluate methods on datasets (F1, fidelity to full, TTFT, FLOPs) with a report.
@@ -107,6 +113,7 @@ pub fn run() -> Result<()> {
         Command::Bench { what } => bench::run(what),
         Command::Adapter { action } => adapter::run(action),
         Command::Pack(a) => pack::run(a),
+        Command::Store { action } => store::run(action),
         Command::Ask(a) => ask::run(a),
         Command::Train(a) => train::run(a),
         Command::Eval(a) => eval::run(a),

@@ -4,7 +4,10 @@
 
 use super::{FORMAT_VERSION, KvDtype, Packet, PacketMeta, packet_id};
 use crate::adapter::short;
-use crate::io::{RawTensor, decode_floats, safetensors_bytes, safetensors_meta};
+use crate::io::{RawTensor, decode_floats, safetensors_bytes, safetensors_header_meta, safetensors_meta};
+use anyhow::Context;
+use std::io::Read;
+use std::path::Path;
 
 /// Why a packet file was refused. Each cause is distinct so callers and users can tell them apart.
 #[derive(Debug, thiserror::Error)]
@@ -19,6 +22,30 @@ pub enum PacketError {
     WrongModel { packet: String, expected: String },
     #[error("packet was built with adapter {} but the requested adapter is {}", short(.packet), short(.expected))]
     WrongAdapter { packet: String, expected: String },
+}
+
+impl PacketMeta {
+    /// Reads the metadata of a packet file without reading its K,V payload (nothing beyond
+    /// the header is read or verified: use [`Packet::from_bytes`] before trusting the data).
+    pub fn read_file(path: &Path) -> anyhow::Result<Self> {
+        let mut f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+        let mut len = [0u8; 8];
+        f.read_exact(&mut len).context("packet file is truncated")?;
+        let header_len = u64::from_le_bytes(len) as usize;
+        anyhow::ensure!(header_len <= 100_000_000, "packet header length is implausible");
+        let mut header = vec![0u8; header_len];
+        f.read_exact(&mut header).context("packet header is truncated")?;
+        let meta = safetensors_header_meta(&header)?;
+        let version = meta["format_version"].as_u64().context("no format version")? as u32;
+        if version != FORMAT_VERSION {
+            return Err(PacketError::WrongVersion {
+                found: version,
+                expected: FORMAT_VERSION,
+            }
+            .into());
+        }
+        Ok(serde_json::from_value(meta).context("bad packet metadata")?)
+    }
 }
 
 impl Packet {

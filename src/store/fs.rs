@@ -2,7 +2,7 @@
 
 use super::PacketStore;
 use crate::io::atomic_write;
-use crate::packet::{Packet, PacketError};
+use crate::packet::{Packet, PacketError, PacketMeta};
 use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -30,6 +30,54 @@ impl FsStore {
     pub fn dir(&self) -> &Path {
         &self.dir
     }
+
+    /// Every packet file in the store with its size and metadata (None when the header
+    /// cannot be read), in path order. Unfinished writes (temporary files) are not listed.
+    pub fn list(&self) -> Result<Vec<StoredPacket>> {
+        let mut out = Vec::new();
+        for shard in read_dir_sorted(&self.dir)? {
+            if !shard.is_dir() {
+                continue;
+            }
+            for path in read_dir_sorted(&shard)? {
+                if path.extension().and_then(|e| e.to_str()) != Some("kvp") {
+                    continue;
+                }
+                let bytes = std::fs::metadata(&path)?.len();
+                let meta = PacketMeta::read_file(&path).ok();
+                out.push(StoredPacket { path, bytes, meta });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Deletes the packet with this id; false when the store did not have it.
+    pub fn remove(&self, id: &str) -> Result<bool> {
+        valid_id(id)?;
+        match std::fs::remove_file(self.path(id)) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e).with_context(|| format!("deleting packet {id}")),
+        }
+    }
+}
+
+/// One file of an [`FsStore`], as listed by [`FsStore::list`].
+pub struct StoredPacket {
+    pub path: PathBuf,
+    /// File size in bytes.
+    pub bytes: u64,
+    /// The packet's metadata; None when its header is unreadable (damaged or foreign file).
+    pub meta: Option<PacketMeta>,
+}
+
+fn read_dir_sorted(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut paths = std::fs::read_dir(dir)
+        .with_context(|| format!("listing {}", dir.display()))?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<std::io::Result<Vec<_>>>()?;
+    paths.sort();
+    Ok(paths)
 }
 
 fn valid_id(id: &str) -> Result<()> {

@@ -4,7 +4,7 @@
 mod fs;
 mod lru;
 
-pub use fs::FsStore;
+pub use fs::{FsStore, StoredPacket};
 pub use lru::LruStore;
 
 use crate::packet::Packet;
@@ -22,11 +22,13 @@ pub trait PacketStore: Send + Sync {
     fn contains(&self, id: &str) -> Result<bool>;
 }
 
+/// The directory of the default store: `$KVPACKET_HOME/packets`.
+pub fn default_dir() -> std::path::PathBuf {
+    crate::model::fetch::home().join("packets")
+}
+
 /// The default store: a directory under `$KVPACKET_HOME/packets` with an LRU tier of
 /// `memory_bytes` in front of it.
 pub fn default_store(memory_bytes: usize) -> Result<LruStore<FsStore>> {
-    Ok(LruStore::new(
-        FsStore::new(crate::model::fetch::home().join("packets"))?,
-        memory_bytes,
-    ))
+    Ok(LruStore::new(FsStore::new(default_dir())?, memory_bytes))
 }
