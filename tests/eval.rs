@@ -82,6 +82,17 @@ fn runner_records_every_pair_resumes_and_reports() {
     assert_eq!(cached.len(), 3);
     assert_eq!(none(&cached), none(&recs));
     assert!(cached.iter().all(|r| r.adapter.as_deref() == Some("none")));
+    // A shard from sample 2 on keeps the dataset's sample indices and the same answers.
+    let shard = dir.join("shard");
+    let runner = Runner {
+        out: shard.clone(),
+        ..runner
+    };
+    runner.run_from(&name, &samples, 2).unwrap();
+    let part = read_records(&shard.join("results.jsonl")).unwrap();
+    assert_eq!(part.len(), 1);
+    assert_eq!(part[0].sample, 2);
+    assert_eq!(part[0].answer, cached[2].answer);
     // The same label with another adapter refuses to resume into those records.
     let relabelled = Runner {
         methods: vec![Box::new(Packets {

@@ -29,6 +29,10 @@ pub struct EvalArgs {
     /// Samples per dataset (synthetic sets: how many to generate).
     #[arg(long, default_value_t = 50)]
     pub limit: usize,
+    /// Index of the first sample to run (earlier ones are skipped): splits a run across
+    /// processes, each with its own --out; their results.jsonl files concatenate into one.
+    #[arg(long, default_value_t = 0)]
+    pub start: usize,
     #[arg(long, default_value_t = 32)]
     pub max_new_tokens: usize,
     /// Seed of the synthetic generators.
@@ -89,7 +93,7 @@ pub fn run(a: EvalArgs) -> Result<()> {
     for spec in &a.data {
         let (name, samples) = load_dataset(spec, a.limit, a.seed)?;
         runner
-            .run(&name, &samples)
+            .run_from(&name, &samples, a.start)
             .with_context(|| format!("evaluating {name}"))?;
     }
     let records = read_records(&a.out.join("results.jsonl"))?;

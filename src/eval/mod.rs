@@ -98,6 +98,13 @@ impl Runner<'_> {
     /// is the fidelity reference (recorded too when listed among the methods). Refuses to
     /// resume a method whose earlier records were made with another adapter.
     pub fn run(&self, dataset: &str, samples: &[Sample]) -> Result<()> {
+        self.run_from(dataset, samples, 0)
+    }
+
+    /// [`Runner::run`] on samples `first..` only, keeping their indices in the dataset, so
+    /// several processes (each with its own `out`) can share one run; their results files
+    /// concatenate into one.
+    pub fn run_from(&self, dataset: &str, samples: &[Sample], first: usize) -> Result<()> {
         std::fs::create_dir_all(&self.out)?;
         let adapters = self
             .methods
@@ -129,14 +136,14 @@ impl Runner<'_> {
             .append(true)
             .open(self.results())?;
         let bar = if self.progress {
-            ProgressBar::new(samples.len() as u64)
+            ProgressBar::new(samples.len().saturating_sub(first) as u64)
         } else {
             ProgressBar::hidden()
         };
         bar.set_style(ProgressStyle::with_template(&format!(
             "{dataset} {{bar:30}} {{pos}}/{{len}} [{{elapsed_precise}} < {{eta}}] {{msg}}"
         ))?);
-        for (i, s) in samples.iter().enumerate() {
+        for (i, s) in samples.iter().enumerate().skip(first) {
             let todo: Vec<&Box<dyn Method + '_>> =
                 self.methods.iter().filter(|m| !done.contains(&(i, m.name()))).collect();
             if todo.is_empty() {
