@@ -188,6 +188,22 @@ fn text_init_is_token_embeddings_and_chunked_samples_are_windows() {
         trailer: "x".into(),
     };
     assert!(Adapter::fresh(&m, 2, 2, &empty, 0).is_err());
+    // Continued training starts from a file's values, checked against its fingerprint.
+    let file = tmp("init-from").join("a.safetensors");
+    a.save(&file).unwrap();
+    let from = AdapterInit::File {
+        path: file.display().to_string(),
+        fingerprint: a.fingerprint().unwrap(),
+    };
+    let b = Adapter::fresh(&m, 5, 3, &from, 9).unwrap();
+    assert_eq!(b.fingerprint().unwrap(), a.fingerprint().unwrap());
+    assert!(Adapter::fresh(&m, 4, 3, &from, 0).is_err(), "row counts must match");
+    Adapter::fresh(&m, 5, 3, &AdapterInit::Random, 1)
+        .unwrap()
+        .save(&file)
+        .unwrap();
+    let e = Adapter::fresh(&m, 5, 3, &from, 0).unwrap_err().to_string();
+    assert!(e.contains("changed"), "{e}");
 
     let spec = SampleSpec {
         files: vec![data_file()],

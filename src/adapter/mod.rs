@@ -33,6 +33,9 @@ pub enum AdapterInit {
     /// The token embeddings of a header text and a trailer text, each repeated or cut to
     /// fill N_h / N_t rows: a real-text start, like prompt tuning's vocabulary init.
     Text { header: String, trailer: String },
+    /// The values of an existing adapter file (continued training); its N_h / N_t and model
+    /// must match. `fingerprint` records which values that file held when training began.
+    File { path: String, fingerprint: String },
 }
 
 /// Default header text of [`AdapterInit::Text`].
@@ -105,6 +108,25 @@ impl Adapter {
         match init {
             AdapterInit::Random => Self::init(model, n_header, n_trailer, seed),
             AdapterInit::Text { header, trailer } => Self::from_text(model, n_header, n_trailer, header, trailer),
+            AdapterInit::File { path, fingerprint } => {
+                let a = Self::load(Path::new(path), Some(model))?;
+                if (a.meta.n_header, a.meta.n_trailer) != (n_header, n_trailer) {
+                    bail!(
+                        "{path} has {}+{} header/trailer rows but {n_header}+{n_trailer} were asked for",
+                        a.meta.n_header,
+                        a.meta.n_trailer
+                    );
+                }
+                if &a.fingerprint()? != fingerprint {
+                    bail!(
+                        "{path} changed since this run started (fingerprint {})",
+                        short(fingerprint)
+                    );
+                }
+                let mut a = a;
+                a.meta.made_by = serde_json::json!({"kind": "init", "from": path, "fingerprint": fingerprint});
+                Ok(a)
+            }
         }
     }
 

@@ -26,18 +26,27 @@ pub struct InitArgs {
     /// Trailer text for `--init text` (its tokens repeat to fill N_t).
     #[arg(long, default_value = TRAILER_TEXT)]
     pub trailer_text: String,
+    /// Start from this adapter file's values instead (continue training a trained adapter).
+    #[arg(long, conflicts_with = "init")]
+    pub init_from: Option<PathBuf>,
 }
 
 impl InitArgs {
-    /// The chosen start.
-    pub fn to_init(&self) -> AdapterInit {
-        match self.init {
+    /// The chosen start (reads the --init-from file to record its fingerprint).
+    pub fn to_init(&self) -> Result<AdapterInit> {
+        if let Some(p) = &self.init_from {
+            return Ok(AdapterInit::File {
+                path: p.display().to_string(),
+                fingerprint: Adapter::load(p, None)?.fingerprint()?,
+            });
+        }
+        Ok(match self.init {
             InitKind::Random => AdapterInit::Random,
             InitKind::Text => AdapterInit::Text {
                 header: self.header_text.clone(),
                 trailer: self.trailer_text.clone(),
             },
-        }
+        })
     }
 }
 
@@ -76,7 +85,7 @@ pub fn run(action: AdapterAction) -> Result<()> {
             out,
         } => {
             let m = model.load()?;
-            let a = Adapter::fresh(&m, header, trailer, &init.to_init(), seed)?;
+            let a = Adapter::fresh(&m, header, trailer, &init.to_init()?, seed)?;
             a.save(&out)?;
             println!(
                 "{} ({}+{} soft tokens, fingerprint {})",

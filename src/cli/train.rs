@@ -109,7 +109,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
             chunk_tokens: a.chunk_tokens,
             seed: a.seed,
         },
-        init: a.init.to_init(),
+        init: a.init.to_init()?,
         n_header: a.header,
         n_trailer: a.trailer,
         gen_tokens: a.gen_tokens,
