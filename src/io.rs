@@ -66,13 +66,8 @@ pub fn safetensors_header_meta(header_json: &[u8]) -> Result<serde_json::Value> 
 
 /// Reads the `kvpacket` JSON metadata entry of a whole safetensors file (bytes validated).
 pub fn safetensors_meta(bytes: &[u8]) -> Result<serde_json::Value> {
-    let (_, md) = safetensors::SafeTensors::read_metadata(bytes).context("not a safetensors file (truncated?)")?;
-    let text = md
-        .metadata()
-        .as_ref()
-        .and_then(|m| m.get("kvpacket"))
-        .context("no kvpacket metadata in the file")?;
-    serde_json::from_str(text).context("kvpacket metadata is not valid JSON")
+    let (n, _) = safetensors::SafeTensors::read_metadata(bytes).context("not a safetensors file (truncated?)")?;
+    safetensors_header_meta(&bytes[8..8 + n])
 }
 
 /// f32 values as little-endian bytes.

@@ -35,16 +35,21 @@ impl PacketMeta {
         anyhow::ensure!(header_len <= 100_000_000, "packet header length is implausible");
         let mut header = vec![0u8; header_len];
         f.read_exact(&mut header).context("packet header is truncated")?;
-        let meta = safetensors_header_meta(&header)?;
-        let version = meta["format_version"].as_u64().context("no format version")? as u32;
+        Ok(Self::from_json(safetensors_header_meta(&header)?)?)
+    }
+
+    /// Packet metadata from its JSON, refusing other format versions.
+    fn from_json(meta: serde_json::Value) -> Result<Self, PacketError> {
+        let version = meta["format_version"]
+            .as_u64()
+            .ok_or_else(|| PacketError::Corrupt("no format version".into()))? as u32;
         if version != FORMAT_VERSION {
             return Err(PacketError::WrongVersion {
                 found: version,
                 expected: FORMAT_VERSION,
-            }
-            .into());
+            });
         }
-        Ok(serde_json::from_value(meta).context("bad packet metadata")?)
+        serde_json::from_value(meta).map_err(|e| PacketError::Corrupt(format!("bad metadata: {e}")))
     }
 }
 
@@ -105,18 +110,7 @@ impl Packet {
         if bytes.len() < want {
             return Err(PacketError::Truncated { got: bytes.len(), want });
         }
-        let meta_json = safetensors_meta(bytes).map_err(|e| PacketError::Corrupt(e.to_string()))?;
-        let version = meta_json["format_version"]
-            .as_u64()
-            .ok_or_else(|| corrupt("no format version"))? as u32;
-        if version != FORMAT_VERSION {
-            return Err(PacketError::WrongVersion {
-                found: version,
-                expected: FORMAT_VERSION,
-            });
-        }
-        let meta: PacketMeta =
-            serde_json::from_value(meta_json).map_err(|e| PacketError::Corrupt(format!("bad metadata: {e}")))?;
+        let meta = PacketMeta::from_json(safetensors_meta(bytes).map_err(|e| PacketError::Corrupt(e.to_string()))?)?;
         let st = safetensors::SafeTensors::deserialize(bytes).map_err(|e| PacketError::Corrupt(e.to_string()))?;
         let len = meta.n_header + meta.tokens.len() + meta.n_trailer;
         let shape = [len, meta.n_kv_heads, meta.head_dim];
