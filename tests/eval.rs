@@ -103,4 +103,31 @@ fn runner_records_every_pair_resumes_and_reports() {
     };
     let err = relabelled.run(&name, &samples).unwrap_err().to_string();
     assert!(err.contains("made with adapter"), "{err}");
+    assert!(recs.iter().all(|r| r.rouge_l.is_none()), "no ROUGE-L for QA samples");
+    // A summarization file (empty question, reference summary as the answer) gets ROUGE-L
+    // per record, in the summary and as a report column.
+    let file = dir.join("summaries.json");
+    let sample = serde_json::json!([{"question": "", "answers": ["a storm hit the coast on monday"],
+        "ctxs": [{"title": "a", "text": "A storm hit the coast."}, {"title": "b", "text": "It was on Monday."}]}]);
+    std::fs::write(&file, sample.to_string()).unwrap();
+    let (sname, summaries) = load_dataset(file.to_str().unwrap(), 10, 0).unwrap();
+    let out = dir.join("summ");
+    let runner = Runner {
+        methods: vec![Box::new(Full), Box::new(Packets::none(&m).unwrap())],
+        out: out.clone(),
+        ..relabelled
+    };
+    runner.run(&sname, &summaries).unwrap();
+    let recs = read_records(&out.join("results.jsonl")).unwrap();
+    assert_eq!(recs.len(), 2);
+    for r in &recs {
+        assert_eq!(r.rouge_l, Some(kvpacket::eval::metrics::rouge_l(&r.answer, &r.gold)));
+    }
+    let summary = write_report(&out, &recs, "# summaries").unwrap();
+    assert_eq!(summary[&sname]["full"].rouge_l, recs[0].rouge_l);
+    assert!(
+        std::fs::read_to_string(out.join("report.md"))
+            .unwrap()
+            .contains("ROUGE-L")
+    );
 }

@@ -15,6 +15,9 @@ pub struct MethodSummary {
     pub em: f64,
     pub fidelity_f1: f64,
     pub first_token_kl: f64,
+    /// Mean ROUGE-L over the records that have it (summarization samples); absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rouge_l: Option<f64>,
     pub ttft_ms_mean: f64,
     pub ttft_ms_p50: f64,
     pub doc_flops_mean: f64,
@@ -57,6 +60,10 @@ pub fn summarize(records: &[Record]) -> Summary {
             em: mean(rs.iter().map(|r| r.em)),
             fidelity_f1: mean(rs.iter().map(|r| r.fidelity_f1)),
             first_token_kl: mean(rs.iter().map(|r| r.first_token_kl)),
+            rouge_l: rs
+                .iter()
+                .any(|r| r.rouge_l.is_some())
+                .then(|| mean(rs.iter().filter_map(|r| r.rouge_l))),
             ttft_ms_mean: mean(rs.iter().map(|r| r.ttft_ms)),
             ttft_ms_p50: median(rs.iter().map(|r| r.ttft_ms).collect()),
             doc_flops_mean: mean(rs.iter().map(|r| r.doc_flops)),
@@ -68,16 +75,24 @@ pub fn summarize(records: &[Record]) -> Summary {
     out
 }
 
-/// The markdown report: one table per dataset.
+/// The markdown report: one table per dataset (with a ROUGE-L column where the dataset
+/// has summarization samples).
 pub fn markdown(summary: &Summary, header: &str) -> String {
     let mut s = format!("{header}\n");
     for (d, methods) in summary {
+        let rouge = methods.values().any(|x| x.rouge_l.is_some());
+        let (rouge_head, rouge_rule) = if rouge { (" ROUGE-L |", "---|") } else { ("", "") };
         s += &format!(
-            "\n## {d}\n\n| method | n | F1 micro | F1 macro | EM | fidelity F1 | first-token KL | TTFT mean ms | TTFT p50 ms | doc FLOPs | recomputed tokens |\n|---|---|---|---|---|---|---|---|---|---|---|\n"
+            "\n## {d}\n\n| method | n | F1 micro | F1 macro | EM |{rouge_head} fidelity F1 | first-token KL | TTFT mean ms | TTFT p50 ms | doc FLOPs | recomputed tokens |\n|---|---|---|---|---|{rouge_rule}---|---|---|---|---|---|\n"
         );
         for (m, x) in methods {
+            let rouge_cell = match (rouge, x.rouge_l) {
+                (false, _) => String::new(),
+                (true, Some(r)) => format!(" {r:.3} |"),
+                (true, None) => " – |".to_string(),
+            };
             s += &format!(
-                "| {m} | {} | {:.3} | {:.3} | {:.3} | {:.3} | {:.4} | {:.0} | {:.0} | {:.2e} | {:.0} |\n",
+                "| {m} | {} | {:.3} | {:.3} | {:.3} |{rouge_cell} {:.3} | {:.4} | {:.0} | {:.0} | {:.2e} | {:.0} |\n",
                 x.n,
                 x.f1_micro,
                 x.f1_macro,
@@ -94,6 +109,9 @@ pub fn markdown(summary: &Summary, header: &str) -> String {
     s
 }
 
+/// The plots' y axis: answer F1, or ROUGE-L for a summarization dataset.
+const QUALITY_AXIS: &str = "F1 micro (ROUGE-L for summaries)";
+
 /// Writes summary.json, report.md and the F1-vs-TTFT and F1-vs-FLOPs plots into `dir`.
 pub fn write_report(dir: &Path, records: &[Record], header: &str) -> Result<Summary> {
     let summary = summarize(records);
@@ -104,7 +122,7 @@ pub fn write_report(dir: &Path, records: &[Record], header: &str) -> Result<Summ
             .iter()
             .flat_map(|(d, ms)| {
                 ms.iter()
-                    .map(move |(m, x)| (format!("{d} {m}"), vec![(f(x), x.f1_micro)]))
+                    .map(move |(m, x)| (format!("{d} {m}"), vec![(f(x), x.rouge_l.unwrap_or(x.f1_micro))]))
             })
             .collect()
     };
@@ -112,14 +130,14 @@ pub fn write_report(dir: &Path, records: &[Record], header: &str) -> Result<Summ
         &dir.join("f1_vs_ttft.svg"),
         "F1 vs TTFT",
         "TTFT ms (log)",
-        "F1 (micro)",
+        QUALITY_AXIS,
         &points(&|x| x.ttft_ms_mean.max(1e-3)),
     )?;
     crate::plot::scatter_chart(
         &dir.join("f1_vs_flops.svg"),
         "F1 vs document FLOPs",
         "FLOPs on document KV (log)",
-        "F1 (micro)",
+        QUALITY_AXIS,
         &points(&|x| x.doc_flops_mean.max(1.0)),
     )?;
     Ok(summary)
