@@ -3,6 +3,7 @@
 use kvpacket::eval::reference::ReferenceCache;
 use kvpacket::eval::report::write_report;
 use kvpacket::eval::{Runner, load_dataset, read_records};
+use kvpacket::methods::layout::segments;
 use kvpacket::methods::{Engine, Full, Method, Packets, QuestionOnly, Recompute};
 use kvpacket::model::tiny::{TinySpec, write_tiny_model};
 use kvpacket::model::{Model, WeightMode};
@@ -31,6 +32,7 @@ fn runner_records_every_pair_resumes_and_reports() {
         },
         methods,
         max_new_tokens: 4,
+        summary_tokens: 6,
         out: out.clone(),
         progress: false,
         references: Some(ReferenceCache::new(&dir.join("refs"), "f32")),
@@ -123,6 +125,20 @@ fn runner_records_every_pair_resumes_and_reports() {
     for r in &recs {
         assert_eq!(r.rouge_l, Some(kvpacket::eval::metrics::rouge_l(&r.answer, &r.gold)));
     }
+    // A summary's answer is the whole generated text (up to summary_tokens), a question's
+    // answer its first line.
+    let seg = segments(&m, &summaries[0].ctxs, "").unwrap();
+    assert!(seg.summary);
+    let a = runner.engine.answer(&Full, &seg, 6).unwrap();
+    assert_eq!(a.answer, a.text.trim());
+    assert!(a.tokens.len() <= 6);
+    assert_eq!(recs[0].answer, a.answer);
+    let qa = segments(&m, &summaries[0].ctxs, "When?").unwrap();
+    let a = runner.engine.answer(&Full, &qa, 6).unwrap();
+    assert_eq!(
+        Some(a.answer.as_str()),
+        a.text.lines().map(str::trim).find(|l| !l.is_empty()).or(Some(""))
+    );
     let summary = write_report(&out, &recs, "# summaries").unwrap();
     assert_eq!(summary[&sname]["full"].rouge_l, recs[0].rouge_l);
     assert!(

@@ -49,6 +49,7 @@ fn one_packet_after_empty_preamble_reproduces_full_prefill() {
         preamble: vec![],
         docs: vec![toks(&m, "the document text here")],
         prompt: toks(&m, "the question"),
+        summary: false,
     };
     let full = Full.prefill(&engine, &seg).unwrap();
     let none = Packets::none(&m).unwrap();
@@ -82,6 +83,7 @@ fn packets_at_offsets_equal_a_block_diagonal_prefill_and_f16_error_is_bounded() 
             toks(&m, "third"),
         ],
         prompt: toks(&m, "question?"),
+        summary: false,
     };
     let method = Packets::kvpacket(adapter.clone());
     let f32_engine = Engine {
@@ -293,6 +295,7 @@ fn recompute_baselines_span_none_to_full() {
             toks(&m, "third one here"),
         ],
         prompt: toks(&m, "question?"),
+        summary: false,
     };
     let (full, _) = first_logits(&m, &Full, &seg, "rc-full");
     let (none, _) = first_logits(&m, &Packets::none(&m).unwrap(), &seg, "rc-none");

@@ -33,8 +33,12 @@ pub struct EvalArgs {
     /// processes, each with its own --out; their results.jsonl files concatenate into one.
     #[arg(long, default_value_t = 0)]
     pub start: usize,
+    /// Decode length of question answers (DESIGN §4: 32).
     #[arg(long, default_value_t = 32)]
     pub max_new_tokens: usize,
+    /// Decode length of summaries, for samples without a question (DESIGN §4: 256).
+    #[arg(long, default_value_t = 256)]
+    pub summary_tokens: usize,
     /// Seed of the synthetic generators.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -83,6 +87,7 @@ pub fn run(a: EvalArgs) -> Result<()> {
         engine,
         methods,
         max_new_tokens: a.max_new_tokens,
+        summary_tokens: a.summary_tokens,
         out: a.out.clone(),
         progress: true,
         references: Some(ReferenceCache::new(

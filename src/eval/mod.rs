@@ -85,7 +85,10 @@ pub fn read_records(path: &Path) -> Result<Vec<Record>> {
 pub struct Runner<'a> {
     pub engine: Engine<'a>,
     pub methods: Vec<Box<dyn Method + 'a>>,
+    /// Decode length of question answers.
     pub max_new_tokens: usize,
+    /// Decode length of summaries (samples without a question).
+    pub summary_tokens: usize,
     pub out: PathBuf,
     pub progress: bool,
     /// Where `full`'s answers are cached across runs (None: computed per run).
@@ -154,6 +157,11 @@ impl Runner<'_> {
                 continue;
             }
             let seg = segments(self.engine.model, &s.ctxs, &s.question)?;
+            let max_new = if seg.summary {
+                self.summary_tokens
+            } else {
+                self.max_new_tokens
+            };
             // Packets first, untimed, sample by sample (an interrupted run keeps what it
             // answered): the methods then measure reuse only.
             let mut packed = HashSet::new();
@@ -174,12 +182,12 @@ impl Runner<'_> {
             // `full` runs here when it is itself being measured; otherwise the cached
             // reference (if any) stands in for it.
             let (full, reference) = match &self.references {
-                Some(c) if !full_todo => (None, c.get(&self.engine, &seg, self.max_new_tokens)?),
+                Some(c) if !full_todo => (None, c.get(&self.engine, &seg, max_new)?),
                 cache => {
-                    let a = self.engine.answer(&Full, &seg, self.max_new_tokens)?;
+                    let a = self.engine.answer(&Full, &seg, max_new)?;
                     let r = Reference::from(&a);
                     if let Some(c) = cache {
-                        c.store(&self.engine, &seg, self.max_new_tokens, &r)?;
+                        c.store(&self.engine, &seg, max_new, &r)?;
                     }
                     (Some(a), r)
                 }
@@ -188,7 +196,7 @@ impl Runner<'_> {
             for m in todo {
                 let ans = match &full {
                     Some(a) if m.name() == "full" => a.clone(),
-                    _ => self.engine.answer(m.as_ref(), &seg, self.max_new_tokens)?,
+                    _ => self.engine.answer(m.as_ref(), &seg, max_new)?,
                 };
                 let (f1, overlap) = best_f1(&ans.answer, &s.answers);
                 let rec = Record {

@@ -19,8 +19,11 @@ pub struct Segments {
     pub preamble: Vec<u32>,
     /// One entry per document: the tokens of `"{title}\n{text}\n\n"`, no BOS.
     pub docs: Vec<Vec<u32>>,
-    /// `Question: …\nAnswer:` + end of user turn + assistant header.
+    /// `Question: …\nAnswer:` (or the summary task) + end of user turn + assistant header.
     pub prompt: Vec<u32>,
+    /// True when the task is the summary instruction (no question): the answer is then the
+    /// whole generated text, not its first line.
+    pub summary: bool,
 }
 
 impl Segments {
@@ -74,5 +77,6 @@ pub fn segments(model: &Model, docs: &[Document], question: &str) -> Result<Segm
         preamble: preamble_tokens(model)?,
         docs: docs.iter().map(|d| document_tokens(model, d)).collect::<Result<_>>()?,
         prompt: model.tokenizer.encode(&format!("{}{post}", task_text(question)))?,
+        summary: question.trim().is_empty(),
     })
 }

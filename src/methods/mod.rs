@@ -45,7 +45,7 @@ pub struct Prefilled {
 #[derive(Debug, Clone, Serialize)]
 pub struct Answer {
     pub method: String,
-    /// First non-empty line of the generated text, trimmed.
+    /// First non-empty line of the generated text, trimmed (a summary: the whole text, trimmed).
     pub answer: String,
     pub text: String,
     pub tokens: Vec<u32>,
@@ -94,17 +94,18 @@ impl Engine<'_> {
         Ok((Arc::new(p), true, ms(t0)))
     }
 
-    /// Runs `method` and decodes greedily up to `max_new` tokens.
+    /// Runs `method` and decodes greedily up to `max_new` tokens; the answer is the first
+    /// non-empty line (DESIGN §4), or the whole text for a summary.
     pub fn answer(&self, method: &dyn Method, seg: &Segments, max_new: usize) -> Result<Answer> {
         let mut pre = method.prefill(self, seg)?;
         let (tokens, _) = greedy_continue(self.model, &mut pre.cache, &pre.first_logits, max_new)?;
         let text = self.model.tokenizer.decode(&tokens)?;
-        let answer = text
-            .lines()
-            .map(str::trim)
-            .find(|l| !l.is_empty())
-            .unwrap_or("")
-            .to_string();
+        let answer = if seg.summary {
+            text.trim()
+        } else {
+            text.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("")
+        }
+        .to_string();
         Ok(Answer {
             method: method.name(),
             answer,
