@@ -4,7 +4,8 @@
 Usage: scripts/paired_table.py RESULTS.jsonl DATASET METHOD[,METHOD...] [--vs METHOD]
 Prints a markdown table over the samples that have every listed method (so each row is
 measured on the same samples): gold F1 micro (pooled overlaps), mean fidelity F1 against
-`full`'s answer, mean first-token KL against `full`, mean TTFT.
+`full`'s answer, mean first-token KL against `full`, mean TTFT; and mean ROUGE-L where the
+records have it (summaries).
 With --vs M, also each method's mean paired difference to M in fidelity F1 and first-token KL
 with a 95% bootstrap interval over samples (10,000 resamples, seed 0).
 """
@@ -29,9 +30,10 @@ for line in open(path):
         if r["dataset"] == dataset:
             by_sample[r["sample"]][r["method"]] = r
 samples = sorted(s for s, ms in by_sample.items() if all(m in ms for m in methods))
+rouge = bool(samples) and all("rouge_l" in r for s in samples for r in by_sample[s].values())
 print(f"{dataset}, n = {len(samples)} (paired)\n")
-print("| method | gold F1 micro | fidelity F1 | first-token KL | TTFT ms |")
-print("|---|---|---|---|---|")
+print("| method | gold F1 micro |" + (" ROUGE-L |" if rouge else "") + " fidelity F1 | first-token KL | TTFT ms |")
+print("|---|---|" + ("---|" if rouge else "") + "---|---|---|")
 for m in methods:
     rs = [by_sample[s][m] for s in samples]
     if not rs:
@@ -39,7 +41,8 @@ for m in methods:
     common, pred, gold = (sum(r["overlap"][i] for r in rs) for i in range(3))
     micro = 2 * common / (pred + gold) if pred + gold else 0.0
     mean = lambda k: sum(r[k] for r in rs) / len(rs)
-    print(f"| {m} | {micro:.3f} | {mean('fidelity_f1'):.3f} | {mean('first_token_kl'):.2f} | {mean('ttft_ms'):.0f} |")
+    rouge_cell = f" {mean('rouge_l'):.3f} |" if rouge else ""
+    print(f"| {m} | {micro:.3f} |{rouge_cell} {mean('fidelity_f1'):.3f} | {mean('first_token_kl'):.2f} | {mean('ttft_ms'):.0f} |")
 
 def interval(diffs, n_boot=10_000):
     rng = random.Random(0)
