@@ -114,6 +114,22 @@ pub fn read_jsonl<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Vec<T>>
     Ok(out)
 }
 
+/// Opens a JSON-lines file for appending (created if missing), first cutting off a last line
+/// left without its newline by a killed writer, so new lines never follow a broken one.
+pub fn open_jsonl_append(path: &Path) -> Result<std::fs::File> {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .read(true)
+        .append(true)
+        .open(path)?;
+    let text = std::fs::read(path)?;
+    if !text.is_empty() && !text.ends_with(b"\n") {
+        let keep = text.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        file.set_len(keep as u64)?;
+    }
+    Ok(file)
+}
+
 /// Appends one JSON line with a single write, so concurrent or interrupted writers never
 /// leave a line mixed with another.
 pub fn append_jsonl<T: serde::Serialize>(file: &mut std::fs::File, value: &T) -> Result<()> {
@@ -137,6 +153,11 @@ mod tests {
         append_jsonl(&mut f, &2u32).unwrap();
         std::io::Write::write_all(&mut f, b"{\"cut").unwrap();
         assert_eq!(read_jsonl::<u32>(&p).unwrap(), vec![1, 2]);
+        // Resuming drops the cut-off line before appending.
+        let mut f = open_jsonl_append(&p).unwrap();
+        append_jsonl(&mut f, &3u32).unwrap();
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "1\n2\n3\n");
+        assert_eq!(read_jsonl::<u32>(&p).unwrap(), vec![1, 2, 3]);
         std::fs::write(&p, "1\nnot json\n2\n").unwrap();
         assert!(read_jsonl::<u32>(&p).is_err(), "a bad line in the middle is an error");
         std::fs::remove_dir_all(&dir).unwrap();

@@ -137,10 +137,7 @@ impl Runner<'_> {
             .filter(|r| r.dataset == dataset)
             .map(|r| (r.sample, r.method))
             .collect();
-        let mut file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.results())?;
+        let mut file = crate::io::open_jsonl_append(&self.results())?;
         let bar = if self.progress {
             ProgressBar::new(samples.len().saturating_sub(first) as u64)
         } else {

@@ -238,10 +238,7 @@ impl Trainer<'_> {
         let nh = cfg.n_header * d;
         let t_run = Instant::now();
         let elapsed0 = state.elapsed_s;
-        let mut log = std::fs::OpenOptions::new()
-            .append(true)
-            .create(true)
-            .open(self.run.log())?;
+        let mut log = crate::io::open_jsonl_append(&self.run.log())?;
         while state.step < last {
             let epoch = state.step / per_epoch;
             let order = epoch_order(data.len(), cfg.seed, epoch);
