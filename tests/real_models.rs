@@ -253,6 +253,7 @@ fn smollm2_top_k_kl_is_close_to_the_exact_kl() {
         max_doc_tokens: 100,
         generic_task_prob: 0.0,
         chunk_tokens: 0,
+        distractors: false,
         seed: 1,
     };
     let adapter = Adapter::init(m, 8, 8, 0).unwrap();

@@ -50,6 +50,7 @@ fn config(batch: usize, epochs: usize) -> TrainConfig {
             max_doc_tokens: 0,
             generic_task_prob: 0.3,
             chunk_tokens: 0,
+            distractors: false,
             seed: 3,
         },
         n_header: 2,
@@ -213,6 +214,7 @@ fn text_init_is_token_embeddings_and_chunked_samples_are_windows() {
         max_doc_tokens: 0,
         generic_task_prob: 0.0,
         chunk_tokens: 8,
+        distractors: false,
         seed: 1,
     };
     let mut longest = 0;
@@ -225,4 +227,34 @@ fn text_init_is_token_embeddings_and_chunked_samples_are_windows() {
         }
     }
     assert!(longest >= 8);
+
+    // Distractors: entries have 4 documents; k = 6 takes all 4 and 2 from other entries.
+    let spec = SampleSpec {
+        count: 6,
+        k_min: 6,
+        k_max: 6,
+        chunk_tokens: 0,
+        ..spec
+    };
+    for s in draw_samples(&m, &spec).unwrap() {
+        assert_eq!(s.docs.len(), 4, "without distractors k is capped by the entry");
+    }
+    let spec = SampleSpec {
+        distractors: true,
+        ..spec
+    };
+    for s in draw_samples(&m, &spec).unwrap() {
+        assert_eq!(s.docs.len(), 6);
+        let own = s.task.trim_start_matches("what is thing ").trim_end_matches('?');
+        let mine = s
+            .docs
+            .iter()
+            .filter(|d| d.title.starts_with(&format!("doc {own}.")))
+            .count();
+        assert_eq!(
+            mine, 4,
+            "all of the entry's documents, then 2 distractors: {:?}",
+            s.docs
+        );
+    }
 }

@@ -38,6 +38,10 @@ pub struct TrainArgs {
     /// keep their documents.
     #[arg(long, default_value_t = 0)]
     pub chunk_tokens: usize,
+    /// Fill samples whose entry has fewer documents (windows) than the drawn k with random
+    /// documents of other entries, in shuffled order (like MuSiQue's distractor passages).
+    #[arg(long)]
+    pub distractors: bool,
     #[command(flatten)]
     pub init: super::adapter::InitArgs,
     #[arg(long, default_value_t = 8)]
@@ -107,6 +111,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
             max_doc_tokens: a.max_doc_tokens,
             generic_task_prob: a.generic_task_prob,
             chunk_tokens: a.chunk_tokens,
+            distractors: a.distractors,
             seed: a.seed,
         },
         init: a.init.to_init()?,

@@ -54,6 +54,10 @@ pub struct SampleSpec {
     /// (0: documents as they are; absent in older configs). Synthetic sets are not re-cut.
     #[serde(default)]
     pub chunk_tokens: usize,
+    /// When an entry has fewer documents than the drawn k, fill up to k with random documents
+    /// of other entries (distractors) and shuffle their order (absent in older configs: off).
+    #[serde(default)]
+    pub distractors: bool,
     pub seed: u64,
 }
 
@@ -65,6 +69,15 @@ fn cut(model: &Model, text: &str, max: usize) -> Result<String> {
     } else {
         model.tokenizer.decode(&ids[..max])
     }
+}
+
+/// A copy of `d` (no id) with its text cut to `max` tokens.
+fn cut_document(model: &Model, d: &Document, max: usize) -> Result<Document> {
+    Ok(Document {
+        id: None,
+        title: d.title.clone(),
+        text: cut(model, &d.text, max)?,
+    })
 }
 
 /// The entry's texts joined by spaces and cut into consecutive windows of `size` tokens,
@@ -125,20 +138,28 @@ pub fn draw_samples(model: &Model, spec: &SampleSpec) -> Result<Vec<TrainSample>
                 break;
             }
             let entry = &entries[e];
-            let k = rng.random_range(spec.k_min..=spec.k_max).min(entry.ctxs.len());
+            let want = rng.random_range(spec.k_min..=spec.k_max);
+            let k = want.min(entry.ctxs.len());
             let mut idx: Vec<usize> = (0..entry.ctxs.len()).collect();
             idx.shuffle(&mut rng);
-            let docs = idx[..k]
+            let mut docs = idx[..k]
                 .iter()
-                .map(|&i| {
-                    let d = &entry.ctxs[i];
-                    Ok(Document {
-                        id: None,
-                        title: d.title.clone(),
-                        text: cut(model, &d.text, spec.max_doc_tokens)?,
-                    })
-                })
+                .map(|&i| cut_document(model, &entry.ctxs[i], spec.max_doc_tokens))
                 .collect::<Result<Vec<_>>>()?;
+            if spec.distractors && want > k && entries.len() > 1 {
+                while docs.len() < want {
+                    let o = rng.random_range(0..entries.len());
+                    if o != e {
+                        let other = &entries[o].ctxs;
+                        docs.push(cut_document(
+                            model,
+                            &other[rng.random_range(0..other.len())],
+                            spec.max_doc_tokens,
+                        )?);
+                    }
+                }
+                docs.shuffle(&mut rng);
+            }
             let generic = entry.question.trim().is_empty() || rng.random_bool(spec.generic_task_prob);
             let task = if generic {
                 GENERIC_TASKS[rng.random_range(0..GENERIC_TASKS.len())].to_string()
