@@ -122,8 +122,16 @@ pub fn open_jsonl_append(path: &Path) -> Result<std::fs::File> {
         .read(true)
         .append(true)
         .open(path)?;
-    let text = std::fs::read(path)?;
-    if !text.is_empty() && !text.ends_with(b"\n") {
+    // Only the last byte is read unless the file is actually cut off.
+    let len = file.metadata()?.len();
+    let mut last = [b'\n'];
+    if len > 0 {
+        use std::io::{Read, Seek, SeekFrom};
+        (&file).seek(SeekFrom::End(-1))?;
+        (&file).read_exact(&mut last)?;
+    }
+    if last[0] != b'\n' {
+        let text = std::fs::read(path)?;
         let keep = text.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
         file.set_len(keep as u64)?;
     }

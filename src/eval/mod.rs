@@ -61,7 +61,7 @@ pub struct Record {
     pub fidelity_f1: f64,
     /// KL(full ‖ method) of the first answer token's distribution.
     pub first_token_kl: f64,
-    /// ROUGE-L against the references, for summarization samples (empty question) only.
+    /// ROUGE-L against the references, for summarization samples (no question) only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rouge_l: Option<f64>,
     pub ttft_ms: f64,
@@ -208,7 +208,7 @@ impl Runner<'_> {
                     em: exact_match(&ans.answer, &s.answers),
                     fidelity_f1: best_f1(&ans.answer, std::slice::from_ref(&reference.answer)).0,
                     first_token_kl: kl(&ref_lp, &log_softmax(&ans.first_logits)),
-                    rouge_l: s.question.is_empty().then(|| rouge_l(&ans.answer, &s.answers)),
+                    rouge_l: seg.summary.then(|| rouge_l(&ans.answer, &s.answers)),
                     ttft_ms: ans.acct.ttft_ms,
                     load_ms: ans.acct.load_ms,
                     recomputed_tokens: ans.acct.recomputed_tokens,
