@@ -7,7 +7,7 @@ use kvpacket::model::generate::last_row;
 use kvpacket::model::tiny::{TinySpec, write_tiny_model};
 use kvpacket::model::{Model, Rows, WeightMode};
 use kvpacket::train::samples::{SampleSpec, TrainSample, draw_samples};
-use kvpacket::train::student::{LossKind, student_grad};
+use kvpacket::train::student::{LossKind, StudentMode, student_grad};
 use kvpacket::train::teacher::{TeacherCache, TeacherOut, log_softmax, run_teacher, top_k};
 use kvpacket::train::{Outcome, RunDir, TrainConfig, Trainer, read_log};
 use std::path::PathBuf;
@@ -66,6 +66,15 @@ fn config(batch: usize, epochs: usize) -> TrainConfig {
         seed: 5,
         checkpoint_every: 1,
         grad_checkpoint: false,
+        freeze_header: false,
+    }
+}
+
+fn mode(grad_checkpoint: bool, freeze_header: bool) -> StudentMode {
+    StudentMode {
+        loss: LossKind::Kl,
+        grad_checkpoint,
+        freeze_header,
     }
 }
 
@@ -88,11 +97,11 @@ fn a_training_step_lowers_the_loss_and_only_the_adapter_changes() {
     let adapter = Adapter::init(&m, 2, 2, 5).unwrap();
     let loss_of = |a: &Adapter| -> f32 {
         data.iter()
-            .map(|(s, te)| student_grad(&m, a, s, te, LossKind::Kl, false).unwrap().loss)
+            .map(|(s, te)| student_grad(&m, a, s, te, mode(false, false)).unwrap().loss)
             .sum()
     };
     let before = loss_of(&adapter);
-    let g = student_grad(&m, &adapter, &data[0].0, &data[0].1, LossKind::Kl, true).unwrap();
+    let g = student_grad(&m, &adapter, &data[0].0, &data[0].1, mode(true, false)).unwrap();
     assert!(
         g.header.iter().any(|&x| x != 0.0) && g.trailer.iter().any(|&x| x != 0.0),
         "adapter gets gradients"
@@ -110,6 +119,50 @@ fn a_training_step_lowers_the_loss_and_only_the_adapter_changes() {
     assert_eq!(trained.meta.made_by["kind"], "trained");
     assert_eq!(trained.meta.made_by["steps"], 1);
     assert!(trained.meta.made_by["config"]["samples"]["files"].is_array());
+}
+
+#[test]
+fn a_frozen_header_gives_the_full_paths_loss_and_trailer_gradient() {
+    let m = model();
+    let t = trainer(&m, config(4, 1), "frozen");
+    let data = t.prepare().unwrap();
+    let adapter = Adapter::init(&m, 2, 2, 5).unwrap();
+    for (s, te) in &data {
+        for ck in [false, true] {
+            let full = student_grad(&m, &adapter, s, te, mode(ck, false)).unwrap();
+            let frozen = student_grad(&m, &adapter, s, te, mode(ck, true)).unwrap();
+            assert!(
+                (full.loss - frozen.loss).abs() <= 1e-4 * full.loss.abs().max(1.0),
+                "loss {} vs {}",
+                full.loss,
+                frozen.loss
+            );
+            assert!(
+                frozen.header.iter().all(|&x| x == 0.0),
+                "a frozen header gets no gradient"
+            );
+            let scale = full.trailer.iter().fold(0f32, |a, &x| a.max(x.abs()));
+            assert!(scale > 0.0, "the trailer gets a gradient");
+            let diff = full
+                .trailer
+                .iter()
+                .zip(&frozen.trailer)
+                .fold(0f32, |a, (x, y)| a.max((x - y).abs()));
+            assert!(
+                diff <= 1e-3 * scale,
+                "trailer gradient differs by {diff} (scale {scale})"
+            );
+        }
+    }
+    let mut cfg = config(4, 1);
+    cfg.freeze_header = true;
+    let Outcome::Finished(trained) = trainer(&m, cfg, "frozen-run").train(false, None).unwrap() else {
+        panic!("not finished")
+    };
+    let start = Adapter::init(&m, 2, 2, 5).unwrap();
+    let rows = |t: &candle_core::Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    assert_eq!(rows(&trained.header), rows(&start.header), "the header did not move");
+    assert_ne!(rows(&trained.trailer), rows(&start.trailer), "the trailer moved");
 }
 
 #[test]
@@ -160,7 +213,7 @@ fn empty_adapter_student_with_one_document_equals_the_teacher() {
     let vocab = m.config.vocab_size;
     let teacher: TeacherOut = run_teacher(&m, &sample, 5, vocab).unwrap();
     let empty = Adapter::empty(&m).unwrap();
-    let g = student_grad(&m, &empty, &sample, &teacher, LossKind::Kl, false).unwrap();
+    let g = student_grad(&m, &empty, &sample, &teacher, mode(false, false)).unwrap();
     assert!(g.loss.abs() < 1e-4, "KL of identical distributions is {}", g.loss);
     // Direct check of the first step's logits against a plain prefill.
     let ids = segments(&m, &sample.docs, &sample.task).unwrap().concat();

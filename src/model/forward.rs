@@ -43,8 +43,62 @@ enum AttnPath<'a> {
     Cache(&'a mut KvCache, &'a AttnMask),
     /// Inference: overwrite the K,V of these cached rows and attend over the cache.
     Overwrite(&'a mut KvCache, &'a AttnMask, &'a [usize]),
-    /// Differentiable: attend over this call's own K,V with the backward-capable op.
-    Graph(&'a Arc<AttnMask>),
+    /// Differentiable: attend over this call's own K,V (spliced into the frozen rows' K,V
+    /// when given) with the backward-capable op.
+    Graph(&'a Arc<AttnMask>, Option<&'a FrozenKv<'a>>),
+}
+
+/// Constant K,V for the rows of a differentiable call that get no gradient. The call's inputs
+/// are only the `live` rows (ascending indices into a sequence of `cache.len()` rows); at each
+/// layer the attention keys are the cache's rows with the live rows' own K,V in their place,
+/// so the call computes exactly what a differentiable call over the whole sequence computes
+/// for the live rows, without the frozen rows' forward and backward.
+pub struct FrozenKv<'a> {
+    /// K,V of every row of the sequence (the live rows' entries are ignored).
+    pub cache: &'a KvCache,
+    /// The rows given as inputs, ascending.
+    pub live: &'a [usize],
+}
+
+impl FrozenKv<'_> {
+    fn check(&self, n_live: usize) -> Result<()> {
+        let ascending = self.live.windows(2).all(|w| w[0] < w[1]);
+        if self.live.len() != n_live || !ascending || self.live.last().is_some_and(|&r| r >= self.cache.len()) {
+            bail!(
+                "frozen K,V: {n_live} inputs need as many ascending live rows below {}",
+                self.cache.len()
+            );
+        }
+        Ok(())
+    }
+
+    /// The layer's full K (or V) [rows, kv_heads, head_dim]: cached rows, with the live rows
+    /// taken from `live` (a graph tensor, so gradients reach them and only them).
+    fn splice(&self, cached: &[f32], live: &Tensor) -> Result<Tensor> {
+        let (_, heads, dim) = live.dims3()?;
+        let row = heads * dim;
+        let constant =
+            |a: usize, b: usize| Tensor::from_slice(&cached[a * row..b * row], (b - a, heads, dim), live.device());
+        let mut parts = Vec::new();
+        let (mut next, mut i) = (0, 0);
+        while i < self.live.len() {
+            let start = self.live[i];
+            let mut j = i + 1;
+            while j < self.live.len() && self.live[j] == self.live[j - 1] + 1 {
+                j += 1;
+            }
+            if start > next {
+                parts.push(constant(next, start)?);
+            }
+            parts.push(live.narrow(0, i, j - i)?);
+            next = start + j - i;
+            i = j;
+        }
+        if self.cache.len() > next {
+            parts.push(constant(next, self.cache.len())?);
+        }
+        Ok(Tensor::cat(&parts, 0)?)
+    }
 }
 
 impl Model {
@@ -83,7 +137,7 @@ impl Model {
     fn block(&self, l: usize, x: &Tensor, rope: &Arc<RopeTable>, path: &mut AttnPath) -> Result<Tensor> {
         let c = &self.config;
         let w = &self.weights.layers[l];
-        let graph = matches!(path, AttnPath::Graph(_));
+        let graph = matches!(path, AttnPath::Graph(..));
         let t = x.dim(0)?;
         let (qd, kvd) = (c.n_heads * c.head_dim, c.n_kv_heads * c.head_dim);
         let h = self.rms_norm(x, &w.attn_norm, graph)?;
@@ -111,7 +165,16 @@ impl Model {
             _ => None,
         };
         let att = match path {
-            AttnPath::Graph(mask) => q.apply_op3(&k, &v, FlashAttention::new((*mask).clone(), self.attn_shape()))?,
+            AttnPath::Graph(mask, frozen) => {
+                let (k, v) = match frozen {
+                    None => (k, v),
+                    Some(f) => {
+                        let lay = &f.cache.layers[l];
+                        (f.splice(&lay.k, &k)?, f.splice(&lay.v, &v)?)
+                    }
+                };
+                q.apply_op3(&k, &v, FlashAttention::new((*mask).clone(), self.attn_shape()))?
+            }
             AttnPath::Cache(cache, mask) | AttnPath::Overwrite(cache, mask, _) => {
                 let (kv, vv) = (k.flatten_all()?.to_vec1::<f32>()?, v.flatten_all()?.to_vec1::<f32>()?);
                 match rows_to_write {
@@ -277,21 +340,52 @@ impl Model {
     /// Differentiable forward over a whole sequence of input embeddings `x` [tokens, hidden]
     /// (no cache): returns logits [rows, vocab] as part of candle's autograd graph.
     pub fn forward_graph(&self, x: &Tensor, positions: &[i64], mask: &Arc<AttnMask>, rows: &[usize]) -> Result<Tensor> {
-        self.check_dense()?;
-        self.check_call(x.dim(0)?, positions, mask, 0)?;
+        self.check_graph_call(x, positions, mask, None)?;
+        self.forward_graph_unchecked(x, positions, mask, rows, None)
+    }
+
+    fn forward_graph_unchecked(
+        &self,
+        x: &Tensor,
+        positions: &[i64],
+        mask: &Arc<AttnMask>,
+        rows: &[usize],
+        frozen: Option<&FrozenKv>,
+    ) -> Result<Tensor> {
         let rope = Arc::new(self.rope_table(positions));
         let mut x = x.clone();
         for l in 0..self.config.n_layers {
-            x = self.block(l, &x, &rope, &mut AttnPath::Graph(mask))?;
+            x = self.block(l, &x, &rope, &mut AttnPath::Graph(mask, frozen))?;
         }
         self.head(&x, rows, true)
+    }
+
+    fn check_graph_call(
+        &self,
+        x: &Tensor,
+        positions: &[i64],
+        mask: &AttnMask,
+        frozen: Option<&FrozenKv>,
+    ) -> Result<()> {
+        self.check_dense()?;
+        let n = x.dim(0)?;
+        let n_past = match frozen {
+            None => 0,
+            Some(f) => {
+                f.check(n)?;
+                f.cache.len() - n
+            }
+        };
+        self.check_call(n, positions, mask, n_past)
     }
 
     /// Forward and backward of a loss on the logits of `rows`: returns (loss value, d loss / d x).
     /// `loss` maps the logits [rows, vocab] to a scalar. With `checkpoint`, per-layer
     /// recomputation: only each block's input is kept and one block's graph at a time is
     /// rebuilt in the backward pass (less memory, one more forward); without it the whole
-    /// graph is kept (faster).
+    /// graph is kept (faster). With `frozen`, `x` holds only the live rows and the others'
+    /// K,V are constants (see [`FrozenKv`]).
+    #[allow(clippy::too_many_arguments)]
     pub fn loss_and_input_grad(
         &self,
         x: &Tensor,
@@ -300,12 +394,12 @@ impl Model {
         rows: &[usize],
         loss: &dyn Fn(&Tensor) -> Result<Tensor>,
         checkpoint: bool,
+        frozen: Option<&FrozenKv>,
     ) -> Result<(f32, Tensor)> {
-        self.check_dense()?;
-        self.check_call(x.dim(0)?, positions, mask, 0)?;
+        self.check_graph_call(x, positions, mask, frozen)?;
         if !checkpoint {
             let xv = Var::from_tensor(x)?;
-            let value = loss(&self.forward_graph(xv.as_tensor(), positions, mask, rows)?)?;
+            let value = loss(&self.forward_graph_unchecked(xv.as_tensor(), positions, mask, rows, frozen)?)?;
             let g = value.backward()?;
             let grad = g.get(xv.as_tensor()).cloned().unwrap_or(x.zeros_like()?);
             return Ok((value.to_scalar::<f32>()?, grad));
@@ -313,7 +407,9 @@ impl Model {
         let rope = Arc::new(self.rope_table(positions));
         let mut inputs = vec![x.detach()];
         for l in 0..self.config.n_layers {
-            let y = self.block(l, &inputs[l], &rope, &mut AttnPath::Graph(mask))?.detach();
+            let y = self
+                .block(l, &inputs[l], &rope, &mut AttnPath::Graph(mask, frozen))?
+                .detach();
             inputs.push(y);
         }
         let last = Var::from_tensor(&inputs[self.config.n_layers])?;
@@ -325,7 +421,7 @@ impl Model {
             .unwrap_or(last.as_tensor().zeros_like()?);
         for l in (0..self.config.n_layers).rev() {
             let xin = Var::from_tensor(&inputs[l])?;
-            let y = self.block(l, xin.as_tensor(), &rope, &mut AttnPath::Graph(mask))?;
+            let y = self.block(l, xin.as_tensor(), &rope, &mut AttnPath::Graph(mask, frozen))?;
             let g = (y * &grad)?.sum_all()?.backward()?;
             grad = g.get(xin.as_tensor()).cloned().unwrap_or(xin.as_tensor().zeros_like()?);
         }

@@ -50,6 +50,16 @@ impl AttnMask {
         Ok(Self { ranges })
     }
 
+    /// The mask of a subset of the query rows (`rows` index this mask's rows), key ranges kept.
+    pub fn select_rows(&self, rows: &[usize]) -> Result<Self> {
+        if let Some(&r) = rows.iter().find(|&&r| r >= self.ranges.len()) {
+            bail!("mask row {r} does not exist ({} rows)", self.ranges.len());
+        }
+        Ok(Self {
+            ranges: rows.iter().map(|&r| self.ranges[r]).collect(),
+        })
+    }
+
     /// Number of query rows.
     pub fn len(&self) -> usize {
         self.ranges.len()

@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
-use student::{LossKind, student_grad};
+use student::{LossKind, StudentMode, student_grad};
 use teacher::TeacherCache;
 
 /// Every training setting; recorded in the checkpoint and in the final adapter's metadata.
@@ -51,6 +51,9 @@ pub struct TrainConfig {
     pub checkpoint_every: usize,
     /// Gradient checkpointing (per-layer recomputation) in the student's backward pass.
     pub grad_checkpoint: bool,
+    /// Train only the trailer; the header keeps its starting value (absent in older configs: false).
+    #[serde(default)]
+    pub freeze_header: bool,
 }
 
 /// One line of the training log.
@@ -254,7 +257,12 @@ impl Trainer<'_> {
                     return Ok(Outcome::Interrupted(state.step));
                 }
                 let (s, t) = &data[i];
-                let g = student_grad(self.model, &adapter, s, t, cfg.loss, cfg.grad_checkpoint)?;
+                let mode = StudentMode {
+                    loss: cfg.loss,
+                    grad_checkpoint: cfg.grad_checkpoint,
+                    freeze_header: cfg.freeze_header,
+                };
+                let g = student_grad(self.model, &adapter, s, t, mode)?;
                 loss += g.loss as f64 / batch.len() as f64;
                 let scale = 1.0 / batch.len() as f32;
                 grad[..nh].iter_mut().zip(&g.header).for_each(|(a, b)| *a += b * scale);
@@ -264,7 +272,9 @@ impl Trainer<'_> {
             let mut params: Vec<f32> = adapter.header.flatten_all()?.to_vec1::<f32>()?;
             params.extend(adapter.trailer.flatten_all()?.to_vec1::<f32>()?);
             state.adam.step(&mut params, &grad, lr);
-            adapter.header = Tensor::from_vec(params[..nh].to_vec(), (cfg.n_header, d), &Device::Cpu)?;
+            if !cfg.freeze_header {
+                adapter.header = Tensor::from_vec(params[..nh].to_vec(), (cfg.n_header, d), &Device::Cpu)?;
+            }
             adapter.trailer = Tensor::from_vec(params[nh..].to_vec(), (cfg.n_trailer, d), &Device::Cpu)?;
             state.step += 1;
             state.elapsed_s = elapsed0 + t_run.elapsed().as_secs_f64();

@@ -6,7 +6,7 @@ use super::samples::TrainSample;
 use super::teacher::TeacherOut;
 use crate::adapter::Adapter;
 use crate::methods::layout::segments;
-use crate::model::{AttnMask, Model, Segment};
+use crate::model::{AttnMask, FrozenKv, Input, Model, Rows, Segment};
 use anyhow::{Result, ensure};
 use candle_core::{D, Device, Tensor};
 use serde::{Deserialize, Serialize};
@@ -52,15 +52,26 @@ pub fn loss_from_logits(logits: &Tensor, teacher: &TeacherOut, kind: LossKind) -
     Ok((kl_top + kl_rest)?)
 }
 
-/// Runs the student on one sample and returns its loss and the adapter's gradients.
-/// With `checkpoint`, per-layer recomputation trades one more forward for less memory.
+/// How the student runs: the loss, per-layer recomputation, and which adapter rows learn.
+#[derive(Debug, Clone, Copy)]
+pub struct StudentMode {
+    pub loss: LossKind,
+    /// Per-layer recomputation: one more forward for less memory.
+    pub grad_checkpoint: bool,
+    /// Train only the trailer: the header stays as it is, so every `[H; D]` row is a constant
+    /// computed by one inference forward and only the trailer and prompt rows take the
+    /// differentiable path. Same loss and trailer gradient as the full path.
+    pub freeze_header: bool,
+}
+
+/// Runs the student on one sample and returns its loss and the adapter's gradients
+/// (the header's are zero with `freeze_header`).
 pub fn student_grad(
     model: &Model,
     adapter: &Adapter,
     sample: &TrainSample,
     teacher: &TeacherOut,
-    kind: LossKind,
-    checkpoint: bool,
+    mode: StudentMode,
 ) -> Result<StudentGrad> {
     let (nh, nt) = (adapter.meta.n_header, adapter.meta.n_trailer);
     let g = teacher.tokens.len();
@@ -82,30 +93,71 @@ pub fn student_grad(
     let x = Tensor::cat(&parts, 0)?;
     let n = x.dim(0)?;
     let positions: Vec<i64> = (0..n as i64).collect();
-    let mask = Arc::new(AttnMask::segments(0, &segs));
-    let rows: Vec<usize> = (n - g..n).collect();
-    let (loss, grad) = model.loss_and_input_grad(
-        &x,
-        &positions,
-        &mask,
-        &rows,
-        &|l| loss_from_logits(l, teacher, kind),
-        checkpoint,
-    )?;
+    let mask = AttnMask::segments(0, &segs);
+    let loss = |l: &Tensor| loss_from_logits(l, teacher, mode.loss);
     let d = model.config.hidden_size;
-    let grad = grad.flatten_all()?.to_vec1::<f32>()?;
     let mut header = vec![0f32; nh * d];
     let mut trailer = vec![0f32; nt * d];
-    for &(s, len) in &starts {
-        header
-            .iter_mut()
-            .zip(&grad[s * d..(s + nh) * d])
+    let add = |acc: &mut [f32], grad: &[f32], row: usize, rows: usize| {
+        acc.iter_mut()
+            .zip(&grad[row * d..(row + rows) * d])
             .for_each(|(a, b)| *a += b);
-        let t0 = s + nh + len;
-        trailer
-            .iter_mut()
-            .zip(&grad[t0 * d..(t0 + nt) * d])
-            .for_each(|(a, b)| *a += b);
+    };
+    if !mode.freeze_header {
+        let rows: Vec<usize> = (n - g..n).collect();
+        let (value, grad) = model.loss_and_input_grad(
+            &x,
+            &positions,
+            &Arc::new(mask),
+            &rows,
+            &loss,
+            mode.grad_checkpoint,
+            None,
+        )?;
+        let grad = grad.flatten_all()?.to_vec1::<f32>()?;
+        for &(s, len) in &starts {
+            add(&mut header, &grad, s, nh);
+            add(&mut trailer, &grad, s + nh + len, nt);
+        }
+        return Ok(StudentGrad {
+            loss: value,
+            header,
+            trailer,
+        });
     }
-    Ok(StudentGrad { loss, header, trailer })
+    // Frozen header: the constant rows' K,V from one inference forward over the whole sequence,
+    // then the differentiable path over the trailers and the tail only.
+    let mut cache = model.new_cache(n);
+    model.forward(Input::Embeddings(&x), &positions, &mask, &mut cache, &Rows::None)?;
+    let mut live: Vec<usize> = starts
+        .iter()
+        .flat_map(|&(s, len)| s + nh + len..s + nh + len + nt)
+        .collect();
+    live.extend(n - tail.len()..n);
+    let ids = Tensor::new(live.iter().map(|&r| r as u32).collect::<Vec<_>>(), x.device())?;
+    let live_pos: Vec<i64> = live.iter().map(|&r| r as i64).collect();
+    let live_mask = Arc::new(mask.select_rows(&live)?);
+    let rows: Vec<usize> = (live.len() - g..live.len()).collect();
+    let frozen = FrozenKv {
+        cache: &cache,
+        live: &live,
+    };
+    let (value, grad) = model.loss_and_input_grad(
+        &x.index_select(&ids, 0)?,
+        &live_pos,
+        &live_mask,
+        &rows,
+        &loss,
+        mode.grad_checkpoint,
+        Some(&frozen),
+    )?;
+    let grad = grad.flatten_all()?.to_vec1::<f32>()?;
+    for i in 0..starts.len() {
+        add(&mut trailer, &grad, i * nt, nt);
+    }
+    Ok(StudentGrad {
+        loss: value,
+        header,
+        trailer,
+    })
 }
