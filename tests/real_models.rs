@@ -254,6 +254,7 @@ fn smollm2_top_k_kl_is_close_to_the_exact_kl() {
         generic_task_prob: 0.0,
         chunk_tokens: 0,
         distractors: false,
+        lowercase_docs: false,
         seed: 1,
     };
     let adapter = Adapter::init(m, 8, 8, 0).unwrap();

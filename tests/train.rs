@@ -51,6 +51,7 @@ fn config(batch: usize, epochs: usize) -> TrainConfig {
             generic_task_prob: 0.3,
             chunk_tokens: 0,
             distractors: false,
+            lowercase_docs: false,
             seed: 3,
         },
         n_header: 2,
@@ -268,6 +269,7 @@ fn text_init_is_token_embeddings_and_chunked_samples_are_windows() {
         generic_task_prob: 0.0,
         chunk_tokens: 8,
         distractors: false,
+        lowercase_docs: false,
         seed: 1,
     };
     let mut longest = 0;
@@ -309,5 +311,26 @@ fn text_init_is_token_embeddings_and_chunked_samples_are_windows() {
             "all of the entry's documents, then 2 distractors: {:?}",
             s.docs
         );
+    }
+
+    // Lowercased documents (the evaluation's MuSiQue passages are); questions keep their case.
+    let upper = tmp("upper").join("train.json");
+    let entry = serde_json::json!([{"question": "What Is It?", "answers": [],
+        "ctxs": [{"title": "Doc A", "text": "The Thing Is Here"}, {"title": "Doc B", "text": "Another Thing"}]}]);
+    std::fs::write(&upper, entry.to_string()).unwrap();
+    let spec = SampleSpec {
+        files: vec![upper],
+        count: 2,
+        k_min: 2,
+        k_max: 2,
+        lowercase_docs: true,
+        ..spec
+    };
+    for s in draw_samples(&m, &spec).unwrap() {
+        assert_eq!(s.task, "What Is It?");
+        for d in &s.docs {
+            assert!(!d.text.is_empty());
+            assert_eq!((d.title.to_lowercase(), d.text.to_lowercase()), (d.title.clone(), d.text.clone()));
+        }
     }
 }

@@ -42,6 +42,10 @@ pub struct TrainArgs {
     /// documents of other entries, in shuffled order (like MuSiQue's distractor passages).
     #[arg(long)]
     pub distractors: bool,
+    /// Lowercase the data files' documents (the evaluation's MuSiQue passages are lowercased);
+    /// questions keep their case.
+    #[arg(long)]
+    pub lowercase_docs: bool,
     #[command(flatten)]
     pub init: super::adapter::InitArgs,
     #[arg(long, default_value_t = 8)]
@@ -118,6 +122,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
             generic_task_prob: a.generic_task_prob,
             chunk_tokens: a.chunk_tokens,
             distractors: a.distractors,
+            lowercase_docs: a.lowercase_docs,
             seed: a.seed,
         },
         init: a.init.to_init()?,

@@ -58,6 +58,10 @@ pub struct SampleSpec {
     /// of other entries (distractors) and shuffle their order (absent in older configs: off).
     #[serde(default)]
     pub distractors: bool,
+    /// Lowercase the documents (titles and texts) of data files, as the evaluation's MuSiQue
+    /// passages are (absent in older configs: off). Questions keep their case.
+    #[serde(default)]
+    pub lowercase_docs: bool,
     pub seed: u64,
 }
 
@@ -113,8 +117,14 @@ pub fn draw_samples(model: &Model, spec: &SampleSpec) -> Result<Vec<TrainSample>
             crate::eval::load_dataset(&name, spec.count, spec.seed + SYNTH_SEED_OFFSET)?.1
         } else {
             let mut file = load_samples(f)?;
-            if spec.chunk_tokens > 0 {
-                for s in &mut file {
+            for s in &mut file {
+                if spec.lowercase_docs {
+                    for d in &mut s.ctxs {
+                        d.title = d.title.to_lowercase();
+                        d.text = d.text.to_lowercase();
+                    }
+                }
+                if spec.chunk_tokens > 0 {
                     s.ctxs = chunked(model, &s.ctxs, spec.chunk_tokens)?;
                 }
             }
