@@ -130,8 +130,12 @@ fn checkpointed_gradient_matches_full_graph_and_finite_differences() {
         let lp = candle_nn::ops::log_softmax(logits, D::Minus1)?;
         Ok(lp.gather(&target.unsqueeze(1)?, 1)?.neg()?.sum_all()?)
     };
-    let (value, grad) = m.loss_and_input_grad(&x, &pos, &mask, &rows, &loss, true, None).unwrap();
-    let (value2, grad2) = m.loss_and_input_grad(&x, &pos, &mask, &rows, &loss, false, None).unwrap();
+    let (value, grad) = m
+        .loss_and_input_grad(&x, &pos, &mask, &rows, &loss, true, None)
+        .unwrap();
+    let (value2, grad2) = m
+        .loss_and_input_grad(&x, &pos, &mask, &rows, &loss, false, None)
+        .unwrap();
     assert!((value - value2).abs() < 1e-5);
     assert!(max_diff(&grad, &grad2) < 1e-5, "{}", max_diff(&grad, &grad2));
     let xv = Var::from_tensor(&x).unwrap();

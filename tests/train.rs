@@ -330,7 +330,10 @@ fn text_init_is_token_embeddings_and_chunked_samples_are_windows() {
         assert_eq!(s.task, "What Is It?");
         for d in &s.docs {
             assert!(!d.text.is_empty());
-            assert_eq!((d.title.to_lowercase(), d.text.to_lowercase()), (d.title.clone(), d.text.clone()));
+            assert_eq!(
+                (d.title.to_lowercase(), d.text.to_lowercase()),
+                (d.title.clone(), d.text.clone())
+            );
         }
     }
 }
