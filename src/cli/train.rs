@@ -78,8 +78,8 @@ pub struct TrainArgs {
     pub grad_checkpoint: bool,
     /// Train only the trailer; the header stays at its start (--init-from's or --init's). Each
     /// document's header and text are then constants computed by one inference forward, and only
-    /// the trailer and prompt rows take the differentiable path: several times cheaper per sample
-    /// on long documents.
+    /// the trailer and prompt rows take the differentiable path: same loss and trailer gradient,
+    /// 3× cheaper per sample of 10 × 512 tokens on Qwen2.5 (scripts/bench_freeze_header.sh).
     #[arg(long)]
     pub freeze_header: bool,
     /// Run directory (checkpoint, log.jsonl, loss.svg).
