@@ -255,6 +255,7 @@ fn smollm2_top_k_kl_is_close_to_the_exact_kl() {
         chunk_tokens: 0,
         distractors: false,
         lowercase_docs: false,
+        chunk_stride: 0,
         seed: 1,
     };
     let adapter = Adapter::init(m, 8, 8, 0).unwrap();

@@ -52,6 +52,7 @@ fn config(batch: usize, epochs: usize) -> TrainConfig {
             chunk_tokens: 0,
             distractors: false,
             lowercase_docs: false,
+            chunk_stride: 0,
             seed: 3,
         },
         n_header: 2,
@@ -270,6 +271,7 @@ fn text_init_is_token_embeddings_and_chunked_samples_are_windows() {
         chunk_tokens: 8,
         distractors: false,
         lowercase_docs: false,
+        chunk_stride: 0,
         seed: 1,
     };
     let mut longest = 0;
@@ -282,6 +284,54 @@ fn text_init_is_token_embeddings_and_chunked_samples_are_windows() {
         }
     }
     assert!(longest >= 8);
+
+    // Overlapping windows (stride 12 < 24): about twice as many, each one starting inside
+    // the one before it in the entry's joined text (all of whose words are distinct).
+    let texts: Vec<String> = (0..4)
+        .map(|j| (0..10).map(|w| format!("w{j}x{w}")).collect::<Vec<_>>().join(" "))
+        .collect();
+    let distinct = tmp("distinct").join("train.json");
+    let ctxs: Vec<_> = texts
+        .iter()
+        .map(|t| serde_json::json!({"title": "", "text": t}))
+        .collect();
+    let entry = serde_json::json!([{"question": "q?", "answers": [], "ctxs": ctxs}]);
+    std::fs::write(&distinct, entry.to_string()).unwrap();
+    let every = |stride| SampleSpec {
+        files: vec![distinct.clone()],
+        count: 1,
+        k_min: 100,
+        k_max: 100,
+        chunk_tokens: 24,
+        chunk_stride: stride,
+        ..spec.clone()
+    };
+    let apart = draw_samples(&m, &every(0)).unwrap().remove(0).docs;
+    let overlapping = draw_samples(&m, &every(12)).unwrap().remove(0).docs;
+    let (n_apart, n_over) = (apart.len(), overlapping.len());
+    assert!(
+        n_over + 2 >= 2 * n_apart && n_over > n_apart,
+        "{n_over} vs {n_apart} windows"
+    );
+    let joined = texts.join(" ");
+    let mut spans: Vec<(usize, usize)> = overlapping
+        .iter()
+        .map(|d| {
+            let at = joined
+                .find(&d.text)
+                .unwrap_or_else(|| panic!("{:?} not in {joined:?}", d.text));
+            (at, at + d.text.len())
+        })
+        .collect();
+    spans.sort();
+    assert_eq!(spans[0].0, 0);
+    assert_eq!(spans.last().unwrap().1, joined.len(), "{spans:?}");
+    for w in spans.windows(2) {
+        assert!(
+            w[0].0 < w[1].0 && w[1].0 < w[0].1,
+            "windows overlap in order: {spans:?}"
+        );
+    }
 
     // Distractors: entries have 4 documents; k = 6 takes all 4 and 2 from other entries.
     let spec = SampleSpec {

@@ -38,6 +38,11 @@ pub struct TrainArgs {
     /// keep their documents.
     #[arg(long, default_value_t = 0)]
     pub chunk_tokens: usize,
+    /// Tokens from one window's start to the next's; below --chunk-tokens the windows
+    /// overlap, like musique_s's retrieved chunks, whose text recurs in 2–5 of a sample's
+    /// windows (0: no overlap).
+    #[arg(long, default_value_t = 0)]
+    pub chunk_stride: usize,
     /// Fill samples whose entry has fewer documents (windows) than the drawn k with random
     /// documents of other entries, in shuffled order (like MuSiQue's distractor passages).
     #[arg(long)]
@@ -121,6 +126,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
             max_doc_tokens: a.max_doc_tokens,
             generic_task_prob: a.generic_task_prob,
             chunk_tokens: a.chunk_tokens,
+            chunk_stride: a.chunk_stride,
             distractors: a.distractors,
             lowercase_docs: a.lowercase_docs,
             seed: a.seed,

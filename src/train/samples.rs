@@ -62,6 +62,11 @@ pub struct SampleSpec {
     /// passages are (absent in older configs: off). Questions keep their case.
     #[serde(default)]
     pub lowercase_docs: bool,
+    /// Start of each window after the previous one, in tokens: below `chunk_tokens`, windows
+    /// overlap, as musique_s's retrieved chunks do (0, and absent in older configs: equal to
+    /// `chunk_tokens`, no overlap).
+    #[serde(default)]
+    pub chunk_stride: usize,
     pub seed: u64,
 }
 
@@ -84,19 +89,32 @@ fn cut_document(model: &Model, d: &Document, max: usize) -> Result<Document> {
     })
 }
 
-/// The entry's texts joined by spaces and cut into consecutive windows of `size` tokens,
-/// each an untitled document; a last window shorter than `size / 4` is dropped (unless it
-/// is the only one).
-fn chunked(model: &Model, ctxs: &[Document], size: usize) -> Result<Vec<Document>> {
+/// The entry's texts joined by spaces and cut into windows of `size` tokens starting every
+/// `stride` tokens (`0 < stride ≤ size`), each an untitled document. Windows stop after the
+/// first that reaches the end of the text; a last window shorter than `size / 4` is dropped
+/// (unless it is the only one).
+fn chunked(model: &Model, ctxs: &[Document], size: usize, stride: usize) -> Result<Vec<Document>> {
     let joined = ctxs.iter().map(|d| d.text.trim()).collect::<Vec<_>>().join(" ");
     let ids = model.tokenizer.encode(&joined)?;
-    let windows: Vec<&[u32]> = ids.chunks(size).collect();
-    let n = windows.len();
+    let n = ids.len();
+    if n == 0 {
+        return Ok(Vec::new());
+    }
+    let mut windows = Vec::new();
+    let mut start = 0;
+    loop {
+        let end = (start + size).min(n);
+        if windows.is_empty() || end - start >= size / 4 {
+            windows.push(&ids[start..end]);
+        }
+        if end == n {
+            break;
+        }
+        start += stride;
+    }
     windows
         .into_iter()
-        .enumerate()
-        .filter(|(i, w)| *i == 0 || *i + 1 < n || w.len() >= size / 4)
-        .map(|(_, w)| {
+        .map(|w| {
             Ok(Document {
                 id: None,
                 title: String::new(),
@@ -125,7 +143,11 @@ pub fn draw_samples(model: &Model, spec: &SampleSpec) -> Result<Vec<TrainSample>
                     }
                 }
                 if spec.chunk_tokens > 0 {
-                    s.ctxs = chunked(model, &s.ctxs, spec.chunk_tokens)?;
+                    let stride = match spec.chunk_stride {
+                        0 => spec.chunk_tokens,
+                        s => s.min(spec.chunk_tokens),
+                    };
+                    s.ctxs = chunked(model, &s.ctxs, spec.chunk_tokens, stride)?;
                 }
             }
             file
