@@ -1,13 +1,17 @@
 //! Training on a tiny random model written by the test: loss goes down, only the adapter
-//! moves, resume is exact, and the student with an empty adapter equals the teacher.
+//! moves, resume is exact, the student with an empty adapter equals the teacher, and the
+//! student's first step equals the composed packets the evaluation answers from.
 
 use kvpacket::adapter::{Adapter, AdapterInit};
 use kvpacket::methods::layout::segments;
+use kvpacket::methods::{Engine, Method, Packets};
 use kvpacket::model::generate::last_row;
 use kvpacket::model::tiny::{TinySpec, write_tiny_model};
-use kvpacket::model::{Model, Rows, WeightMode};
+use kvpacket::model::{Arch, Model, Rows, WeightMode};
+use kvpacket::packet::KvDtype;
+use kvpacket::store::{FsStore, LruStore};
 use kvpacket::train::samples::{SampleSpec, TrainSample, draw_samples};
-use kvpacket::train::student::{LossKind, StudentMode, student_grad};
+use kvpacket::train::student::{LossKind, StudentMode, loss_from_logits, student_grad};
 use kvpacket::train::teacher::{TeacherCache, TeacherOut, log_softmax, run_teacher, top_k};
 use kvpacket::train::{Outcome, RunDir, TrainConfig, Trainer, read_log};
 use std::path::PathBuf;
@@ -223,6 +227,75 @@ fn empty_adapter_student_with_one_document_equals_the_teacher() {
     let lp = log_softmax(&last_row(&m.prefill(&ids, &mut cache, &Rows::Last).unwrap().unwrap()).unwrap());
     let (top, vals) = top_k(&lp, vocab);
     assert_eq!((top, vals), (teacher.top_ids[0].clone(), teacher.top_logp[0].clone()));
+}
+
+#[test]
+fn the_students_first_step_equals_composed_packets_with_the_adapter() {
+    // What training optimises must be what `kvpacket` answers from: the student's loss on the
+    // first teacher token equals the same loss computed from the composed packets' logits.
+    let qwen = TinySpec {
+        arch: Arch::Qwen2,
+        tie_embeddings: false,
+        kv_heads: 1,
+        ..Default::default()
+    };
+    for (spec, name) in [(TinySpec::default(), "llama"), (qwen, "qwen")] {
+        let dir = tmp(&format!("consistency-{name}"));
+        write_tiny_model(&dir, spec).unwrap();
+        first_step_equals_composed_packets(&Model::load(&dir, WeightMode::F32).unwrap(), &dir);
+    }
+}
+
+fn first_step_equals_composed_packets(m: &Model, dir: &std::path::Path) {
+    let adapter = Adapter::fresh(m, 2, 3, &AdapterInit::Random, 4).unwrap();
+    let docs: Vec<kvpacket::data::Document> = ["first doc here", "a second, longer document", "third"]
+        .iter()
+        .map(|t| kvpacket::data::Document {
+            id: None,
+            title: String::new(),
+            text: t.to_string(),
+        })
+        .collect();
+    let sample = TrainSample {
+        docs,
+        task: "which doc?".into(),
+    };
+    let vocab = m.config.vocab_size;
+    // A uniform first-step target: its KL depends on every logit (the tiny model's own greedy
+    // distribution is too peaked to tell logits apart).
+    let uniform = TeacherOut {
+        tokens: vec![0],
+        top_ids: vec![(0..vocab as u32).collect()],
+        top_logp: vec![vec![-(vocab as f32).ln(); vocab]],
+    };
+    let store = LruStore::new(FsStore::new(dir.join("store")).unwrap(), 1 << 24);
+    let engine = Engine {
+        model: m,
+        store: &store,
+        kv_dtype: KvDtype::F32,
+        cached_only: false,
+    };
+    let seg = segments(m, &sample.docs, &sample.task).unwrap();
+    let composed_kl = |method: Packets| {
+        let logits = method.prefill(&engine, &seg).unwrap().first_logits;
+        let logits = candle_core::Tensor::from_vec(logits, (1, vocab), &candle_core::Device::Cpu).unwrap();
+        loss_from_logits(&logits, &uniform, LossKind::Kl)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap()
+    };
+    let with_adapter = composed_kl(Packets::kvpacket(adapter.clone()));
+    let without = composed_kl(Packets::none(m).unwrap());
+    for freeze_header in [false, true] {
+        let student = student_grad(m, &adapter, &sample, &uniform, mode(false, freeze_header))
+            .unwrap()
+            .loss;
+        let (err, effect) = ((student - with_adapter).abs(), (with_adapter - without).abs());
+        assert!(
+            err < 1e-4 * with_adapter && effect > 100.0 * err,
+            "student {student} vs composed {with_adapter} (none: {without}; frozen header: {freeze_header})"
+        );
+    }
 }
 
 #[test]
