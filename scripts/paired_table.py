@@ -18,8 +18,12 @@ args = sys.argv[1:]
 vs = None
 if "--vs" in args:
     i = args.index("--vs")
+    if i + 1 == len(args):
+        sys.exit("--vs needs a method name")
     vs = args[i + 1]
     del args[i : i + 2]
+if len(args) != 3:
+    sys.exit(__doc__.strip().splitlines()[2])
 path, dataset, methods = args[0], args[1], args[2].split(",")
 if vs and vs not in methods:
     methods.append(vs)
