@@ -379,6 +379,16 @@ fn text_init_is_token_embeddings_and_chunked_samples_are_windows() {
         chunk_stride: stride,
         ..spec.clone()
     };
+    for bad in [
+        SampleSpec {
+            chunk_tokens: 0,
+            ..every(12)
+        },
+        every(25),
+    ] {
+        let e = draw_samples(&m, &bad).unwrap_err().to_string();
+        assert!(e.contains("--chunk-stride"), "{e}");
+    }
     let apart = draw_samples(&m, &every(0)).unwrap().remove(0).docs;
     let overlapping = draw_samples(&m, &every(12)).unwrap().remove(0).docs;
     let (n_apart, n_over) = (apart.len(), overlapping.len());

@@ -40,7 +40,7 @@ pub struct TrainArgs {
     pub chunk_tokens: usize,
     /// Tokens from one window's start to the next's; below --chunk-tokens the windows
     /// overlap, like musique_s's retrieved chunks, whose text recurs in 2–5 of a sample's
-    /// windows (0: no overlap).
+    /// windows (0: no overlap; at most --chunk-tokens, so no text is skipped).
     #[arg(long, default_value_t = 0)]
     pub chunk_stride: usize,
     /// Fill samples whose entry has fewer documents (windows) than the drawn k with random

@@ -126,6 +126,13 @@ fn chunked(model: &Model, ctxs: &[Document], size: usize, stride: usize) -> Resu
 
 /// Draws `spec.count` samples, cycling over the entries of the files in a seeded order.
 pub fn draw_samples(model: &Model, spec: &SampleSpec) -> Result<Vec<TrainSample>> {
+    if spec.chunk_stride > 0 && (spec.chunk_tokens == 0 || spec.chunk_stride > spec.chunk_tokens) {
+        bail!(
+            "--chunk-stride {} needs --chunk-tokens of at least that many (got {}); a larger stride would skip text",
+            spec.chunk_stride,
+            spec.chunk_tokens
+        );
+    }
     let mut entries = Vec::new();
     for f in &spec.files {
         let name = f.to_string_lossy();
@@ -145,7 +152,7 @@ pub fn draw_samples(model: &Model, spec: &SampleSpec) -> Result<Vec<TrainSample>
                 if spec.chunk_tokens > 0 {
                     let stride = match spec.chunk_stride {
                         0 => spec.chunk_tokens,
-                        s => s.min(spec.chunk_tokens),
+                        s => s,
                     };
                     s.ctxs = chunked(model, &s.ctxs, spec.chunk_tokens, stride)?;
                 }
