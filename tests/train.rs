@@ -39,8 +39,13 @@ fn data_file() -> PathBuf {
                     "text": format!("the thing {i} is in the {j} place with the other thing")})).collect::<Vec<_>>()})
         })
         .collect();
-    let p = tmp("data").join("train.json");
-    std::fs::write(&p, serde_json::to_string(&entries).unwrap()).unwrap();
+    write_data("data", &serde_json::json!(entries))
+}
+
+/// Writes `entries` (the shared data format) to a fresh `train.json` and returns its path.
+fn write_data(name: &str, entries: &serde_json::Value) -> PathBuf {
+    let p = tmp(name).join("train.json");
+    std::fs::write(&p, entries.to_string()).unwrap();
     p
 }
 
@@ -363,13 +368,14 @@ fn text_init_is_token_embeddings_and_chunked_samples_are_windows() {
     let texts: Vec<String> = (0..4)
         .map(|j| (0..10).map(|w| format!("w{j}x{w}")).collect::<Vec<_>>().join(" "))
         .collect();
-    let distinct = tmp("distinct").join("train.json");
     let ctxs: Vec<_> = texts
         .iter()
         .map(|t| serde_json::json!({"title": "", "text": t}))
         .collect();
-    let entry = serde_json::json!([{"question": "q?", "answers": [], "ctxs": ctxs}]);
-    std::fs::write(&distinct, entry.to_string()).unwrap();
+    let distinct = write_data(
+        "distinct",
+        &serde_json::json!([{"question": "q?", "answers": [], "ctxs": ctxs}]),
+    );
     let every = |stride| SampleSpec {
         files: vec![distinct.clone()],
         count: 1,
@@ -447,10 +453,11 @@ fn text_init_is_token_embeddings_and_chunked_samples_are_windows() {
     }
 
     // Lowercased documents (the evaluation's MuSiQue passages are); questions keep their case.
-    let upper = tmp("upper").join("train.json");
-    let entry = serde_json::json!([{"question": "What Is It?", "answers": [],
-        "ctxs": [{"title": "Doc A", "text": "The Thing Is Here"}, {"title": "Doc B", "text": "Another Thing"}]}]);
-    std::fs::write(&upper, entry.to_string()).unwrap();
+    let upper = write_data(
+        "upper",
+        &serde_json::json!([{"question": "What Is It?", "answers": [],
+            "ctxs": [{"title": "Doc A", "text": "The Thing Is Here"}, {"title": "Doc B", "text": "Another Thing"}]}]),
+    );
     let spec = SampleSpec {
         files: vec![upper],
         count: 2,

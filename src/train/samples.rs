@@ -133,6 +133,10 @@ pub fn draw_samples(model: &Model, spec: &SampleSpec) -> Result<Vec<TrainSample>
             spec.chunk_tokens
         );
     }
+    let stride = match spec.chunk_stride {
+        0 => spec.chunk_tokens,
+        s => s,
+    };
     let mut entries = Vec::new();
     for f in &spec.files {
         let name = f.to_string_lossy();
@@ -150,10 +154,6 @@ pub fn draw_samples(model: &Model, spec: &SampleSpec) -> Result<Vec<TrainSample>
                     }
                 }
                 if spec.chunk_tokens > 0 {
-                    let stride = match spec.chunk_stride {
-                        0 => spec.chunk_tokens,
-                        s => s,
-                    };
                     s.ctxs = chunked(model, &s.ctxs, spec.chunk_tokens, stride)?;
                 }
             }
