@@ -263,6 +263,7 @@ fn smollm2_top_k_kl_is_close_to_the_exact_kl() {
         loss: LossKind::Kl,
         grad_checkpoint: false,
         freeze_header: false,
+        first_token_weight: 1.0,
     };
     for s in draw_samples(m, &spec).unwrap() {
         let approx = run_teacher(m, &s, 8, 128).unwrap();

@@ -78,6 +78,7 @@ fn config(batch: usize, epochs: usize) -> TrainConfig {
         checkpoint_every: 1,
         grad_checkpoint: false,
         freeze_header: false,
+        first_token_weight: 1.0,
     }
 }
 
@@ -86,6 +87,7 @@ fn mode(grad_checkpoint: bool, freeze_header: bool) -> StudentMode {
         loss: LossKind::Kl,
         grad_checkpoint,
         freeze_header,
+        first_token_weight: 1.0,
     }
 }
 
@@ -284,7 +286,7 @@ fn first_step_equals_composed_packets(m: &Model, dir: &std::path::Path) {
     let composed_kl = |method: Packets| {
         let logits = method.prefill(&engine, &seg).unwrap().first_logits;
         let logits = candle_core::Tensor::from_vec(logits, (1, vocab), &candle_core::Device::Cpu).unwrap();
-        loss_from_logits(&logits, &uniform, LossKind::Kl)
+        loss_from_logits(&logits, &uniform, LossKind::Kl, 1.0)
             .unwrap()
             .to_scalar::<f32>()
             .unwrap()
@@ -475,5 +477,31 @@ fn text_init_is_token_embeddings_and_chunked_samples_are_windows() {
                 (d.title.clone(), d.text.clone())
             );
         }
+    }
+}
+
+#[test]
+fn the_first_token_weight_scales_only_the_first_positions_loss() {
+    let m = model();
+    let sample = draw_samples(&m, &config(1, 1).samples).unwrap().remove(0);
+    let teacher = run_teacher(&m, &sample, 4, 16).unwrap();
+    let first = TeacherOut {
+        tokens: teacher.tokens[..1].to_vec(),
+        top_ids: teacher.top_ids[..1].to_vec(),
+        top_logp: teacher.top_logp[..1].to_vec(),
+    };
+    let logits = candle_core::Tensor::randn(0f32, 3.0, (4, m.config.vocab_size), &candle_core::Device::Cpu).unwrap();
+    for kind in [LossKind::Kl, LossKind::Ce] {
+        let loss = |t: &TeacherOut, l: &candle_core::Tensor, w: f32| {
+            loss_from_logits(l, t, kind, w).unwrap().to_scalar::<f32>().unwrap()
+        };
+        let (plain, weighted) = (loss(&teacher, &logits, 1.0), loss(&teacher, &logits, 5.0));
+        let first_only = loss(&first, &logits.narrow(0, 0, 1).unwrap(), 1.0);
+        assert!(first_only > 0.0, "{kind:?}: first position's loss {first_only}");
+        let want = plain + 4.0 * first_only;
+        assert!(
+            (weighted - want).abs() <= 1e-4 * want,
+            "{kind:?}: weighted {weighted} vs {want}"
+        );
     }
 }

@@ -54,6 +54,13 @@ pub struct TrainConfig {
     /// Train only the trailer; the header keeps its starting value (absent in older configs: false).
     #[serde(default)]
     pub freeze_header: bool,
+    /// Weight of the first teacher token's loss; the others weigh 1 (absent in older configs: 1).
+    #[serde(default = "one")]
+    pub first_token_weight: f32,
+}
+
+fn one() -> f32 {
+    1.0
 }
 
 /// One line of the training log.
@@ -261,6 +268,7 @@ impl Trainer<'_> {
                     loss: cfg.loss,
                     grad_checkpoint: cfg.grad_checkpoint,
                     freeze_header: cfg.freeze_header,
+                    first_token_weight: cfg.first_token_weight,
                 };
                 let g = student_grad(self.model, &adapter, s, t, mode)?;
                 loss += g.loss as f64 / batch.len() as f64;

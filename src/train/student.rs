@@ -28,28 +28,35 @@ pub struct StudentGrad {
     pub trailer: Vec<f32>,
 }
 
-/// Loss of student log-probabilities `lq` [G, V] against the teacher's top-k outputs.
-pub fn loss_from_logits(logits: &Tensor, teacher: &TeacherOut, kind: LossKind) -> Result<Tensor> {
+/// Loss of student log-probabilities `lq` [G, V] against the teacher's top-k outputs: the
+/// per-position losses summed, the first position's multiplied by `first_weight` (1: plain sum).
+pub fn loss_from_logits(logits: &Tensor, teacher: &TeacherOut, kind: LossKind, first_weight: f32) -> Result<Tensor> {
     let dev = Device::Cpu;
     let g = teacher.tokens.len();
     let lq = candle_nn::ops::log_softmax(logits, D::Minus1)?;
-    if kind == LossKind::Ce {
+    let per_position = if kind == LossKind::Ce {
         let t = Tensor::new(teacher.tokens.as_slice(), &dev)?.unsqueeze(1)?;
-        return Ok(lq.gather(&t, 1)?.neg()?.sum_all()?);
+        lq.gather(&t, 1)?.neg()?.squeeze(1)?
+    } else {
+        let k = teacher.top_ids[0].len();
+        let ids: Vec<u32> = teacher.top_ids.iter().flatten().copied().collect();
+        let lp: Vec<f32> = teacher.top_logp.iter().flatten().copied().collect();
+        let ids = Tensor::from_vec(ids, (g, k), &dev)?;
+        let lp = Tensor::from_vec(lp, (g, k), &dev)?;
+        let p = lp.exp()?;
+        let lq_top = lq.gather(&ids, 1)?;
+        let kl_top = (&p * (&lp - &lq_top)?)?.sum(1)?;
+        // The rest of the vocabulary as one bucket on each side.
+        let p_rest = (1.0 - p.sum(1)?)?.clamp(0.0, 1.0)?;
+        let q_rest = (1.0 - lq_top.exp()?.sum(1)?)?.clamp(1e-12, 1.0)?;
+        let kl_rest = (&p_rest * (p_rest.clamp(1e-12, 1.0)?.log()? - q_rest.log()?)?)?;
+        (kl_top + kl_rest)?
+    };
+    let mut weights = vec![1f32; g];
+    if let Some(w) = weights.first_mut() {
+        *w = first_weight;
     }
-    let k = teacher.top_ids[0].len();
-    let ids: Vec<u32> = teacher.top_ids.iter().flatten().copied().collect();
-    let lp: Vec<f32> = teacher.top_logp.iter().flatten().copied().collect();
-    let ids = Tensor::from_vec(ids, (g, k), &dev)?;
-    let lp = Tensor::from_vec(lp, (g, k), &dev)?;
-    let p = lp.exp()?;
-    let lq_top = lq.gather(&ids, 1)?;
-    let kl_top = (&p * (&lp - &lq_top)?)?.sum_all()?;
-    // The rest of the vocabulary as one bucket on each side.
-    let p_rest = (1.0 - p.sum(1)?)?.clamp(0.0, 1.0)?;
-    let q_rest = (1.0 - lq_top.exp()?.sum(1)?)?.clamp(1e-12, 1.0)?;
-    let kl_rest = (&p_rest * (p_rest.clamp(1e-12, 1.0)?.log()? - q_rest.log()?)?)?.sum_all()?;
-    Ok((kl_top + kl_rest)?)
+    Ok((per_position * Tensor::from_vec(weights, g, &dev)?)?.sum_all()?)
 }
 
 /// How the student runs: the loss, per-layer recomputation, and which adapter rows learn.
@@ -62,6 +69,8 @@ pub struct StudentMode {
     /// computed by one inference forward and only the trailer and prompt rows take the
     /// differentiable path. Same loss and trailer gradient as the full path.
     pub freeze_header: bool,
+    /// Weight of the first teacher token's loss (the others weigh 1).
+    pub first_token_weight: f32,
 }
 
 /// Runs the student on one sample and returns its loss and the adapter's gradients
@@ -94,7 +103,7 @@ pub fn student_grad(
     let n = x.dim(0)?;
     let positions: Vec<i64> = (0..n as i64).collect();
     let mask = AttnMask::segments(0, &segs);
-    let loss = |l: &Tensor| loss_from_logits(l, teacher, mode.loss);
+    let loss = |l: &Tensor| loss_from_logits(l, teacher, mode.loss, mode.first_token_weight);
     let d = model.config.hidden_size;
     let mut header = vec![0f32; nh * d];
     let mut trailer = vec![0f32; nt * d];
