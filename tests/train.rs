@@ -481,7 +481,7 @@ fn text_init_is_token_embeddings_and_chunked_samples_are_windows() {
 }
 
 #[test]
-fn the_first_token_weight_scales_only_the_first_positions_loss() {
+fn the_first_token_weight_scales_only_the_first_positions_loss_and_must_be_non_negative() {
     let m = model();
     let sample = draw_samples(&m, &config(1, 1).samples).unwrap().remove(0);
     let teacher = run_teacher(&m, &sample, 4, 16).unwrap();
@@ -504,4 +504,8 @@ fn the_first_token_weight_scales_only_the_first_positions_loss() {
             "{kind:?}: weighted {weighted} vs {want}"
         );
     }
+    let mut cfg = config(1, 1);
+    cfg.first_token_weight = -1.0;
+    let err = trainer(&m, cfg, "negative-weight").train(false, None).unwrap_err();
+    assert!(err.to_string().contains("--first-token-weight"), "{err}");
 }

@@ -214,6 +214,12 @@ impl Trainer<'_> {
     /// Runs at most `max_steps` more steps when given (for tests and time-boxed runs).
     pub fn train(&self, resume: bool, max_steps: Option<usize>) -> Result<Outcome> {
         let cfg = &self.config;
+        if !(cfg.first_token_weight.is_finite() && cfg.first_token_weight >= 0.0) {
+            bail!(
+                "--first-token-weight must be a finite number ≥ 0 (got {})",
+                cfg.first_token_weight
+            );
+        }
         std::fs::create_dir_all(&self.run.0)?;
         let data = self.prepare()?;
         let (mut adapter, mut state) = if resume {
