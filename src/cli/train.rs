@@ -27,9 +27,10 @@ pub struct TrainArgs {
     pub k_min: usize,
     #[arg(long, default_value_t = 5)]
     pub k_max: usize,
-    /// Cut each document to this many tokens (0: no cut).
-    #[arg(long, default_value_t = 200)]
-    pub max_doc_tokens: usize,
+    /// Cut each document to this many tokens (0: no cut). Default: 200, or no cut with
+    /// --chunk-tokens (a value below --chunk-tokens is an error: it would cut every window).
+    #[arg(long)]
+    pub max_doc_tokens: Option<usize>,
     /// Probability of a generic instruction instead of the entry's question.
     #[arg(long, default_value_t = 0.3)]
     pub generic_task_prob: f64,
@@ -127,7 +128,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
             count: a.samples,
             k_min: a.k_min,
             k_max: a.k_max,
-            max_doc_tokens: a.max_doc_tokens,
+            max_doc_tokens: a.max_doc_tokens.unwrap_or(if a.chunk_tokens > 0 { 0 } else { 200 }),
             generic_task_prob: a.generic_task_prob,
             chunk_tokens: a.chunk_tokens,
             chunk_stride: a.chunk_stride,

@@ -133,6 +133,13 @@ pub fn draw_samples(model: &Model, spec: &SampleSpec) -> Result<Vec<TrainSample>
             spec.chunk_tokens
         );
     }
+    if spec.chunk_tokens > 0 && spec.max_doc_tokens > 0 && spec.max_doc_tokens < spec.chunk_tokens {
+        bail!(
+            "--max-doc-tokens {} would cut every {}-token window of --chunk-tokens; leave it out (no cut) or make the windows smaller",
+            spec.max_doc_tokens,
+            spec.chunk_tokens
+        );
+    }
     let stride = match spec.chunk_stride {
         0 => spec.chunk_tokens,
         s => s,
