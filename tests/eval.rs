@@ -1,5 +1,7 @@
 //! The evaluation runner on a tiny random model: records, resume, report files.
 
+mod common;
+
 use kvpacket::eval::reference::ReferenceCache;
 use kvpacket::eval::report::write_report;
 use kvpacket::eval::{Runner, load_dataset, read_records};
@@ -12,7 +14,7 @@ use kvpacket::store::{FsStore, LruStore};
 
 #[test]
 fn runner_records_every_pair_resumes_and_reports() {
-    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("kvpacket-eval-{}", std::process::id()));
+    let dir = common::scratch("eval", "runner");
     write_tiny_model(&dir.join("model"), TinySpec::default()).unwrap();
     let m = Model::load(&dir.join("model"), WeightMode::F32).unwrap();
     let store = LruStore::new(FsStore::new(dir.join("packets")).unwrap(), 1 << 26);

@@ -1,8 +1,10 @@
 //! Packets, composition and the store, on a tiny random model written by the test.
 
+mod common;
+
 use kvpacket::adapter::Adapter;
 use kvpacket::methods::{Engine, Full, Method, Packets, Segments};
-use kvpacket::model::tiny::{TinySpec, write_tiny_model};
+use kvpacket::model::tiny::TinySpec;
 use kvpacket::model::{Arch, Model, WeightMode};
 use kvpacket::packet::{KvDtype, Packet, PacketError};
 use kvpacket::store::{FsStore, LruStore, PacketStore};
@@ -10,10 +12,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 fn tmp(name: &str) -> PathBuf {
-    let d = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("kvpacket-packets-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d
+    common::scratch("packets", name)
 }
 
 fn model(seed: u64) -> Model {
@@ -22,9 +21,11 @@ fn model(seed: u64) -> Model {
         seed,
         ..Default::default()
     };
-    let dir = tmp(&format!("model-{seed}"));
-    write_tiny_model(&dir, spec).unwrap();
-    Model::load(&dir, WeightMode::F32).unwrap()
+    Model::load(
+        &common::tiny_model("packets", &format!("model-{seed}"), spec),
+        WeightMode::F32,
+    )
+    .unwrap()
 }
 
 fn toks(m: &Model, s: &str) -> Vec<u32> {

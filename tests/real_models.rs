@@ -4,6 +4,8 @@
 //!
 //! Fixtures in tests/fixtures/ come from peers/make_fixtures.py (llama.cpp and HF f32).
 
+mod common;
+
 use kvpacket::model::generate::{argmax, last_row};
 use kvpacket::model::{Model, Rows, WeightMode, fetch};
 use serde_json::Value;
@@ -154,8 +156,7 @@ fn generate_answers_coherently() {
 #[test]
 fn truncated_gguf_and_too_long_prompt_are_clear_errors() {
     let m = smollm2();
-    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("kvpacket-real-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::scratch("real", "truncated");
     let bytes = std::fs::read(&m.source).unwrap();
     let cut = dir.join("truncated.gguf");
     std::fs::write(&cut, &bytes[..bytes.len() / 3]).unwrap();
@@ -195,8 +196,7 @@ fn smollm2_packs_and_answers_a_musique_sample_with_every_method() {
     let m = smollm2();
     let data = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/musique_s.json");
     let sample = load_samples(&data).unwrap().swap_remove(0);
-    let dir =
-        std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("kvpacket-musique-{}", std::process::id()));
+    let dir = common::scratch("real", "musique");
     let store = LruStore::new(FsStore::new(dir).unwrap(), 1 << 30);
     let engine = Engine {
         model: m,

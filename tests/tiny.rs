@@ -1,6 +1,8 @@
 //! Runtime tests on tiny random-weight models written by the test itself (Llama and Qwen2
 //! layouts, HF safetensors path): KV-cache equivalences, masks, rope, gradients, CLI errors.
 
+mod common;
+
 use candle_core::{D, Device, Tensor, Var};
 use kvpacket::model::tiny::{TinySpec, max_abs_diff, write_tiny_model};
 use kvpacket::model::{Arch, AttnMask, Input, Model, Rows, Segment, WeightMode};
@@ -8,8 +10,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 fn tiny(spec: TinySpec, name: &str) -> (Model, PathBuf) {
-    let dir =
-        std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("kvpacket-tiny-{}-{name}", std::process::id()));
+    let dir = common::scratch("tiny", name);
     write_tiny_model(&dir, spec).unwrap();
     (Model::load(&dir, WeightMode::F32).unwrap(), dir)
 }
@@ -256,8 +257,7 @@ fn cli(args: &[&str]) -> (bool, String, String) {
 
 #[test]
 fn cli_reports_bad_input_in_one_line_without_panicking() {
-    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("kvpacket-cli-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::scratch("tiny", "cli-inputs");
     let junk = dir.join("junk.gguf");
     std::fs::write(&junk, b"GGUF but not really a gguf file at all").unwrap();
     let bad_utf8 = dir.join("prompt.txt");

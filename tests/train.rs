@@ -2,6 +2,8 @@
 //! moves, resume is exact, the student with an empty adapter equals the teacher, and the
 //! student's first step equals the composed packets the evaluation answers from.
 
+mod common;
+
 use kvpacket::adapter::{Adapter, AdapterInit};
 use kvpacket::methods::layout::segments;
 use kvpacket::methods::{Engine, Method, Packets};
@@ -19,16 +21,15 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 fn tmp(name: &str) -> PathBuf {
-    let d =
-        std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("kvpacket-train-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d
+    common::scratch("train", name)
 }
 
 fn model() -> Model {
-    let dir = tmp("model");
-    write_tiny_model(&dir, TinySpec::default()).unwrap();
-    Model::load(&dir, WeightMode::F32).unwrap()
+    Model::load(
+        &common::tiny_model("train", "model", TinySpec::default()),
+        WeightMode::F32,
+    )
+    .unwrap()
 }
 
 fn data_file() -> PathBuf {
@@ -397,6 +398,13 @@ fn text_init_is_token_embeddings_and_chunked_samples_are_windows() {
         let e = draw_samples(&m, &bad).unwrap_err().to_string();
         assert!(e.contains("--chunk-stride"), "{e}");
     }
+    // A document cut below the window size would silently shorten every window.
+    let cut = SampleSpec {
+        max_doc_tokens: 23,
+        ..every(0)
+    };
+    let e = draw_samples(&m, &cut).unwrap_err().to_string();
+    assert!(e.contains("--max-doc-tokens 23"), "{e}");
     let apart = draw_samples(&m, &every(0)).unwrap().remove(0).docs;
     let overlapping = draw_samples(&m, &every(12)).unwrap().remove(0).docs;
     let (n_apart, n_over) = (apart.len(), overlapping.len());
