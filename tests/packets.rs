@@ -235,6 +235,39 @@ fn store_round_trip_concurrent_writers_and_lru_budget() {
 }
 
 #[test]
+fn a_disk_budget_evicts_the_least_recently_used_packets_never_the_one_just_stored() {
+    let m = model(5);
+    let ps: Vec<Packet> = ["first doc", "second doc", "third doc", "fourth doc", "fifth doc"]
+        .iter()
+        .map(|t| packet(&m, t))
+        .collect();
+    let file_bytes = |p: &Packet| p.to_bytes().unwrap().len() as u64;
+    let largest = ps.iter().map(file_bytes).max().unwrap();
+    // Room for three packets; eviction goes down to 90 % of that, i.e. two packets.
+    let fs = FsStore::new(tmp("budget")).unwrap().with_budget(3 * largest);
+    let on_disk = |fs: &FsStore| -> Vec<bool> { ps.iter().map(|p| fs.contains(&p.meta.id).unwrap()).collect() };
+    for p in &ps[..3] {
+        fs.put(p).unwrap();
+        // Distinct modification times even on coarse-grained file systems.
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(on_disk(&fs), [true, true, true, false, false]);
+    // Reading the first packet makes the second the least recently used.
+    fs.get(&ps[0].meta.id).unwrap().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    fs.put(&ps[3]).unwrap();
+    assert_eq!(on_disk(&fs), [true, false, false, true, false]);
+    let total: u64 = fs.list().unwrap().iter().map(|p| p.bytes).sum();
+    assert!(total <= 3 * largest, "{total} bytes over the budget {}", 3 * largest);
+    // A budget smaller than one packet still keeps the packet just stored.
+    let tiny = FsStore::new(tmp("budget-tiny")).unwrap().with_budget(1);
+    tiny.put(&ps[4]).unwrap();
+    assert!(tiny.get(&ps[4].meta.id).unwrap().is_some());
+    tiny.put(&ps[0]).unwrap();
+    assert!(tiny.contains(&ps[0].meta.id).unwrap() && !tiny.contains(&ps[4].meta.id).unwrap());
+}
+
+#[test]
 fn adapter_save_load_and_init_statistics() {
     let m = model(6);
     let a = Adapter::init(&m, 8, 8, 42).unwrap();

@@ -3,7 +3,7 @@
 //! rebuilt when next needed).
 
 use crate::adapter::{Adapter, short};
-use crate::store::{FsStore, StoredPacket, default_dir};
+use crate::store::{FsStore, StoredPacket, default_dir, default_disk_budget};
 use anyhow::{Result, bail};
 use clap::Subcommand;
 use std::collections::BTreeMap;
@@ -39,6 +39,10 @@ pub fn run(action: StoreAction) -> Result<()> {
         StoreAction::Stats { dir } => {
             let store = open(dir)?;
             print_groups(&store.list()?);
+            println!(
+                "disk budget of kvpacket's store: {:.1} GB (KVPACKET_STORE_MAX_GB); least recently used packets go first",
+                default_disk_budget()? as f64 / 1e9
+            );
             Ok(())
         }
         StoreAction::Prune {

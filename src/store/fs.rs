@@ -1,23 +1,98 @@
-//! A directory of packet files, `DIR/ab/abcdef….kvp`, written atomically.
+//! A directory of packet files, `DIR/ab/abcdef….kvp`, written atomically, optionally bounded
+//! in bytes: the least recently used packets are deleted once a put takes it over budget.
 
 use super::PacketStore;
 use crate::io::atomic_write;
 use crate::packet::{Packet, PacketError, PacketMeta};
 use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
 
 /// Packets as files in a directory. A crash during `put` never leaves a partial packet
-/// visible: files appear by rename once complete.
+/// visible: files appear by rename once complete. With a byte budget, the store is a cache:
+/// after a put takes the directory over budget, the least recently used packets (file
+/// modification time, refreshed by every `get`) are deleted down to 90 % of it; the packet
+/// just stored is never among them.
 pub struct FsStore {
     dir: PathBuf,
+    budget: Option<u64>,
+    /// This process's estimate of the directory's bytes (None until first needed). Other
+    /// processes sharing the directory are only seen when the estimate crosses the budget,
+    /// which triggers a real listing.
+    used: Mutex<Option<u64>>,
 }
 
 impl FsStore {
-    /// A store rooted at `dir` (created if missing).
+    /// A store rooted at `dir` (created if missing), unbounded.
     pub fn new(dir: PathBuf) -> Result<Self> {
         std::fs::create_dir_all(&dir).with_context(|| format!("creating packet store {}", dir.display()))?;
-        Ok(Self { dir })
+        Ok(Self {
+            dir,
+            budget: None,
+            used: Mutex::new(None),
+        })
+    }
+
+    /// The same store, keeping at most `bytes` of packets on disk (see [`FsStore`]).
+    pub fn with_budget(mut self, bytes: u64) -> Self {
+        self.budget = Some(bytes);
+        self
+    }
+
+    /// The byte budget, if any.
+    pub fn budget(&self) -> Option<u64> {
+        self.budget
+    }
+
+    /// After `added` bytes were stored as `keep`: when over budget, deletes the least recently
+    /// used packets (never `keep`) until the directory holds at most 90 % of the budget.
+    fn enforce_budget(&self, added: u64, keep: &Path) -> Result<()> {
+        let Some(budget) = self.budget else { return Ok(()) };
+        let mut used = self.used.lock().unwrap_or_else(|e| e.into_inner());
+        let estimate = match *used {
+            Some(u) => u + added,
+            None => self.list()?.iter().map(|p| p.bytes).sum(),
+        };
+        if estimate <= budget {
+            *used = Some(estimate);
+            return Ok(());
+        }
+        let mut files = Vec::new();
+        for path in self.packet_files()? {
+            // A file may vanish under a concurrent eviction: skip it.
+            if let Ok(m) = std::fs::metadata(&path) {
+                files.push((m.modified().unwrap_or(SystemTime::UNIX_EPOCH), m.len(), path));
+            }
+        }
+        let mut total: u64 = files.iter().map(|f| f.1).sum();
+        files.sort();
+        let target = budget / 10 * 9;
+        for (_, bytes, path) in files {
+            if total <= target {
+                break;
+            }
+            if path != keep && std::fs::remove_file(&path).is_ok() {
+                total -= bytes;
+            }
+        }
+        *used = Some(total);
+        Ok(())
+    }
+
+    /// Paths of every packet file, in path order (unfinished temporary files excluded).
+    fn packet_files(&self) -> Result<Vec<PathBuf>> {
+        let mut out = Vec::new();
+        for shard in read_dir_sorted(&self.dir)? {
+            if shard.is_dir() {
+                out.extend(
+                    read_dir_sorted(&shard)?
+                        .into_iter()
+                        .filter(|p| p.extension().and_then(|e| e.to_str()) == Some("kvp")),
+                );
+            }
+        }
+        Ok(out)
     }
 
     /// The file a packet id is stored in.
@@ -35,18 +110,10 @@ impl FsStore {
     /// cannot be read), in path order. Unfinished writes (temporary files) are not listed.
     pub fn list(&self) -> Result<Vec<StoredPacket>> {
         let mut out = Vec::new();
-        for shard in read_dir_sorted(&self.dir)? {
-            if !shard.is_dir() {
-                continue;
-            }
-            for path in read_dir_sorted(&shard)? {
-                if path.extension().and_then(|e| e.to_str()) != Some("kvp") {
-                    continue;
-                }
-                let bytes = std::fs::metadata(&path)?.len();
-                let meta = PacketMeta::read_file(&path).ok();
-                out.push(StoredPacket { path, bytes, meta });
-            }
+        for path in self.packet_files()? {
+            let bytes = std::fs::metadata(&path)?.len();
+            let meta = PacketMeta::read_file(&path).ok();
+            out.push(StoredPacket { path, bytes, meta });
         }
         Ok(out)
     }
@@ -102,6 +169,13 @@ impl PacketStore for FsStore {
             return Err(PacketError::Corrupt(format!("file holds packet {} instead", p.meta.id)))
                 .with_context(|| format!("packet {}", path.display()));
         }
+        if self.budget.is_some() {
+            // Marks the packet recently used for eviction; a failure only weakens the LRU order.
+            let _ = std::fs::File::options()
+                .write(true)
+                .open(&path)
+                .and_then(|f| f.set_modified(SystemTime::now()));
+        }
         Ok(Some(Arc::new(p)))
     }
 
@@ -111,7 +185,9 @@ impl PacketStore for FsStore {
         if path.exists() {
             return Ok(());
         }
-        atomic_write(&path, &packet.to_bytes()?)
+        let bytes = packet.to_bytes()?;
+        atomic_write(&path, &bytes)?;
+        self.enforce_budget(bytes.len() as u64, &path)
     }
 
     fn contains(&self, id: &str) -> Result<bool> {

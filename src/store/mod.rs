@@ -27,8 +27,25 @@ pub fn default_dir() -> std::path::PathBuf {
     crate::model::fetch::home().join("packets")
 }
 
-/// The default store: a directory under `$KVPACKET_HOME/packets` with an LRU tier of
-/// `memory_bytes` in front of it.
+/// Disk budget of the default store when `KVPACKET_STORE_MAX_GB` is not set.
+pub const DEFAULT_DISK_GB: f64 = 20.0;
+
+/// The default store's disk budget in bytes: `$KVPACKET_STORE_MAX_GB` gigabytes (10⁹ bytes),
+/// else [`DEFAULT_DISK_GB`]; a value that is not a positive number is an error.
+pub fn default_disk_budget() -> Result<u64> {
+    match std::env::var("KVPACKET_STORE_MAX_GB") {
+        Err(_) => Ok((DEFAULT_DISK_GB * 1e9) as u64),
+        Ok(v) => match v.trim().parse::<f64>() {
+            Ok(gb) if gb.is_finite() && gb > 0.0 => Ok((gb * 1e9) as u64),
+            _ => anyhow::bail!("KVPACKET_STORE_MAX_GB=`{v}` is not a positive number of gigabytes"),
+        },
+    }
+}
+
+/// The default store: a directory under `$KVPACKET_HOME/packets`, bounded on disk by
+/// [`default_disk_budget`] (least recently used packets go first; they are rebuilt when next
+/// needed), with an LRU tier of `memory_bytes` in front of it.
 pub fn default_store(memory_bytes: usize) -> Result<LruStore<FsStore>> {
-    Ok(LruStore::new(FsStore::new(default_dir())?, memory_bytes))
+    let disk = FsStore::new(default_dir())?.with_budget(default_disk_budget()?);
+    Ok(LruStore::new(disk, memory_bytes))
 }
