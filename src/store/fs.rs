@@ -40,22 +40,16 @@ impl FsStore {
         self
     }
 
-    /// The byte budget, if any.
-    pub fn budget(&self) -> Option<u64> {
-        self.budget
-    }
-
     /// After `added` bytes were stored as `keep`: when over budget, deletes the least recently
-    /// used packets (never `keep`) until the directory holds at most 90 % of the budget.
+    /// used packets (never `keep`) until the directory holds at most 90 % of the budget. Lists
+    /// the directory only when this process's estimate is unknown or over budget.
     fn enforce_budget(&self, added: u64, keep: &Path) -> Result<()> {
         let Some(budget) = self.budget else { return Ok(()) };
         let mut used = self.used.lock().unwrap_or_else(|e| e.into_inner());
-        let estimate = match *used {
-            Some(u) => u + added,
-            None => self.list()?.iter().map(|p| p.bytes).sum(),
-        };
-        if estimate <= budget {
-            *used = Some(estimate);
+        if let Some(u) = *used
+            && u + added <= budget
+        {
+            *used = Some(u + added);
             return Ok(());
         }
         let mut files = Vec::new();
@@ -66,14 +60,16 @@ impl FsStore {
             }
         }
         let mut total: u64 = files.iter().map(|f| f.1).sum();
-        files.sort();
-        let target = budget / 10 * 9;
-        for (_, bytes, path) in files {
-            if total <= target {
-                break;
-            }
-            if path != keep && std::fs::remove_file(&path).is_ok() {
-                total -= bytes;
+        if total > budget {
+            files.sort();
+            let target = budget / 10 * 9;
+            for (_, bytes, path) in files {
+                if total <= target {
+                    break;
+                }
+                if path != keep && std::fs::remove_file(&path).is_ok() {
+                    total -= bytes;
+                }
             }
         }
         *used = Some(total);
