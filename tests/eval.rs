@@ -2,9 +2,10 @@
 
 mod common;
 
+use kvpacket::data::load_dataset;
 use kvpacket::eval::reference::ReferenceCache;
 use kvpacket::eval::report::write_report;
-use kvpacket::eval::{Runner, load_dataset, read_records};
+use kvpacket::eval::{Runner, read_records};
 use kvpacket::methods::layout::segments;
 use kvpacket::methods::{Engine, Full, Method, Packets, QuestionOnly, Recompute};
 use kvpacket::model::tiny::{TinySpec, write_tiny_model};

@@ -8,14 +8,15 @@ use kvpacket::adapter::{Adapter, AdapterInit};
 use kvpacket::methods::layout::segments;
 use kvpacket::methods::{Engine, Method, Packets};
 use kvpacket::model::generate::last_row;
+use kvpacket::model::generate::{log_softmax, top_k};
 use kvpacket::model::tiny::{TinySpec, write_tiny_model};
 use kvpacket::model::{Arch, Model, Rows, WeightMode};
 use kvpacket::packet::KvDtype;
 use kvpacket::store::{FsStore, LruStore};
-use kvpacket::train::samples::{SampleSpec, TrainSample, draw_samples};
+use kvpacket::train::samples::{SampleSpec, Split, TrainSample, draw_samples};
 use kvpacket::train::student::{LossKind, StudentMode, loss_from_logits, student_grad};
-use kvpacket::train::teacher::{TeacherCache, TeacherOut, log_softmax, run_teacher, top_k};
-use kvpacket::train::{Outcome, RunDir, TrainConfig, Trainer, read_log};
+use kvpacket::train::teacher::{TeacherCache, TeacherOut, run_teacher};
+use kvpacket::train::{Outcome, RunDir, TrainConfig, Trainer, ValLine, read_log};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -32,15 +33,17 @@ fn model() -> Model {
     .unwrap()
 }
 
-fn data_file() -> PathBuf {
-    let entries: Vec<_> = (0..6)
+/// A data file of `n` entries of 4 documents each, written to its own folder `name` (tests
+/// run in parallel: no two share a writable path).
+fn data_file(name: &str, n: usize) -> PathBuf {
+    let entries: Vec<_> = (0..n)
         .map(|i| {
             serde_json::json!({"question": format!("what is thing {i}?"), "answers": ["unused"],
                 "ctxs": (0..4).map(|j| serde_json::json!({"title": format!("doc {i}.{j}"),
                     "text": format!("the thing {i} is in the {j} place with the other thing")})).collect::<Vec<_>>()})
         })
         .collect();
-    write_data("data", &serde_json::json!(entries))
+    write_data(name, &serde_json::json!(entries))
 }
 
 /// Writes `entries` (the shared data format) to a fresh `train.json` and returns its path.
@@ -50,13 +53,15 @@ fn write_data(name: &str, entries: &serde_json::Value) -> PathBuf {
     p
 }
 
-fn config(batch: usize, epochs: usize) -> TrainConfig {
+fn config(name: &str, batch: usize, epochs: usize) -> TrainConfig {
     TrainConfig {
         samples: SampleSpec {
-            files: vec![data_file()],
+            files: vec![data_file(&format!("{name}-data"), 6)],
             count: 4,
             k_min: 2,
             k_max: 3,
+            max_docs: 0,
+            questions: 1,
             max_doc_tokens: 0,
             generic_task_prob: 0.3,
             chunk_tokens: 0,
@@ -80,6 +85,8 @@ fn config(batch: usize, epochs: usize) -> TrainConfig {
         grad_checkpoint: false,
         freeze_header: false,
         first_token_weight: 1.0,
+        val_samples: 0,
+        val_every: 1,
     }
 }
 
@@ -106,7 +113,7 @@ fn trainer<'a>(m: &'a Model, cfg: TrainConfig, run: &str) -> Trainer<'a> {
 #[test]
 fn a_training_step_lowers_the_loss_and_only_the_adapter_changes() {
     let m = model();
-    let t = trainer(&m, config(4, 1), "step");
+    let t = trainer(&m, config("step", 4, 1), "step");
     let data = t.prepare().unwrap();
     let adapter = Adapter::init(&m, 2, 2, 5).unwrap();
     let loss_of = |a: &Adapter| -> f32 {
@@ -138,7 +145,7 @@ fn a_training_step_lowers_the_loss_and_only_the_adapter_changes() {
 #[test]
 fn a_frozen_header_gives_the_full_paths_loss_and_trailer_gradient() {
     let m = model();
-    let t = trainer(&m, config(4, 1), "frozen");
+    let t = trainer(&m, config("frozen", 4, 1), "frozen");
     let data = t.prepare().unwrap();
     let adapter = Adapter::init(&m, 2, 2, 5).unwrap();
     for (s, te) in &data {
@@ -168,7 +175,7 @@ fn a_frozen_header_gives_the_full_paths_loss_and_trailer_gradient() {
             );
         }
     }
-    let mut cfg = config(4, 1);
+    let mut cfg = config("frozen-run", 4, 1);
     cfg.freeze_header = true;
     let Outcome::Finished(trained) = trainer(&m, cfg, "frozen-run").train(false, None).unwrap() else {
         panic!("not finished")
@@ -182,12 +189,12 @@ fn a_frozen_header_gives_the_full_paths_loss_and_trailer_gradient() {
 #[test]
 fn resume_reproduces_the_uninterrupted_run() {
     let m = model();
-    let straight = trainer(&m, config(2, 2), "straight");
+    let straight = trainer(&m, config("resume", 2, 2), "straight");
     let Outcome::Finished(a) = straight.train(false, None).unwrap() else {
         panic!()
     };
-    let split = trainer(&m, config(2, 2), "split");
-    assert!(matches!(split.train(false, Some(2)).unwrap(), Outcome::Finished(_)));
+    let split = trainer(&m, config("resume", 2, 2), "split");
+    assert!(matches!(split.train(false, Some(2)).unwrap(), Outcome::Interrupted(2)));
     let Outcome::Finished(b) = split.train(true, None).unwrap() else {
         panic!()
     };
@@ -201,7 +208,7 @@ fn resume_reproduces_the_uninterrupted_run() {
         lb.iter().map(|l| l.loss).collect::<Vec<_>>()
     );
     assert_eq!(a.fingerprint().unwrap(), b.fingerprint().unwrap());
-    let changed = trainer(&m, config(1, 2), "split2");
+    let changed = trainer(&m, config("resume", 1, 2), "split2");
     std::fs::copy(
         split.run.0.join("checkpoint.safetensors"),
         changed.run.0.join("checkpoint.safetensors"),
@@ -218,19 +225,19 @@ fn empty_adapter_student_with_one_document_equals_the_teacher() {
     let m = model();
     let sample = TrainSample {
         docs: vec![kvpacket::data::Document {
-            id: None,
             title: "t".into(),
             text: "one document only".into(),
+            ..Default::default()
         }],
-        task: "what is it?".into(),
+        tasks: vec!["what is it?".into()],
     };
     let vocab = m.config.vocab_size;
-    let teacher: TeacherOut = run_teacher(&m, &sample, 5, vocab).unwrap();
+    let teacher: TeacherOut = run_teacher(&m, &sample, 5, vocab).unwrap().remove(0);
     let empty = Adapter::empty(&m).unwrap();
-    let g = student_grad(&m, &empty, &sample, &teacher, mode(false, false)).unwrap();
+    let g = student_grad(&m, &empty, &sample, std::slice::from_ref(&teacher), mode(false, false)).unwrap();
     assert!(g.loss.abs() < 1e-4, "KL of identical distributions is {}", g.loss);
     // Direct check of the first step's logits against a plain prefill.
-    let ids = segments(&m, &sample.docs, &sample.task).unwrap().concat();
+    let ids = segments(&m, &sample.docs, &sample.tasks[0]).unwrap().concat();
     let mut cache = m.new_cache(ids.len());
     let lp = log_softmax(&last_row(&m.prefill(&ids, &mut cache, &Rows::Last).unwrap().unwrap()).unwrap());
     let (top, vals) = top_k(&lp, vocab);
@@ -259,14 +266,13 @@ fn first_step_equals_composed_packets(m: &Model, dir: &std::path::Path) {
     let docs: Vec<kvpacket::data::Document> = ["first doc here", "a second, longer document", "third"]
         .iter()
         .map(|t| kvpacket::data::Document {
-            id: None,
-            title: String::new(),
             text: t.to_string(),
+            ..Default::default()
         })
         .collect();
     let sample = TrainSample {
         docs,
-        task: "which doc?".into(),
+        tasks: vec!["which doc?".into()],
     };
     let vocab = m.config.vocab_size;
     // A uniform first-step target: its KL depends on every logit (the tiny model's own greedy
@@ -283,7 +289,7 @@ fn first_step_equals_composed_packets(m: &Model, dir: &std::path::Path) {
         kv_dtype: KvDtype::F32,
         cached_only: false,
     };
-    let seg = segments(m, &sample.docs, &sample.task).unwrap();
+    let seg = segments(m, &sample.docs, &sample.tasks[0]).unwrap();
     let composed_kl = |method: Packets| {
         let logits = method.prefill(&engine, &seg).unwrap().first_logits;
         let logits = candle_core::Tensor::from_vec(logits, (1, vocab), &candle_core::Device::Cpu).unwrap();
@@ -295,9 +301,15 @@ fn first_step_equals_composed_packets(m: &Model, dir: &std::path::Path) {
     let with_adapter = composed_kl(Packets::kvpacket(adapter.clone()));
     let without = composed_kl(Packets::none(m).unwrap());
     for freeze_header in [false, true] {
-        let student = student_grad(m, &adapter, &sample, &uniform, mode(false, freeze_header))
-            .unwrap()
-            .loss;
+        let student = student_grad(
+            m,
+            &adapter,
+            &sample,
+            std::slice::from_ref(&uniform),
+            mode(false, freeze_header),
+        )
+        .unwrap()
+        .loss;
         let (err, effect) = ((student - with_adapter).abs(), (with_adapter - without).abs());
         assert!(
             err < 1e-4 * with_adapter && effect > 100.0 * err,
@@ -343,10 +355,12 @@ fn text_init_is_token_embeddings_and_chunked_samples_are_windows() {
     assert!(e.contains("changed"), "{e}");
 
     let spec = SampleSpec {
-        files: vec![data_file()],
+        files: vec![data_file("chunks-data", 6)],
         count: 6,
         k_min: 1,
         k_max: 3,
+        max_docs: 0,
+        questions: 1,
         max_doc_tokens: 0,
         generic_task_prob: 0.0,
         chunk_tokens: 8,
@@ -356,7 +370,7 @@ fn text_init_is_token_embeddings_and_chunked_samples_are_windows() {
         seed: 1,
     };
     let mut longest = 0;
-    for s in draw_samples(&m, &spec).unwrap() {
+    for s in draw_samples(&m, &spec, Split::Train, spec.count).unwrap() {
         for d in &s.docs {
             assert!(d.title.is_empty(), "chunks are untitled");
             let n = m.tokenizer.encode(&d.text).unwrap().len();
@@ -395,18 +409,18 @@ fn text_init_is_token_embeddings_and_chunked_samples_are_windows() {
         },
         every(25),
     ] {
-        let e = draw_samples(&m, &bad).unwrap_err().to_string();
-        assert!(e.contains("--chunk-stride"), "{e}");
+        let e = draw_samples(&m, &bad, Split::Train, 1).unwrap_err().to_string();
+        assert!(e.contains("stride"), "{e}");
     }
     // A document cut below the window size would silently shorten every window.
     let cut = SampleSpec {
         max_doc_tokens: 23,
         ..every(0)
     };
-    let e = draw_samples(&m, &cut).unwrap_err().to_string();
-    assert!(e.contains("--max-doc-tokens 23"), "{e}");
-    let apart = draw_samples(&m, &every(0)).unwrap().remove(0).docs;
-    let overlapping = draw_samples(&m, &every(12)).unwrap().remove(0).docs;
+    let e = draw_samples(&m, &cut, Split::Train, 1).unwrap_err().to_string();
+    assert!(e.contains("cut of 23 tokens"), "{e}");
+    let apart = draw_samples(&m, &every(0), Split::Train, 1).unwrap().remove(0).docs;
+    let overlapping = draw_samples(&m, &every(12), Split::Train, 1).unwrap().remove(0).docs;
     let (n_apart, n_over) = (apart.len(), overlapping.len());
     assert!(
         n_over + 2 >= 2 * n_apart && n_over > n_apart,
@@ -440,16 +454,16 @@ fn text_init_is_token_embeddings_and_chunked_samples_are_windows() {
         chunk_tokens: 0,
         ..spec
     };
-    for s in draw_samples(&m, &spec).unwrap() {
+    for s in draw_samples(&m, &spec, Split::Train, spec.count).unwrap() {
         assert_eq!(s.docs.len(), 4, "without distractors k is capped by the entry");
     }
     let spec = SampleSpec {
         distractors: true,
         ..spec
     };
-    for s in draw_samples(&m, &spec).unwrap() {
+    for s in draw_samples(&m, &spec, Split::Train, spec.count).unwrap() {
         assert_eq!(s.docs.len(), 6);
-        let own = s.task.trim_start_matches("what is thing ").trim_end_matches('?');
+        let own = s.tasks[0].trim_start_matches("what is thing ").trim_end_matches('?');
         let mine = s
             .docs
             .iter()
@@ -476,8 +490,8 @@ fn text_init_is_token_embeddings_and_chunked_samples_are_windows() {
         lowercase_docs: true,
         ..spec
     };
-    for s in draw_samples(&m, &spec).unwrap() {
-        assert_eq!(s.task, "What Is It?");
+    for s in draw_samples(&m, &spec, Split::Train, spec.count).unwrap() {
+        assert_eq!(s.tasks, ["What Is It?"]);
         for d in &s.docs {
             assert!(!d.text.is_empty());
             assert_eq!(
@@ -491,8 +505,9 @@ fn text_init_is_token_embeddings_and_chunked_samples_are_windows() {
 #[test]
 fn the_first_token_weight_scales_only_the_first_positions_loss_and_must_be_non_negative() {
     let m = model();
-    let sample = draw_samples(&m, &config(1, 1).samples).unwrap().remove(0);
-    let teacher = run_teacher(&m, &sample, 4, 16).unwrap();
+    let spec = config("first-weight", 1, 1).samples;
+    let sample = draw_samples(&m, &spec, Split::Train, 1).unwrap().remove(0);
+    let teacher = run_teacher(&m, &sample, 4, 16).unwrap().remove(0);
     let first = TeacherOut {
         tokens: teacher.tokens[..1].to_vec(),
         top_ids: teacher.top_ids[..1].to_vec(),
@@ -512,8 +527,226 @@ fn the_first_token_weight_scales_only_the_first_positions_loss_and_must_be_non_n
             "{kind:?}: weighted {weighted} vs {want}"
         );
     }
-    let mut cfg = config(1, 1);
+    let mut cfg = config("negative-weight", 1, 1);
     cfg.first_token_weight = -1.0;
     let err = trainer(&m, cfg, "negative-weight").train(false, None).unwrap_err();
-    assert!(err.to_string().contains("--first-token-weight"), "{err}");
+    assert!(err.to_string().contains("first-token weight"), "{err}");
+}
+
+/// Max |a - b| relative to max |a| (1 when a is all zeros).
+fn rel_diff(a: &[f32], b: &[f32]) -> f32 {
+    let scale = a.iter().fold(0f32, |m, &x| m.max(x.abs())).max(1e-30);
+    a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs())) / scale
+}
+
+#[test]
+fn the_shared_document_student_equals_separate_runs_per_question() {
+    // One pass over a biography set with three questions (each tail sees the documents and
+    // itself only) gives the sum of three separate single-question runs: loss and gradient.
+    let m = model();
+    let spec = SampleSpec {
+        files: vec!["synth:biography".into()],
+        count: 2,
+        k_min: 3,
+        k_max: 3,
+        questions: 3,
+        ..config("shared", 1, 1).samples
+    };
+    let adapter = Adapter::init(&m, 2, 3, 7).unwrap();
+    for sample in draw_samples(&m, &spec, Split::Train, 2).unwrap() {
+        assert_eq!(sample.tasks.len(), 3);
+        let teachers = run_teacher(&m, &sample, 4, 32).unwrap();
+        for (ck, freeze_header) in [(false, false), (true, false), (false, true)] {
+            let mut md = mode(ck, freeze_header);
+            md.first_token_weight = 3.0;
+            let shared = student_grad(&m, &adapter, &sample, &teachers, md).unwrap();
+            assert_eq!(shared.questions, 3);
+            let (mut loss, mut header, mut trailer) =
+                (0f32, vec![0f32; shared.header.len()], vec![0f32; shared.trailer.len()]);
+            for (task, t) in sample.tasks.iter().zip(&teachers) {
+                let one = TrainSample {
+                    docs: sample.docs.clone(),
+                    tasks: vec![task.clone()],
+                };
+                let g = student_grad(&m, &adapter, &one, std::slice::from_ref(t), md).unwrap();
+                loss += g.loss;
+                header.iter_mut().zip(&g.header).for_each(|(a, b)| *a += b);
+                trailer.iter_mut().zip(&g.trailer).for_each(|(a, b)| *a += b);
+            }
+            assert!(
+                (shared.loss - loss).abs() <= 1e-4 * loss.abs().max(1.0),
+                "loss {} vs {loss} (checkpointing {ck}, frozen header {freeze_header})",
+                shared.loss
+            );
+            assert!(rel_diff(&trailer, &shared.trailer) < 1e-3, "trailer gradient differs");
+            if !freeze_header {
+                assert!(rel_diff(&header, &shared.header) < 1e-3, "header gradient differs");
+            }
+        }
+    }
+}
+
+#[test]
+fn every_biography_sample_holds_the_people_it_asks_about() {
+    let m = model();
+    let spec = SampleSpec {
+        files: vec!["synth:biography".into()],
+        count: 40,
+        k_min: 2,
+        k_max: 10,
+        questions: 6,
+        ..config("bio-present", 1, 1).samples
+    };
+    let mut sizes = std::collections::BTreeSet::new();
+    for split in [Split::Train, Split::Validation] {
+        for s in draw_samples(&m, &spec, split, 40).unwrap() {
+            sizes.insert(s.docs.len());
+            assert_eq!(s.tasks.len(), 6);
+            for q in &s.tasks {
+                assert!(
+                    s.docs.iter().any(|d| q.contains(&d.title)),
+                    "{q:?} asks about nobody of {:?}",
+                    s.docs.iter().map(|d| &d.title).collect::<Vec<_>>()
+                );
+            }
+        }
+    }
+    assert!(sizes.contains(&2) && sizes.contains(&10), "k spans 2..=10: {sizes:?}");
+    // Training and validation draws differ (other seeds).
+    let a = draw_samples(&m, &spec, Split::Train, 3).unwrap();
+    let b = draw_samples(&m, &spec, Split::Validation, 3).unwrap();
+    assert_ne!(a, b);
+}
+
+#[test]
+fn a_qa_sample_keeps_its_supporting_paragraphs_and_validation_entries_are_held_out() {
+    let m = model();
+    // 20 entries of 8 paragraphs, of which 2 support (at varying places).
+    let entries: Vec<_> = (0..20)
+        .map(|i| {
+            serde_json::json!({"question": format!("question {i}?"), "answers": ["unused"],
+                "ctxs": (0..8).map(|j| serde_json::json!({"title": format!("p {i}.{j}"),
+                    "text": format!("paragraph {j} of entry {i}"),
+                    "is_supporting": j == i % 8 || j == (i + 3) % 8})).collect::<Vec<_>>()})
+        })
+        .collect();
+    let file = write_data("supporting", &serde_json::json!(entries));
+    let spec = SampleSpec {
+        files: vec![file],
+        count: 30,
+        max_docs: 3,
+        ..config("supporting", 1, 1).samples
+    };
+    let spec = SampleSpec {
+        generic_task_prob: 0.0,
+        ..spec
+    };
+    let entry_of = |s: &TrainSample| -> usize {
+        s.tasks[0]
+            .trim_start_matches("question ")
+            .trim_end_matches('?')
+            .parse()
+            .unwrap()
+    };
+    for split in [Split::Train, Split::Validation] {
+        for s in draw_samples(&m, &spec, split, 30).unwrap() {
+            let i = entry_of(&s);
+            assert_eq!(split == Split::Validation, i % 10 == 9, "entry {i} drawn for {split:?}");
+            assert_eq!(s.docs.len(), 3);
+            for j in [i % 8, (i + 3) % 8] {
+                assert!(
+                    s.docs.iter().any(|d| d.title == format!("p {i}.{j}")),
+                    "supporting paragraph {j} of entry {i} is kept"
+                );
+            }
+            let order: Vec<&String> = s.docs.iter().map(|d| &d.title).collect();
+            let mut sorted = order.clone();
+            sorted.sort();
+            assert_eq!(order, sorted, "paragraphs keep the entry's order");
+        }
+    }
+    // All paragraphs by default (max_docs 0), as the reference recipe.
+    let all = SampleSpec { max_docs: 0, ..spec };
+    assert!(
+        draw_samples(&m, &all, Split::Train, 5)
+            .unwrap()
+            .iter()
+            .all(|s| s.docs.len() == 8)
+    );
+}
+
+fn validated(name: &str) -> TrainConfig {
+    let mut cfg = config(name, 2, 2);
+    cfg.samples.files = vec!["synth:biography".into()];
+    cfg.samples.k_min = 2;
+    cfg.samples.k_max = 3;
+    cfg.samples.questions = 2;
+    cfg.val_samples = 2;
+    cfg
+}
+
+#[test]
+fn resuming_a_copied_run_folder_without_teacher_outputs_continues_the_same_run() {
+    // A run folder committed by one session and resumed by another on a fresh machine: the
+    // teacher outputs are gone and get recomputed; the next loss equals an uninterrupted run's.
+    let m = model();
+    let straight = trainer(&m, validated("fresh-straight"), "fresh-straight");
+    let Outcome::Finished(a) = straight.train(false, None).unwrap() else {
+        panic!()
+    };
+    let first = trainer(&m, validated("fresh-first"), "fresh-first");
+    assert!(matches!(first.train(false, Some(1)).unwrap(), Outcome::Interrupted(1)));
+    let moved = tmp("fresh-moved");
+    for f in [
+        "config.json",
+        "checkpoint.safetensors",
+        "best.safetensors",
+        "log.jsonl",
+        "val.jsonl",
+    ] {
+        std::fs::copy(first.run.0.join(f), moved.join(f)).unwrap();
+    }
+    let second = Trainer {
+        run: RunDir(moved),
+        teacher_cache: TeacherCache::new(&tmp("fresh-teacher-elsewhere")),
+        ..trainer(&m, validated("fresh-first"), "unused")
+    };
+    let Outcome::Finished(b) = second.train(true, None).unwrap() else {
+        panic!()
+    };
+    let losses = |t: &Trainer| {
+        read_log(&t.run.log())
+            .unwrap()
+            .iter()
+            .map(|l| l.loss)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(losses(&straight), losses(&second));
+    assert_eq!(a.fingerprint().unwrap(), b.fingerprint().unwrap());
+}
+
+#[test]
+fn the_best_checkpoint_by_validation_is_kept_and_deterministic() {
+    let m = model();
+    let mut results = Vec::new();
+    for run in ["best-a", "best-b"] {
+        let t = trainer(&m, validated("best"), run);
+        let Outcome::Finished(best) = t.train(false, None).unwrap() else {
+            panic!()
+        };
+        let val: Vec<ValLine> = kvpacket::io::read_jsonl(&t.run.val_log()).unwrap();
+        assert_eq!(val.iter().map(|v| v.step).collect::<Vec<_>>(), [0, 1, 2, 3, 4]);
+        assert!(val.iter().all(|v| v.questions == 4 && v.first_token_kl.is_finite()));
+        let low = val.iter().fold(f64::INFINITY, |m, v| m.min(v.first_token_kl));
+        let at = val.iter().find(|v| v.first_token_kl == low).unwrap().step;
+        let chosen = &best.meta.made_by["validation"];
+        assert_eq!(chosen["best_step"], at, "the first step with the lowest KL");
+        assert_eq!(chosen["first_token_kl"], low);
+        // The kept adapter scores what the log says.
+        let data = t.prepare_validation().unwrap();
+        let again = t.validate(&best, &data).unwrap().first_token_kl;
+        assert!((again - low).abs() < 1e-6, "{again} vs {low}");
+        results.push((at, best.fingerprint().unwrap(), val));
+    }
+    assert_eq!(results[0], results[1], "same data and seed, same choice");
 }

@@ -3,9 +3,10 @@
 
 use super::{AdapterChoice, ModelArgs};
 use crate::adapter::Adapter;
+use crate::data::load_dataset;
 use crate::eval::reference::ReferenceCache;
 use crate::eval::report::write_report;
-use crate::eval::{Runner, load_dataset, read_records};
+use crate::eval::{Runner, read_records};
 use crate::methods::{Engine, Method, Packets};
 use crate::packet::KvDtype;
 use crate::store::default_store;

@@ -20,19 +20,32 @@ pub struct TrainArgs {
     /// sets (synth:biography[:K], synth:niah[:K]).
     #[arg(long = "data", required_unless_present = "plot")]
     pub data: Vec<PathBuf>,
-    /// Samples to draw (each: k documents of one entry + a task prompt).
+    /// Samples to draw (each: a document set + its questions; a biography set is generated
+    /// with --questions questions about its own people, a data-file entry keeps its
+    /// paragraphs and its question).
     #[arg(long, default_value_t = 256)]
     pub samples: usize,
+    /// People per biography set, drawn uniformly from --k-min..=--k-max (the evaluation asks
+    /// over 5 and 10); with --distractors, the documents a data-file sample is filled up to.
     #[arg(long, default_value_t = 2)]
     pub k_min: usize,
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 10)]
     pub k_max: usize,
+    /// Questions per biography set (distinct; each about one of its people; at most 6 per
+    /// person). The documents are run once for all of them, in teacher and student alike.
+    #[arg(long, default_value_t = 8)]
+    pub questions: usize,
+    /// Paragraphs kept per data-file entry: the supporting ones (`is_supporting`), then
+    /// others at random up to this many (0: all of them, as the reference recipe).
+    #[arg(long, default_value_t = 0)]
+    pub max_docs: usize,
     /// Cut each document to this many tokens (0: no cut). Default: 200, or no cut with
     /// --chunk-tokens (a value below --chunk-tokens is an error: it would cut every window).
     #[arg(long)]
     pub max_doc_tokens: Option<usize>,
-    /// Probability of a generic instruction instead of the entry's question.
-    #[arg(long, default_value_t = 0.3)]
+    /// Probability of a generic instruction (summary, "main fact") instead of the entry's
+    /// question. The reference recipe has none.
+    #[arg(long, default_value_t = 0.0)]
     pub generic_task_prob: f64,
     /// Data-file entries become consecutive windows of this many tokens of their joined
     /// texts (like musique_s's 512-token chunks); 0 keeps their documents. Synthetic sets
@@ -70,8 +83,9 @@ pub struct TrainArgs {
     pub lr: f64,
     #[arg(long, default_value_t = 0.0)]
     pub weight_decay: f64,
-    /// Samples per optimizer step (gradient accumulation).
-    #[arg(long, default_value_t = 64)]
+    /// Samples per optimizer step (gradient accumulation); the gradient is the mean over
+    /// their questions.
+    #[arg(long, default_value_t = 8)]
     pub batch: usize,
     #[arg(long, default_value_t = 10)]
     pub epochs: usize,
@@ -92,7 +106,16 @@ pub struct TrainArgs {
     /// where the answer's form and entity are chosen, and what the evaluation's KL measures.
     #[arg(long, default_value_t = 1.0)]
     pub first_token_weight: f32,
-    /// Run directory (checkpoint, log.jsonl, loss.svg).
+    /// Held-out samples (disjoint entries or seeds) scored by first-answer-token KL; the run's
+    /// result is the adapter with the lowest, not the last (0: no validation).
+    #[arg(long, default_value_t = 8)]
+    pub val_samples: usize,
+    /// Validate after every this many steps.
+    #[arg(long, default_value_t = 1)]
+    pub val_every: usize,
+    /// Run directory (config.json, checkpoint.safetensors, best.safetensors, log.jsonl,
+    /// val.jsonl, loss.svg): small, so it can be committed and resumed on another machine
+    /// (teacher outputs missing there are recomputed).
     #[arg(long)]
     pub run_dir: Option<PathBuf>,
     /// Where to write the trained adapter.
@@ -128,6 +151,8 @@ pub fn run(a: TrainArgs) -> Result<()> {
             count: a.samples,
             k_min: a.k_min,
             k_max: a.k_max,
+            max_docs: a.max_docs,
+            questions: a.questions,
             max_doc_tokens: a.max_doc_tokens.unwrap_or(if a.chunk_tokens > 0 { 0 } else { 200 }),
             generic_task_prob: a.generic_task_prob,
             chunk_tokens: a.chunk_tokens,
@@ -151,6 +176,8 @@ pub fn run(a: TrainArgs) -> Result<()> {
         grad_checkpoint: a.grad_checkpoint,
         freeze_header: a.freeze_header,
         first_token_weight: a.first_token_weight,
+        val_samples: a.val_samples,
+        val_every: a.val_every,
     };
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
@@ -165,7 +192,13 @@ pub fn run(a: TrainArgs) -> Result<()> {
     };
     match trainer.train(a.resume, a.max_steps)? {
         Outcome::Interrupted(step) => {
-            eprintln!("interrupted: checkpoint saved at step {step}; continue with --resume");
+            plot_log(&trainer.run.log(), &trainer.run.plot(), steps_per_epoch)?;
+            let best = trainer.run.best();
+            let best = match best.exists() {
+                true => format!("; best by validation so far: {}", best.display()),
+                false => String::new(),
+            };
+            eprintln!("stopped: checkpoint saved at step {step}{best}; continue with --resume");
         }
         Outcome::Finished(adapter) => {
             plot_log(&trainer.run.log(), &trainer.run.plot(), steps_per_epoch)?;

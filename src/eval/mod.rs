@@ -4,13 +4,12 @@
 pub mod metrics;
 pub mod reference;
 pub mod report;
-pub mod synth;
 
 use crate::adapter::Adapter;
-use crate::data::{Sample, load_samples};
+use crate::data::Sample;
 use crate::methods::layout::segments;
 use crate::methods::{Engine, Full, Method};
-use crate::train::teacher::log_softmax;
+use crate::model::generate::log_softmax;
 use anyhow::{Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use metrics::{best_f1, exact_match, kl, rouge_l};
@@ -18,31 +17,6 @@ use reference::{Reference, ReferenceCache};
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
-
-/// A dataset by name: a JSON file in the shared format, `synth:biography[:K]` (K people per
-/// sample, default 10) or `synth:niah[:K]` (K filler documents of ~750 words, default 4),
-/// generated with the run's seed.
-pub fn load_dataset(spec: &str, limit: usize, seed: u64) -> Result<(String, Vec<Sample>)> {
-    if let Some(rest) = spec.strip_prefix("synth:") {
-        let mut parts = rest.split(':');
-        return match parts.next() {
-            Some("biography") => {
-                let k = parts.next().map(|k| k.parse()).transpose()?.unwrap_or(10);
-                Ok((format!("synth:biography:{k}"), synth::biographies(limit, k, seed)))
-            }
-            Some("niah") => {
-                let k = parts.next().map(|k| k.parse()).transpose()?.unwrap_or(4);
-                Ok((format!("synth:niah:{k}"), synth::needles(limit, k, 750, seed)))
-            }
-            _ => bail!("unknown synthetic dataset `{spec}` (known: synth:biography[:K], synth:niah[:K])"),
-        };
-    }
-    let path = Path::new(spec);
-    let mut samples = load_samples(path)?;
-    samples.truncate(limit);
-    let name = path.file_stem().and_then(|s| s.to_str()).unwrap_or(spec).to_string();
-    Ok((name, samples))
-}
 
 /// One answered (sample, method) pair: the unit of `results.jsonl`.
 #[derive(Debug, Clone, Serialize, Deserialize)]

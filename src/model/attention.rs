@@ -78,6 +78,18 @@ impl AttnInputs<'_> {
             }
         }
     }
+    /// The key range of every query row of `[q0, q1)` together (shared prefixes included).
+    fn mask_span(&self, q0: usize, q1: usize) -> (usize, usize) {
+        let lo = (q0..q1).map(|i| self.mask.span(i).0).min().unwrap();
+        let hi = (q0..q1).map(|i| self.mask.span(i).1).max().unwrap();
+        (lo, hi)
+    }
+    /// Query row `i`'s own key range and shared-prefix end: `(lo, hi, prefix)`.
+    #[inline]
+    fn row_keys(&self, i: usize) -> (usize, usize, usize) {
+        let (lo, hi) = self.mask.range(i);
+        (lo, hi, self.mask.prefix(i))
+    }
     fn check(&self) {
         let s = self.shape;
         assert!(
@@ -153,8 +165,7 @@ fn forward_task<const D: usize>(
 ) -> (Vec<(usize, usize)>, Vec<f32>, Vec<f32>) {
     let scale = 1.0 / (D as f32).sqrt();
     let rows = task_rows(a.shape, kvh, q0, q1);
-    let lo = (q0..q1).map(|i| a.mask.range(i).0).min().unwrap();
-    let hi = (q0..q1).map(|i| a.mask.range(i).1).max().unwrap();
+    let (lo, hi) = a.mask_span(q0, q1);
     let mut out = vec![0f32; rows.len() * D];
     let mut lse = vec![0f32; rows.len()];
     let mut kt = vec![0f32; D * BK];
@@ -186,19 +197,19 @@ fn forward_task<const D: usize>(
         let len = BK.min(hi - j0);
         a.transpose_block(a.k, j0, len, kvh, &mut kt);
         for ((idx, q), st) in chunks.iter().zip(&qs).zip(states.iter_mut()) {
-            let ranges: [(usize, usize); R] = std::array::from_fn(|r| a.mask.range(rows[idx[r]].0));
-            if ranges.iter().all(|&(rlo, rhi)| rhi <= j0 || rlo >= j0 + len) {
+            let ranges: [(usize, usize, usize); R] = std::array::from_fn(|r| a.row_keys(rows[idx[r]].0));
+            if idx.iter().all(|&row| !a.mask.touches(rows[row].0, j0, j0 + len)) {
                 continue;
             }
             let mut s = [[0f32; BK]; R];
             scores_r(q, &kt, &mut s);
             let mut p = [[0f32; BK]; R];
             for r in 0..R {
-                let (rlo, rhi) = ranges[r];
+                let (rlo, rhi, rp) = ranges[r];
                 let mut mx = st.m[r];
                 for j in 0..BK {
                     let key = j0 + j;
-                    if key < rlo || key >= rhi || j >= len {
+                    if !((key >= rlo && key < rhi) || key < rp) || j >= len {
                         s[r][j] = f32::NEG_INFINITY;
                     }
                     mx = mx.max(s[r][j]);
@@ -326,11 +337,11 @@ impl AttnInputs<'_> {
         let mut ds = [[0f32; BK]; R];
         for r in 0..R {
             let (i, h) = rows[r];
-            let (lo, hi) = self.mask.range(i);
+            let (lo, hi, pre) = self.row_keys(i);
             let (l, dl) = (b.lse[h * nq + i], b.delta[h * nq + i]);
             for j in 0..BK {
                 let key = j0 + j;
-                let on = live[r] && key >= lo && key < hi && j < len;
+                let on = live[r] && ((key >= lo && key < hi) || key < pre) && j < len;
                 p[r][j] = if on { fast_exp(p[r][j] - l) } else { 0.0 };
                 ds[r][j] = p[r][j] * (dp[r][j] - dl);
             }
@@ -347,10 +358,7 @@ fn dkdv_task<const D: usize>(a: &AttnInputs, b: &BwdRows, kvh: usize, j0: usize,
     a.transpose_block(a.k, j0, len, kvh, &mut kt);
     a.transpose_block(a.v, j0, len, kvh, &mut vt);
     let rows: Vec<(usize, usize)> = (0..a.nq())
-        .filter(|&i| {
-            let (lo, hi) = a.mask.range(i);
-            lo < j0 + len && hi > j0
-        })
+        .filter(|&i| a.mask.touches(i, j0, j0 + len))
         .flat_map(|i| (0..g).map(move |gh| (i, kvh * g + gh)))
         .collect();
     let mut dk = vec![[0f32; D]; len];
@@ -385,8 +393,7 @@ fn dq_task<const D: usize>(
 ) -> (Vec<(usize, usize)>, Vec<f32>) {
     let scale = 1.0 / (D as f32).sqrt();
     let rows = task_rows(a.shape, kvh, q0, q1);
-    let lo = (q0..q1).map(|i| a.mask.range(i).0).min().unwrap();
-    let hi = (q0..q1).map(|i| a.mask.range(i).1).max().unwrap();
+    let (lo, hi) = a.mask_span(q0, q1);
     let (mut kt, mut vt) = (vec![0f32; D * BK], vec![0f32; D * BK]);
     let chunks: Vec<[(usize, usize); R]> = rows
         .chunks(R)
@@ -407,10 +414,7 @@ fn dq_task<const D: usize>(
         a.transpose_block(a.k, j0, len, kvh, &mut kt);
         a.transpose_block(a.v, j0, len, kvh, &mut vt);
         for (c, rr) in chunks.iter().enumerate() {
-            if rr.iter().all(|&(i, _)| {
-                let (rlo, rhi) = a.mask.range(i);
-                rhi <= j0 || rlo >= j0 + len
-            }) {
+            if rr.iter().all(|&(i, _)| !a.mask.touches(i, j0, j0 + len)) {
                 continue;
             }
             let (_, ds) = a.p_ds(b, rr, &[true; R], &qs[c], &dos[c], &kt, &vt, j0, len);
@@ -606,8 +610,11 @@ mod tests {
         let nk = k.dim(0).unwrap();
         let mut bias = vec![f32::NEG_INFINITY; nq * nk];
         for i in 0..nq {
-            let (lo, hi) = mask.range(i);
-            bias[i * nk + lo..i * nk + hi].iter_mut().for_each(|b| *b = 0.0);
+            for j in 0..nk {
+                if mask.sees(i, j) {
+                    bias[i * nk + j] = 0.0;
+                }
+            }
         }
         let bias = Tensor::from_vec(bias, (nq, nk), &Device::Cpu).unwrap();
         let scale = 1.0 / (s.head_dim as f64).sqrt();
@@ -694,5 +701,27 @@ mod tests {
             Segment::Global(20),
         ];
         check(AttnMask::segments(0, &segs), 0, s);
+    }
+
+    #[test]
+    fn branches_over_a_shared_prefix_match_dense_reference() {
+        let s = AttnShape {
+            n_heads: 4,
+            n_kv_heads: 2,
+            head_dim: 16,
+        };
+        // Preamble, two packets, then three question tails that each see the documents and
+        // only themselves (one crosses key blocks, one is a single row).
+        let segs = [
+            Segment::Global(9),
+            Segment::Isolated(70),
+            Segment::Isolated(40),
+            Segment::Branch(37),
+            Segment::Branch(1),
+            Segment::Branch(75),
+        ];
+        let mask = AttnMask::segments(0, &segs);
+        assert!(mask.sees(119 + 37, 0) && mask.sees(119 + 37, 118) && !mask.sees(119 + 37, 119));
+        check(mask, 0, s);
     }
 }

@@ -26,6 +26,26 @@ pub fn argmax(logits: &[f32]) -> u32 {
     best as u32
 }
 
+/// Log-softmax of a row of logits, in f64 for the normaliser.
+pub fn log_softmax(logits: &[f32]) -> Vec<f32> {
+    let mx = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let lse = mx as f64 + logits.iter().map(|&x| ((x - mx) as f64).exp()).sum::<f64>().ln();
+    logits.iter().map(|&x| (x as f64 - lse) as f32).collect()
+}
+
+/// The `k` largest entries of `logp` as (ids, values), largest first.
+pub fn top_k(logp: &[f32], k: usize) -> (Vec<u32>, Vec<f32>) {
+    let mut idx: Vec<u32> = (0..logp.len() as u32).collect();
+    let k = k.min(idx.len());
+    idx.select_nth_unstable_by(k.saturating_sub(1), |&a, &b| {
+        logp[b as usize].total_cmp(&logp[a as usize])
+    });
+    idx.truncate(k);
+    idx.sort_by(|&a, &b| logp[b as usize].total_cmp(&logp[a as usize]));
+    let vals = idx.iter().map(|&i| logp[i as usize]).collect();
+    (idx, vals)
+}
+
 /// Last row of a logits tensor as a vector.
 pub fn last_row(logits: &Tensor) -> Result<Vec<f32>> {
     let n = logits.dim(0)?;

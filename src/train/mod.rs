@@ -1,7 +1,9 @@
 //! Adapter training by self-supervised KL distillation (DESIGN §2 "Training"): a cached
 //! teacher (full attention, no adapter) and a block-diagonal student whose only trainable
-//! parameters are the header and trailer. AdamW, linear decay, gradient accumulation,
-//! checkpoints, resume, Ctrl-C safe.
+//! parameters are the header and trailer. AdamW, one linear decay over the whole run,
+//! gradient accumulation, a held-out validation split scored by first-token KL with the best
+//! checkpoint kept, checkpoints, resume (also on a fresh machine from a committed run folder),
+//! Ctrl-C safe.
 
 pub mod optim;
 pub mod samples;
@@ -18,13 +20,13 @@ use optim::{AdamW, linear_lr};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
-use samples::{SampleSpec, TrainSample, draw_samples};
+use samples::{SampleSpec, Split, TrainSample, draw_samples};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
-use student::{LossKind, StudentMode, student_grad};
+use student::{LossKind, StudentMode, first_token_kl, student_grad};
 use teacher::TeacherCache;
 
 /// Every training setting; recorded in the checkpoint and in the final adapter's metadata.
@@ -54,13 +56,24 @@ pub struct TrainConfig {
     /// Train only the trailer; the header keeps its starting value (absent in older configs: false).
     #[serde(default)]
     pub freeze_header: bool,
-    /// Weight of the first teacher token's loss; the others weigh 1 (absent in older configs: 1).
+    /// Weight of each question's first teacher token's loss; the others weigh 1 (absent in
+    /// older configs: 1).
     #[serde(default = "one")]
     pub first_token_weight: f32,
+    /// Held-out samples scored by first-token KL after every `val_every` steps; the adapter
+    /// with the lowest is kept as the run's result (0, and absent in older configs: none).
+    #[serde(default)]
+    pub val_samples: usize,
+    #[serde(default = "one_step")]
+    pub val_every: usize,
 }
 
 fn one() -> f32 {
     1.0
+}
+
+fn one_step() -> usize {
+    1
 }
 
 /// One line of the training log.
@@ -70,13 +83,26 @@ pub struct LogLine {
     /// Epoch of the step (0-based); absent in logs of older runs.
     #[serde(default)]
     pub epoch: Option<usize>,
+    /// Loss per question, averaged over the step's questions.
     pub loss: f64,
     pub lr: f64,
     pub samples_per_s: f64,
+    /// Questions (teacher answers) the step learned from (absent in older logs).
+    #[serde(default)]
+    pub questions: Option<usize>,
     pub elapsed_s: f64,
 }
 
-/// Trainer state saved in checkpoints.
+/// One line of the validation log: mean first-answer-token KL(teacher ‖ student) over every
+/// question of the held-out samples after `step` steps (step 0: the starting adapter).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ValLine {
+    pub step: usize,
+    pub first_token_kl: f64,
+    pub questions: usize,
+}
+
+/// Trainer state saved in checkpoints (AdamW's moments as tensors beside the adapter).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct State {
     config: TrainConfig,
@@ -84,14 +110,30 @@ struct State {
     step: usize,
     elapsed_s: f64,
     adam: AdamW,
+    /// The best validation so far: (step, mean first-token KL).
+    #[serde(default)]
+    best: Option<(usize, f64)>,
 }
 
 /// Files of a training run inside its directory.
 pub struct RunDir(pub PathBuf);
 
 impl RunDir {
-    fn checkpoint(&self) -> PathBuf {
+    /// The latest checkpoint: adapter, optimizer state, step, config.
+    pub fn checkpoint(&self) -> PathBuf {
         self.0.join("checkpoint.safetensors")
+    }
+    /// The adapter with the lowest validation KL so far.
+    pub fn best(&self) -> PathBuf {
+        self.0.join("best.safetensors")
+    }
+    /// The validation log (JSONL of [`ValLine`]).
+    pub fn val_log(&self) -> PathBuf {
+        self.0.join("val.jsonl")
+    }
+    /// The run's settings, readable (also inside every checkpoint).
+    pub fn config(&self) -> PathBuf {
+        self.0.join("config.json")
     }
     /// The per-step loss log (JSONL).
     pub fn log(&self) -> PathBuf {
@@ -111,6 +153,7 @@ fn save_checkpoint(run: &RunDir, adapter: &Adapter, state: &State) -> Result<()>
         shape: vec![rows, d],
         bytes: f32_bytes(x),
     };
+    let rows = adapter.meta.n_header + adapter.meta.n_trailer;
     let tensors = [
         t(
             "header",
@@ -122,6 +165,8 @@ fn save_checkpoint(run: &RunDir, adapter: &Adapter, state: &State) -> Result<()>
             &adapter.trailer.flatten_all()?.to_vec1::<f32>()?,
             adapter.meta.n_trailer,
         ),
+        t("adam_m", &state.adam.m, rows),
+        t("adam_v", &state.adam.v, rows),
     ];
     atomic_write(
         &run.checkpoint(),
@@ -132,22 +177,31 @@ fn save_checkpoint(run: &RunDir, adapter: &Adapter, state: &State) -> Result<()>
 fn load_checkpoint(run: &RunDir, model: &Model) -> Result<(Adapter, State)> {
     let path = run.checkpoint();
     let bytes = std::fs::read(&path).with_context(|| format!("no checkpoint at {}", path.display()))?;
-    let state: State = serde_json::from_value(safetensors_meta(&bytes)?).context("bad checkpoint metadata")?;
+    let mut state: State = serde_json::from_value(safetensors_meta(&bytes)?).context("bad checkpoint metadata")?;
     if state.model_fingerprint != model.fingerprint {
         bail!("checkpoint {} belongs to another model", path.display());
     }
     let st = safetensors::SafeTensors::deserialize(&bytes)?;
+    let floats = |name: &str, rows: usize| -> Result<Vec<f32>> {
+        let v = st.tensor(name).with_context(|| format!("checkpoint has no `{name}`"))?;
+        if v.shape() != [rows, model.config.hidden_size] {
+            bail!("checkpoint `{name}` has shape {:?}", v.shape());
+        }
+        decode_floats(v.data(), v.dtype())
+    };
+    let (nh, nt) = (state.config.n_header, state.config.n_trailer);
     let read = |name: &str, rows: usize| -> Result<Tensor> {
-        let v = st.tensor(name)?;
         Ok(Tensor::from_vec(
-            decode_floats(v.data(), v.dtype())?,
+            floats(name, rows)?,
             (rows, model.config.hidden_size),
             &Device::Cpu,
         )?)
     };
-    let mut adapter = Adapter::init(model, state.config.n_header, state.config.n_trailer, state.config.seed)?;
-    adapter.header = read("header", state.config.n_header)?;
-    adapter.trailer = read("trailer", state.config.n_trailer)?;
+    let mut adapter = Adapter::init(model, nh, nt, state.config.seed)?;
+    adapter.header = read("header", nh)?;
+    adapter.trailer = read("trailer", nt)?;
+    state.adam.m = floats("adam_m", nh + nt)?;
+    state.adam.v = floats("adam_v", nh + nt)?;
     Ok((adapter, state))
 }
 
@@ -163,11 +217,15 @@ fn epoch_order(n: usize, seed: u64, epoch: usize) -> Vec<usize> {
 /// How a run ended.
 #[derive(Debug)]
 pub enum Outcome {
-    /// All steps done; the trained adapter.
+    /// All steps done; the run's adapter: the best by validation when the run validates, else
+    /// the last.
     Finished(Adapter),
     /// Interrupted (Ctrl-C) after saving a checkpoint at this step.
     Interrupted(usize),
 }
+
+/// Samples paired with their teacher outputs (one per question).
+pub type Prepared = Vec<(TrainSample, Vec<teacher::TeacherOut>)>;
 
 /// A training run: model, config, run directory, and where teacher outputs are cached.
 pub struct Trainer<'a> {
@@ -194,10 +252,8 @@ impl Trainer<'_> {
         Ok(bar)
     }
 
-    /// Draws the samples and computes (or loads) their teacher outputs.
-    pub fn prepare(&self) -> Result<Vec<(TrainSample, teacher::TeacherOut)>> {
-        let samples = draw_samples(self.model, &self.config.samples)?;
-        let bar = self.bar(samples.len(), "teacher")?;
+    fn with_teacher(&self, samples: Vec<TrainSample>, what: &str) -> Result<Prepared> {
+        let bar = self.bar(samples.len(), what)?;
         let mut out = Vec::with_capacity(samples.len());
         for s in samples {
             let (t, _) = self
@@ -210,24 +266,78 @@ impl Trainer<'_> {
         Ok(out)
     }
 
+    /// Draws the training samples and computes (or loads) their teacher outputs.
+    pub fn prepare(&self) -> Result<Prepared> {
+        let spec = &self.config.samples;
+        self.with_teacher(draw_samples(self.model, spec, Split::Train, spec.count)?, "teacher")
+    }
+
+    /// Draws the validation samples (disjoint from training's) with their teacher outputs.
+    pub fn prepare_validation(&self) -> Result<Prepared> {
+        let n = self.config.val_samples;
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        self.with_teacher(
+            draw_samples(self.model, &self.config.samples, Split::Validation, n)?,
+            "validation teacher",
+        )
+    }
+
+    /// Mean first-answer-token KL of `adapter` over every question of `val`.
+    pub fn validate(&self, adapter: &Adapter, val: &Prepared) -> Result<ValLine> {
+        let mut kls = Vec::new();
+        for (s, t) in val {
+            kls.extend(first_token_kl(self.model, adapter, s, t)?);
+        }
+        Ok(ValLine {
+            step: 0,
+            first_token_kl: kls.iter().map(|&k| k as f64).sum::<f64>() / kls.len().max(1) as f64,
+            questions: kls.len(),
+        })
+    }
+
+    /// The adapter as the run's result, with what made it in its metadata.
+    fn described(&self, adapter: &Adapter, state: &State, total: usize) -> Result<Adapter> {
+        let lines = read_log(&self.run.log())?;
+        let mut a = adapter.clone();
+        let step = state.step;
+        let questions: usize = lines.iter().filter_map(|l| l.questions).sum();
+        a.meta.made_by = serde_json::json!({
+            "kind": "trained",
+            "config": self.config,
+            "steps": step,
+            "total_steps": total,
+            "question_passes": questions,
+            "wall_time_s": state.elapsed_s,
+            "final_loss": lines.last().map(|l| l.loss),
+            "threads": rayon::current_num_threads(),
+        });
+        Ok(a)
+    }
+
     /// Trains from scratch, or from the run directory's checkpoint when `resume`.
     /// Runs at most `max_steps` more steps when given (for tests and time-boxed runs).
     pub fn train(&self, resume: bool, max_steps: Option<usize>) -> Result<Outcome> {
         let cfg = &self.config;
         if !(cfg.first_token_weight.is_finite() && cfg.first_token_weight >= 0.0) {
             bail!(
-                "--first-token-weight must be a finite number ≥ 0 (got {})",
+                "the first-token weight must be a finite number ≥ 0 (got {})",
                 cfg.first_token_weight
             );
         }
+        if cfg.batch == 0 || cfg.epochs == 0 || cfg.val_every == 0 {
+            bail!("batch, epochs and validation interval must be at least 1");
+        }
         std::fs::create_dir_all(&self.run.0)?;
         let data = self.prepare()?;
+        let val = self.prepare_validation()?;
         let (mut adapter, mut state) = if resume {
             let (a, s) = load_checkpoint(&self.run, self.model)?;
             if s.config != *cfg {
                 bail!(
-                    "--resume with different settings than the checkpoint (see {})",
-                    self.run.checkpoint().display()
+                    "resuming with different settings than the checkpoint (see {})",
+                    self.run.config().display()
                 );
             }
             (a, s)
@@ -240,14 +350,22 @@ impl Trainer<'_> {
                 step: 0,
                 elapsed_s: 0.0,
                 adam: AdamW::new(n, cfg.weight_decay),
+                best: None,
             };
             std::fs::write(self.run.log(), b"")?;
+            std::fs::write(self.run.val_log(), b"")?;
+            atomic_write(&self.run.config(), &serde_json::to_vec_pretty(cfg)?)?;
             (a, s)
         };
         keep_log_until(&self.run.log(), state.step)?;
+        keep_val_until(&self.run.val_log(), state.step)?;
         let per_epoch = data.len().div_ceil(cfg.batch);
         let total = per_epoch * cfg.epochs;
         let last = max_steps.map_or(total, |m| (state.step + m).min(total));
+        let mut val_log = crate::io::open_jsonl_append(&self.run.val_log())?;
+        if !val.is_empty() && state.step == 0 && state.best.is_none() {
+            self.record_validation(&adapter, &val, &mut state, &mut val_log, total)?;
+        }
         let bar = self.bar(total, "train")?;
         bar.set_position(state.step as u64);
         let d = self.model.config.hidden_size;
@@ -263,6 +381,7 @@ impl Trainer<'_> {
             let t_step = Instant::now();
             let mut grad = vec![0f32; (cfg.n_header + cfg.n_trailer) * d];
             let mut loss = 0.0f64;
+            let mut questions = 0usize;
             for &i in batch {
                 if self.stop.load(Ordering::SeqCst) {
                     save_checkpoint(&self.run, &adapter, &state)?;
@@ -277,11 +396,15 @@ impl Trainer<'_> {
                     first_token_weight: cfg.first_token_weight,
                 };
                 let g = student_grad(self.model, &adapter, s, t, mode)?;
-                loss += g.loss as f64 / batch.len() as f64;
-                let scale = 1.0 / batch.len() as f32;
-                grad[..nh].iter_mut().zip(&g.header).for_each(|(a, b)| *a += b * scale);
-                grad[nh..].iter_mut().zip(&g.trailer).for_each(|(a, b)| *a += b * scale);
+                loss += g.loss as f64;
+                questions += g.questions;
+                grad[..nh].iter_mut().zip(&g.header).for_each(|(a, b)| *a += b);
+                grad[nh..].iter_mut().zip(&g.trailer).for_each(|(a, b)| *a += b);
             }
+            // The step's gradient is the mean over its questions (each question one sample of
+            // the reference recipe).
+            let scale = 1.0 / questions.max(1) as f32;
+            grad.iter_mut().for_each(|g| *g *= scale);
             let lr = linear_lr(cfg.lr, state.step, total);
             let mut params: Vec<f32> = adapter.header.flatten_all()?.to_vec1::<f32>()?;
             params.extend(adapter.trailer.flatten_all()?.to_vec1::<f32>()?);
@@ -295,30 +418,62 @@ impl Trainer<'_> {
             let line = LogLine {
                 step: state.step,
                 epoch: Some(epoch),
-                loss,
+                loss: loss / questions.max(1) as f64,
                 lr,
                 samples_per_s: batch.len() as f64 / t_step.elapsed().as_secs_f64(),
+                questions: Some(questions),
                 elapsed_s: state.elapsed_s,
             };
             crate::io::append_jsonl(&mut log, &line)?;
-            bar.set_message(format!("loss {loss:.4}  {:.2} samples/s", line.samples_per_s));
+            if !val.is_empty() && (state.step % cfg.val_every == 0 || state.step == total) {
+                self.record_validation(&adapter, &val, &mut state, &mut val_log, total)?;
+            }
+            let best = state
+                .best
+                .map_or(String::new(), |(s, k)| format!("  best val KL {k:.4} @{s}"));
+            bar.set_message(format!(
+                "loss {:.4}  {:.2} samples/s{best}",
+                line.loss, line.samples_per_s
+            ));
             bar.inc(1);
             if state.step % cfg.checkpoint_every == 0 || state.step == last {
                 save_checkpoint(&self.run, &adapter, &state)?;
             }
         }
         bar.finish_and_clear();
-        let lines = read_log(&self.run.log())?;
-        adapter.meta.made_by = serde_json::json!({
-            "kind": "trained",
-            "config": cfg,
-            "steps": state.step,
-            "total_steps": total,
-            "wall_time_s": state.elapsed_s,
-            "final_loss": lines.last().map(|l| l.loss),
-            "threads": rayon::current_num_threads(),
-        });
-        Ok(Outcome::Finished(adapter))
+        if state.step < total {
+            return Ok(Outcome::Interrupted(state.step));
+        }
+        if val.is_empty() {
+            return Ok(Outcome::Finished(self.described(&adapter, &state, total)?));
+        }
+        Ok(Outcome::Finished(Adapter::load(&self.run.best(), Some(self.model))?))
+    }
+
+    /// Scores `adapter` on the validation samples, logs it, and keeps it as the run's best
+    /// when its KL is strictly below the best so far (ties keep the earlier step).
+    fn record_validation(
+        &self,
+        adapter: &Adapter,
+        val: &Prepared,
+        state: &mut State,
+        log: &mut std::fs::File,
+        total: usize,
+    ) -> Result<()> {
+        let mut line = self.validate(adapter, val)?;
+        line.step = state.step;
+        crate::io::append_jsonl(log, &line)?;
+        if state.best.is_none_or(|(_, k)| line.first_token_kl < k) {
+            state.best = Some((state.step, line.first_token_kl));
+            let mut best = self.described(adapter, state, total)?;
+            best.meta.made_by["validation"] = serde_json::json!({
+                "best_step": state.step,
+                "first_token_kl": line.first_token_kl,
+                "questions": line.questions,
+            });
+            best.save(&self.run.best())?;
+        }
+        Ok(())
     }
 }
 
@@ -329,11 +484,21 @@ pub fn read_log(path: &Path) -> Result<Vec<LogLine>> {
 
 /// Drops log lines after `step` (steps redone after a resume).
 fn keep_log_until(path: &Path, step: usize) -> Result<()> {
-    let kept: Vec<String> = read_log(path)?
+    let kept: Vec<LogLine> = read_log(path)?.into_iter().filter(|l| l.step <= step).collect();
+    rewrite_jsonl(path, &kept)
+}
+
+/// Drops validation lines after `step`.
+fn keep_val_until(path: &Path, step: usize) -> Result<()> {
+    let kept: Vec<ValLine> = crate::io::read_jsonl::<ValLine>(path)?
         .into_iter()
         .filter(|l| l.step <= step)
-        .map(|l| serde_json::to_string(&l))
-        .collect::<Result<_, _>>()?;
+        .collect();
+    rewrite_jsonl(path, &kept)
+}
+
+fn rewrite_jsonl<T: Serialize>(path: &Path, lines: &[T]) -> Result<()> {
+    let kept: Vec<String> = lines.iter().map(serde_json::to_string).collect::<Result<_, _>>()?;
     let mut text = kept.join("\n");
     if !text.is_empty() {
         text.push('\n');
@@ -342,7 +507,8 @@ fn keep_log_until(path: &Path, step: usize) -> Result<()> {
 }
 
 /// Draws the loss curve of a run's log as SVG: the loss of every step (each step sees other
-/// samples, so it is noisy) and, at each epoch's last step, the epoch's mean.
+/// samples, so it is noisy), at each epoch's last step the epoch's mean, and the validation
+/// first-token KL when the run folder has a `val.jsonl`.
 pub fn plot_log(log: &Path, out: &Path, steps_per_epoch: usize) -> Result<()> {
     let lines = read_log(log)?;
     let pts: Vec<(f64, f64)> = lines.iter().map(|l| (l.step as f64, l.loss)).collect();
@@ -355,6 +521,14 @@ pub fn plot_log(log: &Path, out: &Path, steps_per_epoch: usize) -> Result<()> {
             )
         })
         .collect();
-    let series = [("loss per step".to_string(), pts), ("epoch mean".to_string(), means)];
-    crate::plot::line_chart(out, "training loss", "optimizer step", "loss per sample", &series)
+    let mut series = vec![("loss per step".to_string(), pts), ("epoch mean".to_string(), means)];
+    let val_log = log.with_file_name("val.jsonl");
+    let val: Vec<ValLine> = crate::io::read_jsonl(&val_log)?;
+    if !val.is_empty() {
+        series.push((
+            "validation first-token KL".to_string(),
+            val.iter().map(|v| (v.step as f64, v.first_token_kl)).collect(),
+        ));
+    }
+    crate::plot::line_chart(out, "training loss", "optimizer step", "loss per question", &series)
 }

@@ -10,7 +10,11 @@ pub struct AdamW {
     pub beta2: f64,
     pub eps: f64,
     pub weight_decay: f64,
+    /// First moments (stored beside, not inside, the serialized state).
+    #[serde(skip)]
     pub m: Vec<f32>,
+    /// Second moments (stored beside, not inside, the serialized state).
+    #[serde(skip)]
     pub v: Vec<f32>,
     /// Updates applied so far.
     pub t: u64,

@@ -1,7 +1,10 @@
-//! Self-supervised training samples: k documents from one data entry plus a task prompt
-//! (the entry's question, or a generic instruction). Gold answers are never read.
+//! Self-supervised training samples: a document set plus one or more task prompts over it.
+//! A sample always holds what its questions need, found from the data's structure (never
+//! from gold answers): a biography set is generated with its questions about its own people;
+//! a QA entry keeps all its paragraphs, or at least its supporting ones.
 
-use crate::data::{Document, load_samples};
+use crate::data::synth::{BioStyle, biography_questions};
+use crate::data::{Document, Sample, load_dataset};
 use crate::model::Model;
 use anyhow::{Result, bail};
 use rand::rngs::StdRng;
@@ -11,7 +14,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::path::PathBuf;
 
-/// Generic task prompts used instead of an entry's question.
+/// Generic task prompts used instead of an entry's question (only with a generic-task
+/// probability above 0).
 pub const GENERIC_TASKS: [&str; 4] = [
     "",
     "What is the main fact in the passages?",
@@ -19,14 +23,20 @@ pub const GENERIC_TASKS: [&str; 4] = [
     "Summarize the passages in one sentence.",
 ];
 
-/// Added to the seed of synthetic generators used for training.
+/// Added to the seed of training draws, so synthetic sets never coincide with the
+/// evaluation's (which uses small seeds).
 pub const SYNTH_SEED_OFFSET: u64 = 1_000_003;
+/// Added to the seed of validation draws (disjoint from training's and evaluation's).
+pub const VALIDATION_SEED_OFFSET: u64 = 2_000_029;
+/// Every this many entries of a data file, the last one is kept for validation only.
+pub const VALIDATION_EVERY: usize = 10;
 
-/// One training sample. `task` empty means the summary instruction of the prompt layout.
+/// One training sample: documents and the task prompts asked over them (each task is a
+/// question, or empty for the summary instruction of the prompt layout).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct TrainSample {
     pub docs: Vec<Document>,
-    pub task: String,
+    pub tasks: Vec<String>,
 }
 
 impl TrainSample {
@@ -38,17 +48,36 @@ impl TrainSample {
     }
 }
 
+/// Which part of the data a draw comes from: training and validation never share an entry
+/// of a data file, nor a synthetic seed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Split {
+    Train,
+    Validation,
+}
+
 /// How samples are drawn.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct SampleSpec {
-    /// Data files in the shared format, or synthetic sets (`synth:biography`, `synth:niah`).
+    /// Data files in the shared format (optionally `FILE#A..B`, an entry range), or synthetic
+    /// sets (`synth:biography`, `synth:niah[:K]`).
     pub files: Vec<PathBuf>,
     pub count: usize,
+    /// People per biography set (drawn uniformly); for data files with `distractors`, the
+    /// number of documents to fill up to.
     pub k_min: usize,
     pub k_max: usize,
+    /// Paragraphs kept per data-file entry: its supporting ones, then others at random up to
+    /// this many, in the entry's order (0, and absent in older configs: all, as the reference).
+    #[serde(default)]
+    pub max_docs: usize,
+    /// Questions per biography set (distinct, each about one of its people; at most 6 per
+    /// person). Data-file entries have one (absent in older configs: 1).
+    #[serde(default = "one")]
+    pub questions: usize,
     /// Documents are cut to this many tokens (0: no cut).
     pub max_doc_tokens: usize,
-    /// Probability of a generic instruction instead of the entry's question.
+    /// Probability of a generic instruction instead of the entry's question (default 0).
     pub generic_task_prob: f64,
     /// Data-file entries are re-cut into windows of this many tokens of their joined texts
     /// (0: documents as they are; absent in older configs). Synthetic sets are not re-cut.
@@ -70,6 +99,10 @@ pub struct SampleSpec {
     pub seed: u64,
 }
 
+fn one() -> usize {
+    1
+}
+
 /// Cuts `text` to at most `max` tokens (at a token boundary, decoded back to text).
 fn cut(model: &Model, text: &str, max: usize) -> Result<String> {
     let ids = model.tokenizer.encode(text)?;
@@ -83,9 +116,10 @@ fn cut(model: &Model, text: &str, max: usize) -> Result<String> {
 /// A copy of `d` (no id) with its text cut to `max` tokens.
 fn cut_document(model: &Model, d: &Document, max: usize) -> Result<Document> {
     Ok(Document {
-        id: None,
         title: d.title.clone(),
         text: cut(model, &d.text, max)?,
+        is_supporting: d.is_supporting,
+        ..Default::default()
     })
 }
 
@@ -116,93 +150,162 @@ fn chunked(model: &Model, ctxs: &[Document], size: usize, stride: usize) -> Resu
         .into_iter()
         .map(|w| {
             Ok(Document {
-                id: None,
-                title: String::new(),
                 text: model.tokenizer.decode(w)?,
+                ..Default::default()
             })
         })
         .collect()
 }
 
-/// Draws `spec.count` samples, cycling over the entries of the files in a seeded order.
-pub fn draw_samples(model: &Model, spec: &SampleSpec) -> Result<Vec<TrainSample>> {
-    if spec.chunk_stride > 0 && (spec.chunk_tokens == 0 || spec.chunk_stride > spec.chunk_tokens) {
-        bail!(
-            "--chunk-stride {} needs --chunk-tokens of at least that many (got {}); a larger stride would skip text",
-            spec.chunk_stride,
-            spec.chunk_tokens
-        );
+/// Where a sample's documents come from.
+enum Entry {
+    /// An entry of a data file (or of a fixed synthetic set such as needles).
+    Data(Sample),
+    /// A fresh biography set, generated at draw time with its questions.
+    Biography,
+}
+
+/// Indices of the paragraphs kept from an entry of `n`: all when `max` is 0 or ≥ n, else the
+/// supporting ones and random others up to `max`, in the entry's order.
+fn keep_paragraphs(ctxs: &[Document], max: usize, rng: &mut StdRng) -> Vec<usize> {
+    let n = ctxs.len();
+    if max == 0 || max >= n {
+        return (0..n).collect();
     }
-    if spec.chunk_tokens > 0 && spec.max_doc_tokens > 0 && spec.max_doc_tokens < spec.chunk_tokens {
-        bail!(
-            "--max-doc-tokens {} would cut every {}-token window of --chunk-tokens; leave it out (no cut) or make the windows smaller",
-            spec.max_doc_tokens,
-            spec.chunk_tokens
-        );
+    let (mut keep, mut rest): (Vec<usize>, Vec<usize>) = (0..n).partition(|&i| ctxs[i].is_supporting == Some(true));
+    rest.shuffle(rng);
+    let room = max.saturating_sub(keep.len());
+    keep.extend(rest.into_iter().take(room));
+    keep.sort_unstable();
+    keep
+}
+
+impl SampleSpec {
+    fn check(&self) -> Result<()> {
+        if self.chunk_stride > 0 && (self.chunk_tokens == 0 || self.chunk_stride > self.chunk_tokens) {
+            bail!(
+                "a window stride of {} needs windows of at least that many tokens (got {}); a larger stride would skip text",
+                self.chunk_stride,
+                self.chunk_tokens
+            );
+        }
+        if self.chunk_tokens > 0 && self.max_doc_tokens > 0 && self.max_doc_tokens < self.chunk_tokens {
+            bail!(
+                "a document cut of {} tokens would cut every {}-token window; use no cut or smaller windows",
+                self.max_doc_tokens,
+                self.chunk_tokens
+            );
+        }
+        if self.k_min == 0 || self.k_min > self.k_max {
+            bail!("need 1 ≤ k-min ≤ k-max (got {}..{})", self.k_min, self.k_max);
+        }
+        if self.questions == 0 {
+            bail!("need at least one question per sample");
+        }
+        if !(0.0..=1.0).contains(&self.generic_task_prob) {
+            bail!(
+                "the generic-task probability must lie in [0, 1] (got {})",
+                self.generic_task_prob
+            );
+        }
+        Ok(())
     }
-    let stride = match spec.chunk_stride {
-        0 => spec.chunk_tokens,
-        s => s,
-    };
-    let mut entries = Vec::new();
-    for f in &spec.files {
-        let name = f.to_string_lossy();
-        let loaded = if name.starts_with("synth:") {
-            // Synthetic sets are drawn with a seed offset so they never coincide with the
-            // evaluation's (which uses small seeds).
-            crate::eval::load_dataset(&name, spec.count, spec.seed + SYNTH_SEED_OFFSET)?.1
-        } else {
-            let mut file = load_samples(f)?;
-            for s in &mut file {
-                if spec.lowercase_docs {
+
+    /// The entries of every file, those of `split` only.
+    fn entries(&self, model: &Model, split: Split) -> Result<Vec<Entry>> {
+        let stride = match self.chunk_stride {
+            0 => self.chunk_tokens,
+            s => s,
+        };
+        let mut entries = Vec::new();
+        for f in &self.files {
+            let name = f.to_string_lossy();
+            if name == "synth:biography" {
+                entries.extend((0..self.count).map(|_| Entry::Biography));
+                continue;
+            }
+            let seed = self.seed.wrapping_add(match split {
+                Split::Train => SYNTH_SEED_OFFSET,
+                Split::Validation => VALIDATION_SEED_OFFSET,
+            });
+            let (_, loaded) = load_dataset(&name, usize::MAX, seed)?;
+            let synthetic = name.starts_with("synth:");
+            for (i, mut s) in loaded.into_iter().enumerate() {
+                let validation = i % VALIDATION_EVERY == VALIDATION_EVERY - 1;
+                if !synthetic && validation != (split == Split::Validation) {
+                    continue;
+                }
+                if !synthetic && self.lowercase_docs {
                     for d in &mut s.ctxs {
                         d.title = d.title.to_lowercase();
                         d.text = d.text.to_lowercase();
                     }
                 }
-                if spec.chunk_tokens > 0 {
-                    s.ctxs = chunked(model, &s.ctxs, spec.chunk_tokens, stride)?;
+                if !synthetic && self.chunk_tokens > 0 {
+                    s.ctxs = chunked(model, &s.ctxs, self.chunk_tokens, stride)?;
+                }
+                if !s.ctxs.is_empty() {
+                    entries.push(Entry::Data(s));
                 }
             }
-            file
-        };
-        entries.extend(loaded.into_iter().filter(|s| !s.ctxs.is_empty()));
+        }
+        if entries.is_empty() {
+            match split {
+                Split::Train => bail!("no entries with documents in the training data"),
+                Split::Validation => bail!(
+                    "no validation entries: every {VALIDATION_EVERY}th entry of a data file is held out for validation, so a file needs at least {VALIDATION_EVERY}"
+                ),
+            }
+        }
+        Ok(entries)
     }
-    if entries.is_empty() {
-        bail!("no entries with documents in the training files");
-    }
-    if spec.k_min == 0 || spec.k_min > spec.k_max {
-        bail!("need 1 ≤ k-min ≤ k-max (got {}..{})", spec.k_min, spec.k_max);
-    }
-    let mut rng = StdRng::seed_from_u64(spec.seed);
+}
+
+/// Draws `count` samples of `split`, cycling over the entries of the files in a seeded order.
+/// Deterministic for a spec.
+pub fn draw_samples(model: &Model, spec: &SampleSpec, split: Split, count: usize) -> Result<Vec<TrainSample>> {
+    spec.check()?;
+    let entries = spec.entries(model, split)?;
+    let mut rng = StdRng::seed_from_u64(spec.seed.wrapping_add(match split {
+        Split::Train => SYNTH_SEED_OFFSET,
+        Split::Validation => VALIDATION_SEED_OFFSET,
+    }));
     let mut order: Vec<usize> = (0..entries.len()).collect();
-    let mut out = Vec::with_capacity(spec.count);
-    while out.len() < spec.count {
+    let mut out = Vec::with_capacity(count);
+    while out.len() < count {
         order.shuffle(&mut rng);
         for &e in &order {
-            if out.len() == spec.count {
+            if out.len() == count {
                 break;
             }
-            let entry = &entries[e];
             let want = rng.random_range(spec.k_min..=spec.k_max);
-            let k = want.min(entry.ctxs.len());
-            let mut idx: Vec<usize> = (0..entry.ctxs.len()).collect();
-            idx.shuffle(&mut rng);
-            let mut docs = idx[..k]
+            let entry = match &entries[e] {
+                Entry::Biography => {
+                    let (docs, tasks) = biography_questions(&mut rng, want, spec.questions, BioStyle::Training);
+                    out.push(TrainSample { docs, tasks });
+                    continue;
+                }
+                Entry::Data(s) => s,
+            };
+            let keep = keep_paragraphs(&entry.ctxs, spec.max_docs, &mut rng);
+            let mut docs = keep
                 .iter()
                 .map(|&i| cut_document(model, &entry.ctxs[i], spec.max_doc_tokens))
                 .collect::<Result<Vec<_>>>()?;
-            if spec.distractors && want > k && entries.len() > 1 {
+            let others: Vec<&Sample> = entries
+                .iter()
+                .enumerate()
+                .filter_map(|(o, x)| match x {
+                    Entry::Data(s) if o != e => Some(s),
+                    _ => None,
+                })
+                .collect();
+            if spec.distractors && want > docs.len() && !others.is_empty() {
                 while docs.len() < want {
-                    let o = rng.random_range(0..entries.len());
-                    if o != e {
-                        let other = &entries[o].ctxs;
-                        docs.push(cut_document(
-                            model,
-                            &other[rng.random_range(0..other.len())],
-                            spec.max_doc_tokens,
-                        )?);
-                    }
+                    let other = &others[rng.random_range(0..others.len())].ctxs;
+                    let mut d = cut_document(model, &other[rng.random_range(0..other.len())], spec.max_doc_tokens)?;
+                    d.is_supporting = None;
+                    docs.push(d);
                 }
                 docs.shuffle(&mut rng);
             }
@@ -212,7 +315,10 @@ pub fn draw_samples(model: &Model, spec: &SampleSpec) -> Result<Vec<TrainSample>
             } else {
                 entry.question.clone()
             };
-            out.push(TrainSample { docs, task });
+            out.push(TrainSample {
+                docs,
+                tasks: vec![task],
+            });
         }
     }
     Ok(out)

@@ -1,4 +1,5 @@
-//! The student: one sequence `preamble, [H;D1;T], …, [H;Dk;T], task prompt, teacher tokens`
+//! The student: one sequence `preamble, [H;D1;T], …, [H;Dk;T]` and one tail per question (task
+//! prompt + teacher tokens), each tail seeing the documents and itself only,
 //! with a block-diagonal mask on the differentiable path; loss against the teacher; gradients
 //! for the header and trailer only.
 
@@ -22,19 +23,21 @@ pub enum LossKind {
 }
 
 /// Loss value and gradients of one sample: d loss / d header [N_h·d] and / d trailer [N_t·d].
+/// The loss is the sum over the sample's questions.
 pub struct StudentGrad {
     pub loss: f32,
     pub header: Vec<f32>,
     pub trailer: Vec<f32>,
+    /// Questions the loss sums over.
+    pub questions: usize,
 }
 
-/// Loss of student log-probabilities `lq` [G, V] against the teacher's top-k outputs: the
-/// per-position losses summed, the first position's multiplied by `first_weight` (1: plain sum).
-pub fn loss_from_logits(logits: &Tensor, teacher: &TeacherOut, kind: LossKind, first_weight: f32) -> Result<Tensor> {
+/// Per-position losses [G] of student logits [G, V] against the teacher's top-k outputs.
+fn per_position_loss(logits: &Tensor, teacher: &TeacherOut, kind: LossKind) -> Result<Tensor> {
     let dev = Device::Cpu;
     let g = teacher.tokens.len();
     let lq = candle_nn::ops::log_softmax(logits, D::Minus1)?;
-    let per_position = if kind == LossKind::Ce {
+    Ok(if kind == LossKind::Ce {
         let t = Tensor::new(teacher.tokens.as_slice(), &dev)?.unsqueeze(1)?;
         lq.gather(&t, 1)?.neg()?.squeeze(1)?
     } else {
@@ -51,12 +54,30 @@ pub fn loss_from_logits(logits: &Tensor, teacher: &TeacherOut, kind: LossKind, f
         let q_rest = (1.0 - lq_top.exp()?.sum(1)?)?.clamp(1e-12, 1.0)?;
         let kl_rest = (&p_rest * (p_rest.clamp(1e-12, 1.0)?.log()? - q_rest.log()?)?)?;
         (kl_top + kl_rest)?
-    };
+    })
+}
+
+/// Loss of student logits [G, V] against the teacher's top-k outputs: the per-position losses
+/// summed, the first position's multiplied by `first_weight` (1: plain sum).
+pub fn loss_from_logits(logits: &Tensor, teacher: &TeacherOut, kind: LossKind, first_weight: f32) -> Result<Tensor> {
+    weighted_loss(logits, teacher, kind, &[0], first_weight)
+}
+
+/// The per-position losses summed, those at `firsts` (each question's first answer position)
+/// multiplied by `first_weight`.
+fn weighted_loss(
+    logits: &Tensor,
+    teacher: &TeacherOut,
+    kind: LossKind,
+    firsts: &[usize],
+    first_weight: f32,
+) -> Result<Tensor> {
+    let g = teacher.tokens.len();
     let mut weights = vec![1f32; g];
-    if let Some(w) = weights.first_mut() {
-        *w = first_weight;
+    for &f in firsts {
+        weights[f] = first_weight;
     }
-    Ok((per_position * Tensor::from_vec(weights, g, &dev)?)?.sum_all()?)
+    Ok((per_position_loss(logits, teacher, kind)? * Tensor::from_vec(weights, g, &Device::Cpu)?)?.sum_all()?)
 }
 
 /// How the student runs: the loss, per-layer recomputation, and which adapter rows learn.
@@ -69,41 +90,114 @@ pub struct StudentMode {
     /// computed by one inference forward and only the trailer and prompt rows take the
     /// differentiable path. Same loss and trailer gradient as the full path.
     pub freeze_header: bool,
-    /// Weight of the first teacher token's loss (the others weigh 1).
+    /// Weight of each question's first teacher token's loss (the others weigh 1).
     pub first_token_weight: f32,
 }
 
-/// Runs the student on one sample and returns its loss and the adapter's gradients
-/// (the header's are zero with `freeze_header`).
-pub fn student_grad(
+/// The student's sequence for one sample: `preamble, [H;D1;T], …, [H;Dk;T]`, then one tail
+/// per question. Each tail sits at the positions right after the documents and attends to
+/// them and to itself only (`Segment::Branch`), exactly as if it were asked alone.
+struct Sequence {
+    x: Tensor,
+    positions: Vec<i64>,
+    mask: AttnMask,
+    /// (first row, tokens) of each document's text, inside its `[H; D; T]` block.
+    docs: Vec<(usize, usize)>,
+    /// Rows whose logits are scored, in order: the last `scored[j]` rows of each tail j.
+    rows: Vec<usize>,
+}
+
+fn sequence(
     model: &Model,
     adapter: &Adapter,
     sample: &TrainSample,
-    teacher: &TeacherOut,
-    mode: StudentMode,
-) -> Result<StudentGrad> {
+    tails: &[Vec<u32>],
+    scored: &[usize],
+) -> Result<Sequence> {
     let (nh, nt) = (adapter.meta.n_header, adapter.meta.n_trailer);
-    let g = teacher.tokens.len();
-    ensure!(g > 0, "the teacher produced no tokens");
-    let seg = segments(model, &sample.docs, &sample.task)?;
+    let seg = segments(model, &sample.docs, "")?;
     let mut parts = vec![model.embed(&seg.preamble)?];
     let mut segs = vec![Segment::Global(seg.preamble.len())];
-    let mut starts = Vec::with_capacity(seg.docs.len());
+    let mut docs = Vec::with_capacity(seg.docs.len());
     let mut at = seg.preamble.len();
     for d in &seg.docs {
-        starts.push((at, d.len()));
+        docs.push((at + nh, d.len()));
         parts.extend([adapter.header.clone(), model.embed(d)?, adapter.trailer.clone()]);
         segs.push(Segment::Isolated(nh + d.len() + nt));
         at += nh + d.len() + nt;
     }
-    let tail: Vec<u32> = seg.prompt.iter().chain(&teacher.tokens[..g - 1]).copied().collect();
-    parts.push(model.embed(&tail)?);
-    segs.push(Segment::Global(tail.len()));
-    let x = Tensor::cat(&parts, 0)?;
-    let n = x.dim(0)?;
-    let positions: Vec<i64> = (0..n as i64).collect();
-    let mask = AttnMask::segments(0, &segs);
-    let loss = |l: &Tensor| loss_from_logits(l, teacher, mode.loss, mode.first_token_weight);
+    let mut positions: Vec<i64> = (0..at as i64).collect();
+    let mut rows = Vec::new();
+    let mut end = at;
+    for (tail, &g) in tails.iter().zip(scored) {
+        ensure!(g <= tail.len(), "a tail of {} tokens cannot score {g} rows", tail.len());
+        parts.push(model.embed(tail)?);
+        segs.push(Segment::Branch(tail.len()));
+        positions.extend((at..at + tail.len()).map(|p| p as i64));
+        end += tail.len();
+        rows.extend(end - g..end);
+    }
+    Ok(Sequence {
+        x: Tensor::cat(&parts, 0)?,
+        positions,
+        mask: AttnMask::segments(0, &segs),
+        docs,
+        rows,
+    })
+}
+
+/// The task prompts' tokens of a sample, one per question.
+fn prompts(model: &Model, sample: &TrainSample) -> Result<Vec<Vec<u32>>> {
+    sample
+        .tasks
+        .iter()
+        .map(|t| Ok(segments(model, &[], t)?.prompt))
+        .collect()
+}
+
+/// Runs the student on one sample (every question over one pass of its documents) and returns
+/// its loss, summed over the questions, and the adapter's gradients (the header's are zero
+/// with `freeze_header`). Equals the sum of separate runs, one per question.
+pub fn student_grad(
+    model: &Model,
+    adapter: &Adapter,
+    sample: &TrainSample,
+    teachers: &[TeacherOut],
+    mode: StudentMode,
+) -> Result<StudentGrad> {
+    let (nh, nt) = (adapter.meta.n_header, adapter.meta.n_trailer);
+    ensure!(
+        teachers.len() == sample.tasks.len() && !teachers.is_empty(),
+        "{} teacher outputs for {} questions",
+        teachers.len(),
+        sample.tasks.len()
+    );
+    ensure!(
+        teachers.iter().all(|t| !t.tokens.is_empty()),
+        "the teacher produced no tokens"
+    );
+    let tails: Vec<Vec<u32>> = prompts(model, sample)?
+        .into_iter()
+        .zip(teachers)
+        .map(|(p, t)| {
+            p.into_iter()
+                .chain(t.tokens[..t.tokens.len() - 1].iter().copied())
+                .collect()
+        })
+        .collect();
+    let scored: Vec<usize> = teachers.iter().map(|t| t.tokens.len()).collect();
+    let sq = sequence(model, adapter, sample, &tails, &scored)?;
+    let teacher = TeacherOut::concat(teachers);
+    let firsts: Vec<usize> = scored
+        .iter()
+        .scan(0, |at, &g| {
+            let f = *at;
+            *at += g;
+            Some(f)
+        })
+        .collect();
+    let loss = |l: &Tensor| weighted_loss(l, &teacher, mode.loss, &firsts, mode.first_token_weight);
+    let n = sq.x.dim(0)?;
     let d = model.config.hidden_size;
     let mut header = vec![0f32; nh * d];
     let mut trailer = vec![0f32; nt * d];
@@ -112,47 +206,53 @@ pub fn student_grad(
             .zip(&grad[row * d..(row + rows) * d])
             .for_each(|(a, b)| *a += b);
     };
+    let questions = teachers.len();
     if !mode.freeze_header {
-        let rows: Vec<usize> = (n - g..n).collect();
         let (value, grad) = model.loss_and_input_grad(
-            &x,
-            &positions,
-            &Arc::new(mask),
-            &rows,
+            &sq.x,
+            &sq.positions,
+            &Arc::new(sq.mask),
+            &sq.rows,
             &loss,
             mode.grad_checkpoint,
             None,
         )?;
         let grad = grad.flatten_all()?.to_vec1::<f32>()?;
-        for &(s, len) in &starts {
-            add(&mut header, &grad, s, nh);
-            add(&mut trailer, &grad, s + nh + len, nt);
+        for &(s, len) in &sq.docs {
+            add(&mut header, &grad, s - nh, nh);
+            add(&mut trailer, &grad, s + len, nt);
         }
         return Ok(StudentGrad {
             loss: value,
             header,
             trailer,
+            questions,
         });
     }
     // Frozen header: the constant rows' K,V from one inference forward over the whole sequence,
-    // then the differentiable path over the trailers and the tail only.
+    // then the differentiable path over the trailers and the tails only.
     let mut cache = model.new_cache(n);
-    model.forward(Input::Embeddings(&x), &positions, &mask, &mut cache, &Rows::None)?;
-    let mut live: Vec<usize> = starts
-        .iter()
-        .flat_map(|&(s, len)| s + nh + len..s + nh + len + nt)
-        .collect();
-    live.extend(n - tail.len()..n);
-    let ids = Tensor::new(live.iter().map(|&r| r as u32).collect::<Vec<_>>(), x.device())?;
-    let live_pos: Vec<i64> = live.iter().map(|&r| r as i64).collect();
-    let live_mask = Arc::new(mask.select_rows(&live)?);
-    let rows: Vec<usize> = (live.len() - g..live.len()).collect();
+    model.forward(
+        Input::Embeddings(&sq.x),
+        &sq.positions,
+        &sq.mask,
+        &mut cache,
+        &Rows::None,
+    )?;
+    let tails_start = n - tails.iter().map(|t| t.len()).sum::<usize>();
+    let mut live: Vec<usize> = sq.docs.iter().flat_map(|&(s, len)| s + len..s + len + nt).collect();
+    live.extend(tails_start..n);
+    let ids = Tensor::new(live.iter().map(|&r| r as u32).collect::<Vec<_>>(), sq.x.device())?;
+    let live_pos: Vec<i64> = live.iter().map(|&r| sq.positions[r]).collect();
+    let live_mask = Arc::new(sq.mask.select_rows(&live)?);
+    let shift = tails_start - (live.len() - (n - tails_start));
+    let rows: Vec<usize> = sq.rows.iter().map(|&r| r - shift).collect();
     let frozen = FrozenKv {
         cache: &cache,
         live: &live,
     };
     let (value, grad) = model.loss_and_input_grad(
-        &x.index_select(&ids, 0)?,
+        &sq.x.index_select(&ids, 0)?,
         &live_pos,
         &live_mask,
         &rows,
@@ -161,12 +261,46 @@ pub fn student_grad(
         Some(&frozen),
     )?;
     let grad = grad.flatten_all()?.to_vec1::<f32>()?;
-    for i in 0..starts.len() {
+    for i in 0..sq.docs.len() {
         add(&mut trailer, &grad, i * nt, nt);
     }
     Ok(StudentGrad {
         loss: value,
         header,
         trailer,
+        questions,
     })
+}
+
+/// First-answer-token KL(teacher ‖ student) of every question of a sample, from one inference
+/// forward of the student (what the evaluation's first-token KL measures, against the
+/// teacher's top-k outputs). Used to pick the best checkpoint on held-out samples.
+pub fn first_token_kl(
+    model: &Model,
+    adapter: &Adapter,
+    sample: &TrainSample,
+    teachers: &[TeacherOut],
+) -> Result<Vec<f32>> {
+    ensure!(teachers.len() == sample.tasks.len(), "one teacher output per question");
+    let tails = prompts(model, sample)?;
+    let sq = sequence(model, adapter, sample, &tails, &vec![1; tails.len()])?;
+    let mut cache = model.new_cache(sq.x.dim(0)?);
+    let logits = model
+        .forward(
+            Input::Embeddings(&sq.x),
+            &sq.positions,
+            &sq.mask,
+            &mut cache,
+            &Rows::Some(sq.rows),
+        )?
+        .expect("one row per question");
+    let firsts: Vec<TeacherOut> = teachers
+        .iter()
+        .map(|t| TeacherOut {
+            tokens: t.tokens[..1].to_vec(),
+            top_ids: t.top_ids[..1].to_vec(),
+            top_logp: t.top_logp[..1].to_vec(),
+        })
+        .collect();
+    Ok(per_position_loss(&logits, &TeacherOut::concat(&firsts), LossKind::Kl)?.to_vec1::<f32>()?)
 }

@@ -120,68 +120,161 @@ fn person(rng: &mut StdRng, name: String) -> Person {
     }
 }
 
-fn biography(p: &Person) -> String {
-    format!(
-        "{n} was born on {b} in {bp}. {n} studied {m} at {u}. After graduating, {n} worked for {e} in {c}.",
-        n = p.name,
-        b = p.born,
-        bp = p.birthplace,
-        m = p.major,
-        u = p.university,
-        e = p.employer,
-        c = p.city
-    )
+/// `k` people with distinct names.
+fn people(rng: &mut StdRng, k: usize) -> Vec<Person> {
+    let mut names: Vec<String> = Vec::with_capacity(k);
+    while names.len() < k.min(FIRST.len() * LAST.len()) {
+        let name = format!("{} {}", FIRST.choose(rng).unwrap(), LAST.choose(rng).unwrap());
+        if !names.contains(&name) {
+            names.push(name);
+        }
+    }
+    names.into_iter().map(|nm| person(rng, nm)).collect()
+}
+
+/// How biographies and their questions are worded. The evaluation's `synth:biography` is
+/// `Standard`; training draws from `Training` (the standard wording among others); `Heldout`
+/// uses wordings that training never sees, to judge whether an adapter generalises.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BioStyle {
+    Standard,
+    Training,
+    Heldout,
+}
+
+/// Biography templates: `{n}` name, `{b}` birth date, `{bp}` birthplace, `{m}` major,
+/// `{u}` university, `{e}` employer, `{c}` city of work. The first is the standard one.
+const TRAINING_TEMPLATES: [&str; 5] = [
+    "{n} was born on {b} in {bp}. {n} studied {m} at {u}. After graduating, {n} worked for {e} in {c}.",
+    "{n} is a graduate of {u}, where they majored in {m}. Born in {bp} on {b}, {n} later joined {e} and moved to {c}.",
+    "Born on {b} in {bp}, {n} earned a degree in {m} from {u}. {n} now works at {e}, based in {c}.",
+    "Name: {n}. Date of birth: {b}. Place of birth: {bp}. Education: {m}, {u}. Employer: {e}. Work city: {c}.",
+    "After studying {m} at {u}, {n} took a job with {e} in {c}. {n} had been born in {bp} on {b}.",
+];
+const HELDOUT_TEMPLATES: [&str; 2] = [
+    "{e} hired {n} to work in its {c} office. A native of {bp}, {n} was born on {b} and holds a {m} degree from {u}.",
+    "The story of {n} starts in {bp}, on {b}. Years later came {m} studies at {u}, followed by a position at {e} in the city of {c}.",
+];
+/// Question wordings per attribute (birth date, birthplace, university, major, employer,
+/// city of work); the first of each is the standard one.
+const TRAINING_QUESTIONS: [[&str; 2]; 6] = [
+    ["When was {n} born?", "What is the birth date of {n}?"],
+    ["Where was {n} born?", "In which city was {n} born?"],
+    ["Which university did {n} attend?", "Where did {n} go to university?"],
+    ["What did {n} study?", "What was the major of {n}?"],
+    ["Which company did {n} work for?", "Who employed {n}?"],
+    ["In which city did {n} work?", "Which city did {n} work in?"],
+];
+const HELDOUT_QUESTIONS: [&str; 6] = [
+    "On what date was {n} born?",
+    "What city is {n} originally from?",
+    "From which university did {n} graduate?",
+    "Which subject did {n} major in?",
+    "What is the name of the employer of {n}?",
+    "In what city is the workplace of {n}?",
+];
+
+impl Person {
+    fn fill(&self, template: &str) -> String {
+        template
+            .replace("{n}", &self.name)
+            .replace("{bp}", self.birthplace)
+            .replace("{b}", &self.born)
+            .replace("{m}", self.major)
+            .replace("{u}", self.university)
+            .replace("{e}", self.employer)
+            .replace("{c}", self.city)
+    }
+
+    /// The value of attribute `a` (0..6, in the order of the question tables).
+    fn attribute(&self, a: usize) -> String {
+        match a {
+            0 => self.born.clone(),
+            1 => self.birthplace.to_string(),
+            2 => self.university.to_string(),
+            3 => self.major.to_string(),
+            4 => self.employer.to_string(),
+            _ => self.city.to_string(),
+        }
+    }
+}
+
+impl BioStyle {
+    fn biography(self, rng: &mut StdRng, p: &Person) -> String {
+        match self {
+            BioStyle::Standard => p.fill(TRAINING_TEMPLATES[0]),
+            BioStyle::Training => p.fill(TRAINING_TEMPLATES.choose(rng).unwrap()),
+            BioStyle::Heldout => p.fill(HELDOUT_TEMPLATES.choose(rng).unwrap()),
+        }
+    }
+
+    fn question(self, rng: &mut StdRng, p: &Person, a: usize) -> String {
+        let template = match self {
+            BioStyle::Standard => TRAINING_QUESTIONS[a][0],
+            BioStyle::Training => TRAINING_QUESTIONS[a].choose(rng).unwrap(),
+            BioStyle::Heldout => HELDOUT_QUESTIONS[a],
+        };
+        p.fill(template)
+    }
+}
+
+/// A set of `k` people, one document each (titled by the name), worded in `style`.
+struct BioSet {
+    people: Vec<Person>,
+    docs: Vec<Document>,
+}
+
+fn bio_set(rng: &mut StdRng, k: usize, style: BioStyle) -> BioSet {
+    let people = people(rng, k);
+    let docs = people
+        .iter()
+        .map(|p| Document {
+            title: p.name.clone(),
+            text: style.biography(rng, p),
+            ..Default::default()
+        })
+        .collect();
+    BioSet { people, docs }
 }
 
 /// `n` biography samples of `k` people each (distinct names within a sample), deterministic
-/// for a seed. Each person is one document titled by their name.
-pub fn biographies(n: usize, k: usize, seed: u64) -> Vec<Sample> {
+/// for a seed, with one question about one attribute of one of them. Each person is one
+/// document titled by their name.
+pub fn biographies(n: usize, k: usize, seed: u64, style: BioStyle) -> Vec<Sample> {
     let mut rng = StdRng::seed_from_u64(seed);
     (0..n)
         .map(|_| {
-            let mut names: Vec<String> = Vec::with_capacity(k);
-            while names.len() < k.min(FIRST.len() * LAST.len()) {
-                let name = format!("{} {}", FIRST.choose(&mut rng).unwrap(), LAST.choose(&mut rng).unwrap());
-                if !names.contains(&name) {
-                    names.push(name);
-                }
-            }
-            let people: Vec<Person> = names.into_iter().map(|nm| person(&mut rng, nm)).collect();
-            let target = &people[rng.random_range(0..people.len())];
-            let (question, answer) = match rng.random_range(0..6) {
-                0 => (format!("When was {} born?", target.name), target.born.clone()),
-                1 => (
-                    format!("Where was {} born?", target.name),
-                    target.birthplace.to_string(),
-                ),
-                2 => (
-                    format!("Which university did {} attend?", target.name),
-                    target.university.to_string(),
-                ),
-                3 => (format!("What did {} study?", target.name), target.major.to_string()),
-                4 => (
-                    format!("Which company did {} work for?", target.name),
-                    target.employer.to_string(),
-                ),
-                _ => (
-                    format!("In which city did {} work?", target.name),
-                    target.city.to_string(),
-                ),
-            };
+            let set = bio_set(&mut rng, k, style);
+            let target = &set.people[rng.random_range(0..set.people.len())];
+            let a = rng.random_range(0..6);
             Sample {
-                question,
-                answers: vec![answer],
-                ctxs: people
-                    .iter()
-                    .map(|p| Document {
-                        id: None,
-                        title: p.name.clone(),
-                        text: biography(p),
-                    })
-                    .collect(),
+                question: style.question(&mut rng, target, a),
+                answers: vec![target.attribute(a)],
+                ctxs: set.docs,
             }
         })
         .collect()
+}
+
+/// A biography set for training: `k` people worded in `style` and `questions` distinct
+/// questions about them (at most 6k), each about a person of the set.
+/// Returns (documents, questions).
+pub fn biography_questions(
+    rng: &mut StdRng,
+    k: usize,
+    questions: usize,
+    style: BioStyle,
+) -> (Vec<Document>, Vec<String>) {
+    let set = bio_set(rng, k, style);
+    let pairs: Vec<(usize, usize)> = (0..set.people.len())
+        .flat_map(|p| (0..6).map(move |a| (p, a)))
+        .collect();
+    let chosen: Vec<(usize, usize)> = pairs.sample(rng, questions.min(pairs.len())).copied().collect();
+    let qs = chosen
+        .into_iter()
+        .map(|(p, a)| style.question(rng, &set.people[p], a))
+        .collect();
+    (set.docs, qs)
 }
 
 #[cfg(test)]
@@ -190,9 +283,9 @@ mod tests {
 
     #[test]
     fn generator_is_deterministic_per_seed_and_answerable() {
-        let a = biographies(5, 6, 1);
-        let b = biographies(5, 6, 1);
-        let c = biographies(5, 6, 2);
+        let a = biographies(5, 6, 1, BioStyle::Standard);
+        let b = biographies(5, 6, 1, BioStyle::Standard);
+        let c = biographies(5, 6, 2, BioStyle::Standard);
         assert_eq!(
             format!("{:?}", a.iter().map(|s| (&s.question, &s.ctxs)).collect::<Vec<_>>()),
             format!("{:?}", b.iter().map(|s| (&s.question, &s.ctxs)).collect::<Vec<_>>())
@@ -285,9 +378,9 @@ pub fn needles(n: usize, k: usize, words: usize, seed: u64) -> Vec<Sample> {
                     .into_iter()
                     .enumerate()
                     .map(|(i, s)| Document {
-                        id: None,
                         title: format!("Notes, part {}", i + 1),
                         text: s.join(" "),
+                        ..Default::default()
                     })
                     .collect(),
             }
