@@ -7,7 +7,7 @@ use kvpacket::eval::reference::ReferenceCache;
 use kvpacket::eval::report::write_report;
 use kvpacket::eval::{Runner, read_records};
 use kvpacket::methods::layout::segments;
-use kvpacket::methods::{Engine, Full, Method, Packets, QuestionOnly, Recompute};
+use kvpacket::methods::{Engine, Full, Method, Packets, QuestionOnly};
 use kvpacket::model::tiny::{TinySpec, write_tiny_model};
 use kvpacket::model::{Model, WeightMode};
 use kvpacket::packet::KvDtype;
@@ -23,7 +23,7 @@ fn runner_records_every_pair_resumes_and_reports() {
         Box::new(Full),
         Box::new(Packets::none(&m).unwrap()),
         Box::new(QuestionOnly),
-        Box::new(Recompute::parse(&m, "epic:2").unwrap().unwrap()),
+        kvpacket::methods::method_by_name("epic:2", &m, None).unwrap(),
     ];
     let out = dir.join("out");
     let runner = Runner {

@@ -309,8 +309,9 @@ fn first_logits(
         cached_only: false,
     };
     engine.packet(&Adapter::empty(m).unwrap(), &seg.preamble).unwrap();
+    let adapter = method.packet_adapter().unwrap_or(Adapter::empty(m).unwrap());
     for d in &seg.docs {
-        engine.packet(&Adapter::empty(m).unwrap(), d).unwrap();
+        engine.packet(&adapter, d).unwrap();
     }
     let p = method.prefill(&engine, seg).unwrap();
     (p.first_logits, p.acct)
@@ -362,6 +363,64 @@ fn recompute_baselines_span_none_to_full() {
     let want = kvpacket::methods::forward_flops(&m.config, seg.preamble.len(), seg.doc_tokens());
     assert_eq!(fa.doc_flops, want);
     assert!(Recompute::new(&m, Selection::CacheBlend(1.5)).is_err());
+}
+
+#[test]
+fn recompute_on_adapter_packets_dials_from_kvpacket_and_names_parse() {
+    use kvpacket::methods::method_by_name;
+    let m = model(8);
+    let seg = Segments {
+        preamble: toks(&m, "preamble: "),
+        docs: vec![toks(&m, "first document"), toks(&m, "the second document")],
+        prompt: toks(&m, "question?"),
+        summary: false,
+    };
+    let adapter = Adapter::init(&m, 2, 2, 11).unwrap();
+    let file = tmp("dial").join("a.safetensors");
+    adapter.save(&file).unwrap();
+    let named = |spec: &str| method_by_name(spec, &m, Some(&adapter)).unwrap();
+    let (kv, acct) = first_logits(&m, named("kvpacket").as_ref(), &seg, "dial-kv");
+    assert_eq!(acct.recomputed_tokens, 0);
+    for zero in ["kvpacket+cacheblend:0", "kvpacket+epic:0", "kvpacket+random:0"] {
+        let (got, acct) = first_logits(&m, named(zero).as_ref(), &seg, &format!("dial-{zero}"));
+        assert_eq!(acct.recomputed_tokens, 0, "{zero}");
+        assert!(max_abs(&got, &kv) < 1e-5, "{zero} recomputes nothing: same as kvpacket");
+    }
+    let all = named("kvpacket+cacheblend:1");
+    assert_eq!(all.name(), "kvpacket+cacheblend:1");
+    let (got, acct) = first_logits(&m, all.as_ref(), &seg, "dial-all");
+    assert_eq!(acct.recomputed_tokens, seg.doc_tokens());
+    assert!(
+        max_abs(&got, &kv) > 1e-4,
+        "recomputing every document token changes the answer's logits"
+    );
+    let epic = method_by_name(&format!("kvpacket={}+epic:2", file.display()), &m, None).unwrap();
+    assert_eq!(epic.name(), "kvpacket:a+epic:2");
+    assert_eq!(
+        epic.packet_adapter().unwrap().fingerprint().unwrap(),
+        adapter.fingerprint().unwrap()
+    );
+    let (_, acct) = first_logits(&m, epic.as_ref(), &seg, "dial-epic");
+    assert_eq!(acct.recomputed_tokens, 2, "2 tokens of every document but the first");
+    // Bad names and arguments are errors that say what is wrong.
+    for (bad, says) in [
+        ("cacheblend:1.5", "within 0..1"),
+        ("random:-0.1", "within 0..1"),
+        ("epic:-1", "whole number"),
+        ("kvpacket+epic:x", "whole number"),
+        ("kvpacket+nonsense", "unknown method"),
+        ("fast", "unknown method"),
+        ("kvpacket=/no/such/adapter.safetensors", "neither an adapter file"),
+    ] {
+        let e = method_by_name(bad, &m, Some(&adapter))
+            .err()
+            .unwrap_or_else(|| panic!("{bad} accepted"))
+            .to_string();
+        assert!(e.contains(says), "{bad}: {e}");
+    }
+    let empty = Adapter::empty(&m).unwrap();
+    let e = method_by_name("kvpacket", &m, Some(&empty)).err().unwrap().to_string();
+    assert!(e.contains("needs a trained adapter"), "{e}");
 }
 
 #[test]

@@ -251,7 +251,7 @@ impl Adapter {
 }
 
 /// Folder of the adapters shipped with kvpacket: `$KVPACKET_ADAPTERS`, else `adapters/` of
-/// this source tree.
+/// this source tree. Adapters lie in it as `MODEL/NAME.safetensors` (or directly in it).
 pub fn shipped_dir() -> std::path::PathBuf {
     match std::env::var_os("KVPACKET_ADAPTERS") {
         Some(d) if !d.is_empty() => d.into(),
@@ -259,25 +259,88 @@ pub fn shipped_dir() -> std::path::PathBuf {
     }
 }
 
-/// The shipped adapter made for `model` (matched by model fingerprint).
-pub fn shipped(model: &Model) -> Result<Adapter> {
+/// The adapters shipped for `model` (matched by model fingerprint), as (name, file), sorted by
+/// name. The name is the file's stem: `default` is the general one; others are by domain.
+pub fn shipped_list(model: &Model) -> Vec<(String, std::path::PathBuf)> {
     let dir = shipped_dir();
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .map(|r| r.filter_map(|e| e.ok().map(|e| e.path())).collect())
-        .unwrap_or_default();
-    files.sort();
-    for f in files
-        .iter()
+    let entries = |d: &Path| -> Vec<std::path::PathBuf> {
+        std::fs::read_dir(d)
+            .map(|r| r.filter_map(|e| e.ok().map(|e| e.path())).collect())
+            .unwrap_or_default()
+    };
+    let mut files: Vec<_> = entries(&dir)
+        .into_iter()
+        .flat_map(|p| if p.is_dir() { entries(&p) } else { vec![p] })
         .filter(|f| f.extension().is_some_and(|e| e == "safetensors"))
-    {
-        if let Ok(a) = Adapter::load(f, Some(model)) {
-            return Ok(a);
-        }
+        .filter(|f| Adapter::load(f, Some(model)).is_ok())
+        .filter_map(|f| Some((f.file_stem()?.to_str()?.to_string(), f)))
+        .collect();
+    files.sort();
+    files
+}
+
+/// An adapter by file path, or by the name of one shipped for `model` (`default`, or a
+/// domain's name such as `bio` or `qa`; see [`shipped_list`]).
+pub fn named(model: &Model, spec: &str) -> Result<Adapter> {
+    let path = Path::new(spec);
+    if path.exists() {
+        return Adapter::load(path, Some(model));
     }
-    bail!(
-        "no adapter for model {} in {} (train one with `kvpacket train`)",
-        short(&model.fingerprint),
-        dir.display()
+    let shipped = shipped_list(model);
+    match shipped.iter().find(|(name, _)| name == spec) {
+        Some((_, f)) => Adapter::load(f, Some(model)),
+        None if shipped.is_empty() => bail!(
+            "`{spec}` is neither an adapter file nor an adapter shipped for model {} (none is shipped in {}; train one with `kvpacket train`)",
+            short(&model.fingerprint),
+            shipped_dir().display()
+        ),
+        None => bail!(
+            "`{spec}` is neither an adapter file nor an adapter shipped for this model (shipped: {})",
+            shipped.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(", ")
+        ),
+    }
+}
+
+/// The shipped general adapter made for `model`.
+pub fn shipped(model: &Model) -> Result<Adapter> {
+    named(model, "default")
+}
+
+/// One line on what made an adapter: its training data, steps, question passes and time, or
+/// how an untrained one was initialised.
+pub fn provenance(meta: &AdapterMeta) -> String {
+    let m = &meta.made_by;
+    let size = format!("{}+{} soft tokens", meta.n_header, meta.n_trailer);
+    if m["kind"] != "trained" {
+        return format!("{size}, untrained ({})", m);
+    }
+    let c = &m["config"];
+    let files: Vec<String> = c["samples"]["files"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|f| f.as_str().map(String::from)).collect())
+        .unwrap_or_default();
+    let passes = m["question_passes"]
+        .as_u64()
+        .map_or(String::new(), |q| format!(", {q} question passes"));
+    let val = match &m["validation"] {
+        serde_json::Value::Null => String::new(),
+        v => format!(
+            ", best by validation at step {} (first-token KL {:.4})",
+            v["best_step"],
+            v["first_token_kl"].as_f64().unwrap_or(f64::NAN)
+        ),
+    };
+    format!(
+        "{size}, trained on {} ({} samples, lr {}, batch {}, {} epochs): {} of {} steps{passes}, {:.1} h at {} threads{val}",
+        files.join(" + "),
+        c["samples"]["count"],
+        c["lr"],
+        c["batch"],
+        c["epochs"],
+        m["steps"],
+        m["total_steps"],
+        m["wall_time_s"].as_f64().unwrap_or(0.0) / 3600.0,
+        m["threads"],
     )
 }
 

@@ -1,7 +1,7 @@
 //! `kvpacket adapter init|show`.
 
 use super::ModelArgs;
-use crate::adapter::{Adapter, AdapterInit, HEADER_TEXT, TRAILER_TEXT};
+use crate::adapter::{Adapter, AdapterInit, HEADER_TEXT, TRAILER_TEXT, provenance, shipped_list};
 use anyhow::Result;
 use clap::{Args, Subcommand, ValueEnum};
 use std::path::PathBuf;
@@ -70,8 +70,19 @@ pub enum AdapterAction {
         #[arg(long)]
         out: PathBuf,
     },
-    /// Print an adapter's metadata as JSON.
-    Show { file: PathBuf },
+    /// Say what made an adapter (training data, steps, question passes, time) and print its
+    /// metadata as JSON. ADAPTER is a file, or a shipped name with --model.
+    Show {
+        adapter: String,
+        /// The model whose shipped adapters a name refers to.
+        #[arg(long)]
+        model: Option<String>,
+    },
+    /// List the adapters shipped for a model, with what made each.
+    List {
+        #[command(flatten)]
+        model: ModelArgs,
+    },
 }
 
 pub fn run(action: AdapterAction) -> Result<()> {
@@ -96,11 +107,31 @@ pub fn run(action: AdapterAction) -> Result<()> {
             );
             Ok(())
         }
-        AdapterAction::Show { file } => {
-            let a = Adapter::load(&file, None)?;
+        AdapterAction::Show { adapter, model } => {
+            let a = match (model, std::path::Path::new(&adapter).exists()) {
+                (_, true) => Adapter::load(std::path::Path::new(&adapter), None)?,
+                (Some(m), false) => crate::adapter::named(
+                    &ModelArgs {
+                        model: m,
+                        weights: crate::model::WeightMode::F32,
+                    }
+                    .load()?,
+                    &adapter,
+                )?,
+                (None, false) => anyhow::bail!("no adapter file `{adapter}` (for a shipped name, add --model)"),
+            };
+            eprintln!("{}", provenance(&a.meta));
             let mut v = serde_json::to_value(&a.meta)?;
             v["fingerprint"] = a.fingerprint()?.into();
             println!("{}", serde_json::to_string_pretty(&v)?);
+            Ok(())
+        }
+        AdapterAction::List { model } => {
+            let m = model.load()?;
+            for (name, file) in shipped_list(&m) {
+                let a = Adapter::load(&file, Some(&m))?;
+                println!("{name:<10} {}  {}", file.display(), provenance(&a.meta));
+            }
             Ok(())
         }
     }

@@ -3,7 +3,7 @@
 use super::{AdapterChoice, ModelArgs};
 use crate::data::load_samples;
 use crate::methods::layout::segments;
-use crate::methods::{Engine, Full, Method, Packets, QuestionOnly, Recompute, Segments};
+use crate::methods::{Engine, Segments, method_by_name};
 use crate::model::Model;
 use crate::packet::KvDtype;
 use crate::store::{PacketStore, default_store};
@@ -15,7 +15,9 @@ use std::path::PathBuf;
 pub struct AskArgs {
     #[command(flatten)]
     pub model: ModelArgs,
-    /// full | none | kvpacket | question-only | cacheblend:R | epic:K | random:R
+    /// full | none | question-only | kvpacket[=ADAPTER] | cacheblend:R | epic:K | random:R |
+    /// kvpacket[=ADAPTER]+cacheblend:R|+epic:K|+random:R (recompute on top of adapter
+    /// packets). Plain `kvpacket` uses --adapter, else the model's shipped default.
     #[arg(long, default_value = "kvpacket")]
     pub method: String,
     #[command(flatten)]
@@ -42,28 +44,6 @@ pub struct AskArgs {
     pub json: bool,
     /// The question (defaults to the sample's own question).
     pub question: Option<String>,
-}
-
-/// Builds the method named on the command line.
-pub fn method_by_name(name: &str, model: &Model, adapter: &AdapterChoice) -> Result<Box<dyn Method>> {
-    Ok(match name {
-        "full" => Box::new(Full),
-        "question-only" => Box::new(QuestionOnly),
-        "none" => Box::new(Packets::none(model)?),
-        "kvpacket" => {
-            let a = adapter.load(model)?;
-            if a.is_empty() {
-                bail!("--method kvpacket needs an adapter: --adapter FILE (make one with `kvpacket adapter init`)");
-            }
-            Box::new(Packets::kvpacket(a))
-        }
-        other => match Recompute::parse(model, other)? {
-            Some(r) => Box::new(r),
-            None => {
-                bail!("unknown method `{other}` (full, none, kvpacket, question-only, cacheblend:R, epic:K, random:R)")
-            }
-        },
-    })
 }
 
 fn request(a: &AskArgs, model: &Model, store: &dyn PacketStore) -> Result<Segments> {
@@ -100,7 +80,7 @@ pub fn run(a: AskArgs) -> Result<()> {
     let model = a.model.load()?;
     let store = default_store(1 << 30)?;
     let seg = request(&a, &model, &store)?;
-    let method = method_by_name(&a.method, &model, &a.adapter)?;
+    let method = method_by_name(&a.method, &model, a.adapter.chosen(&model)?.as_ref())?;
     let engine = Engine {
         model: &model,
         store: &store,

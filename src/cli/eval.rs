@@ -2,12 +2,11 @@
 //! a summary, a markdown report and plots.
 
 use super::{AdapterChoice, ModelArgs};
-use crate::adapter::Adapter;
 use crate::data::load_dataset;
 use crate::eval::reference::ReferenceCache;
 use crate::eval::report::write_report;
 use crate::eval::{Runner, read_records};
-use crate::methods::{Engine, Method, Packets};
+use crate::methods::{Engine, Method, method_by_name};
 use crate::packet::KvDtype;
 use crate::store::default_store;
 use anyhow::{Context, Result};
@@ -18,11 +17,14 @@ use std::path::PathBuf;
 pub struct EvalArgs {
     #[command(flatten)]
     pub model: ModelArgs,
-    /// Datasets: JSON files in the shared format, or synth:biography[:K].
+    /// Datasets: JSON files in the shared format (FILE#A..B: entries A to B-1 only),
+    /// synth:biography[:K], synth:biography-heldout[:K] (wordings training never sees) or
+    /// synth:niah[:K].
     #[arg(long = "data", required = true)]
     pub data: Vec<String>,
-    /// Comma-separated: full, none, kvpacket (with --adapter), kvpacket=FILE (labelled by the
-    /// file name), question-only.
+    /// Comma-separated methods: full, none, question-only, kvpacket (--adapter, else the shipped
+    /// default), kvpacket=ADAPTER (a file or shipped name; labelled kvpacket:NAME),
+    /// cacheblend:R, epic:K, random:R, and kvpacket[=ADAPTER]+cacheblend:R|+epic:K|+random:R.
     #[arg(long, default_value = "full,none,kvpacket,question-only")]
     pub methods: String,
     #[command(flatten)]
@@ -51,26 +53,12 @@ pub struct EvalArgs {
 }
 
 fn parse_methods(a: &EvalArgs, model: &crate::model::Model) -> Result<Vec<Box<dyn Method>>> {
+    let chosen = a.adapter.chosen(model)?;
     a.methods
         .split(',')
         .map(|m| m.trim())
         .filter(|m| !m.is_empty())
-        .map(|m| match m.split_once('=') {
-            Some(("kvpacket", file)) => {
-                let p = PathBuf::from(file);
-                let adapter = if file == "default" {
-                    crate::adapter::shipped(model)?
-                } else {
-                    Adapter::load(&p, Some(model))?
-                };
-                let stem = p.file_stem().and_then(|s| s.to_str()).unwrap_or(file);
-                Ok(Box::new(Packets {
-                    adapter,
-                    label: format!("kvpacket:{stem}"),
-                }) as Box<dyn Method>)
-            }
-            _ => super::ask::method_by_name(m, model, &a.adapter),
-        })
+        .map(|m| method_by_name(m, model, chosen.as_ref()))
         .collect()
 }
 

@@ -14,7 +14,6 @@ use crate::adapter::Adapter;
 use crate::model::{Model, WeightMode, fetch};
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
-use std::path::PathBuf;
 
 /// kvpacket: reuse document KV caches in any context with zero recomputation.
 #[derive(Parser)]
@@ -83,21 +82,30 @@ impl ModelArgs {
 /// Which adapter packets are built with.
 #[derive(Args, Clone)]
 pub struct AdapterChoice {
-    /// Adapter file (safetensors) made by `kvpacket adapter init` or `kvpacket train`, or
-    /// `default`: the adapter shipped in adapters/ for the loaded model.
+    /// Adapter file (safetensors) made by `kvpacket adapter init` or `kvpacket train`, or the
+    /// name of an adapter shipped in adapters/ for the loaded model: `default` (general), or a
+    /// domain's (`kvpacket adapter list` shows them).
     #[arg(long, conflicts_with = "no_adapter")]
-    pub adapter: Option<PathBuf>,
+    pub adapter: Option<String>,
     /// Build plain packets without an adapter (the `none` baseline).
     #[arg(long)]
     pub no_adapter: bool,
 }
 
 impl AdapterChoice {
-    /// The adapter to use (the empty one for --no-adapter or when none is given).
-    pub fn load(&self, model: &Model) -> Result<Adapter> {
+    /// The adapter given, if any (the empty one for --no-adapter).
+    pub fn chosen(&self, model: &Model) -> Result<Option<Adapter>> {
         match &self.adapter {
-            Some(p) if p.as_os_str() == "default" => crate::adapter::shipped(model),
-            Some(p) => Adapter::load(p, Some(model)),
+            Some(name) => Ok(Some(crate::adapter::named(model, name)?)),
+            None if self.no_adapter => Ok(Some(Adapter::empty(model)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The adapter to pack with: the one given, else the empty one (plain packets).
+    pub fn load(&self, model: &Model) -> Result<Adapter> {
+        match self.chosen(model)? {
+            Some(a) => Ok(a),
             None => Adapter::empty(model),
         }
     }

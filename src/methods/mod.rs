@@ -5,10 +5,12 @@
 mod flops;
 pub mod layout;
 pub mod recompute;
+pub mod registry;
 
 pub use flops::{forward_flops, layer_flops};
 pub use layout::Segments;
 pub use recompute::Recompute;
+pub use registry::method_by_name;
 
 use crate::adapter::Adapter;
 use crate::model::generate::{greedy_continue, last_row};

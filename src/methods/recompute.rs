@@ -23,10 +23,13 @@ pub enum Selection {
     Random(f64, u64),
 }
 
-/// A recompute baseline over plain (no adapter) packets.
+/// A recompute method: over plain (no adapter) packets, the baselines; over adapter packets,
+/// a step from zero recomputation towards `full`.
 pub struct Recompute {
     pub selection: Selection,
     adapter: Adapter,
+    /// Name prefix: empty for the baselines, `kvpacket+` (or `kvpacket:NAME+`) on adapter packets.
+    prefix: String,
 }
 
 impl Recompute {
@@ -39,32 +42,31 @@ impl Recompute {
             _ => Ok(Self {
                 selection,
                 adapter: Adapter::empty(model)?,
+                prefix: String::new(),
             }),
         }
     }
 
-    /// Parses `cacheblend:R`, `epic:K` or `random:R`.
-    pub fn parse(model: &Model, spec: &str) -> Result<Option<Self>> {
-        let Some((kind, arg)) = spec.split_once(':') else {
-            return Ok(None);
-        };
-        let sel = match kind {
-            "cacheblend" => Selection::CacheBlend(arg.parse()?),
-            "epic" => Selection::Epic(arg.parse()?),
-            "random" => Selection::Random(arg.parse()?, 0),
-            _ => return Ok(None),
-        };
-        Ok(Some(Self::new(model, sel)?))
+    /// `selection` applied to packets built with `adapter` (named `{label}+{selection}`): only
+    /// document tokens are candidates (the adapter's rows stay as packed); EPIC's first K
+    /// tokens are the first K after each header.
+    pub fn on_packets(adapter: Adapter, label: &str, selection: Selection) -> Self {
+        Self {
+            selection,
+            adapter,
+            prefix: format!("{label}+"),
+        }
     }
 }
 
 impl Method for Recompute {
     fn name(&self) -> String {
-        match self.selection {
+        let sel = match self.selection {
             Selection::CacheBlend(r) => format!("cacheblend:{r}"),
             Selection::Epic(k) => format!("epic:{k}"),
             Selection::Random(r, _) => format!("random:{r}"),
-        }
+        };
+        format!("{}{sel}", self.prefix)
     }
 
     fn packet_adapter(&self) -> Option<Adapter> {
