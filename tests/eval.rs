@@ -7,7 +7,7 @@ use kvpacket::eval::reference::ReferenceCache;
 use kvpacket::eval::report::write_report;
 use kvpacket::eval::{Runner, read_records};
 use kvpacket::methods::layout::segments;
-use kvpacket::methods::{Engine, Full, Method, Packets, QuestionOnly};
+use kvpacket::methods::{Full, Method, Packets, QuestionOnly, Resources};
 use kvpacket::model::tiny::{TinySpec, write_tiny_model};
 use kvpacket::model::{Model, WeightMode};
 use kvpacket::packet::KvDtype;
@@ -27,11 +27,12 @@ fn runner_records_every_pair_resumes_and_reports() {
     ];
     let out = dir.join("out");
     let runner = Runner {
-        engine: Engine {
+        engine: Resources {
             model: &m,
             store: &store,
             kv_dtype: KvDtype::F16,
             cached_only: false,
+            decode_room: 64,
         },
         methods,
         max_new_tokens: 4,

@@ -3,7 +3,7 @@
 mod common;
 
 use kvpacket::adapter::Adapter;
-use kvpacket::methods::{Engine, Full, Method, Packets, Segments};
+use kvpacket::methods::{Full, Method, Packets, Resources, Segments};
 use kvpacket::model::tiny::TinySpec;
 use kvpacket::model::{Arch, Model, WeightMode};
 use kvpacket::packet::{KvDtype, Packet, PacketError};
@@ -40,11 +40,12 @@ fn max_abs(a: &[f32], b: &[f32]) -> f32 {
 fn one_packet_after_empty_preamble_reproduces_full_prefill() {
     let m = model(1);
     let store = LruStore::new(FsStore::new(tmp("exact")).unwrap(), 1 << 20);
-    let engine = Engine {
+    let engine = Resources {
         model: &m,
         store: &store,
         kv_dtype: KvDtype::F32,
         cached_only: false,
+        decode_room: 64,
     };
     let seg = Segments {
         preamble: vec![],
@@ -87,11 +88,12 @@ fn packets_at_offsets_equal_a_block_diagonal_prefill_and_f16_error_is_bounded() 
         summary: false,
     };
     let method = Packets::kvpacket(adapter.clone());
-    let f32_engine = Engine {
+    let f32_engine = Resources {
         model: &m,
         store: &store,
         kv_dtype: KvDtype::F32,
         cached_only: false,
+        decode_room: 64,
     };
     let exact = method.prefill(&f32_engine, &seg).unwrap();
     assert_eq!(exact.acct.context_tokens, seg.concat().len() + 3 * 5);
@@ -119,11 +121,12 @@ fn packets_at_offsets_equal_a_block_diagonal_prefill_and_f16_error_is_bounded() 
         max_abs(&want, &exact.first_logits)
     );
     // f16 packets: the first-token logits move by at most 2e-2 (logits here span ~±10).
-    let f16_engine = Engine {
+    let f16_engine = Resources {
         model: &m,
         store: &store,
         kv_dtype: KvDtype::F16,
         cached_only: false,
+        decode_room: 64,
     };
     let half = method.prefill(&f16_engine, &seg).unwrap();
     let err = max_abs(&half.first_logits, &exact.first_logits);
@@ -302,11 +305,12 @@ fn first_logits(
     dir: &str,
 ) -> (Vec<f32>, kvpacket::methods::Accounting) {
     let store = LruStore::new(FsStore::new(tmp(dir)).unwrap(), 1 << 24);
-    let engine = Engine {
+    let engine = Resources {
         model: m,
         store: &store,
         kv_dtype: KvDtype::F32,
         cached_only: false,
+        decode_room: 64,
     };
     engine.packet(&Adapter::empty(m).unwrap(), &seg.preamble).unwrap();
     let adapter = method.packet_adapter().unwrap_or(Adapter::empty(m).unwrap());

@@ -190,7 +190,7 @@ fn smollm2_packs_and_answers_a_musique_sample_with_every_method() {
     use kvpacket::adapter::Adapter;
     use kvpacket::data::load_samples;
     use kvpacket::methods::layout::segments;
-    use kvpacket::methods::{Engine, Full, Packets, QuestionOnly};
+    use kvpacket::methods::{Full, Packets, QuestionOnly, Resources};
     use kvpacket::packet::KvDtype;
     use kvpacket::store::{FsStore, LruStore};
     let m = smollm2();
@@ -198,11 +198,12 @@ fn smollm2_packs_and_answers_a_musique_sample_with_every_method() {
     let sample = load_samples(&data).unwrap().swap_remove(0);
     let dir = common::scratch("real", "musique");
     let store = LruStore::new(FsStore::new(dir).unwrap(), 1 << 30);
-    let engine = Engine {
+    let engine = Resources {
         model: m,
         store: &store,
         kv_dtype: KvDtype::F16,
         cached_only: false,
+        decode_room: 64,
     };
     let seg = segments(m, &sample.ctxs, &sample.question).unwrap();
     assert_eq!(seg.docs.len(), 10);

@@ -6,7 +6,7 @@ mod common;
 
 use kvpacket::adapter::{Adapter, AdapterInit};
 use kvpacket::methods::layout::segments;
-use kvpacket::methods::{Engine, Method, Packets};
+use kvpacket::methods::{Method, Packets, Resources};
 use kvpacket::model::generate::last_row;
 use kvpacket::model::generate::{log_softmax, top_k};
 use kvpacket::model::tiny::{TinySpec, write_tiny_model};
@@ -283,11 +283,12 @@ fn first_step_equals_composed_packets(m: &Model, dir: &std::path::Path) {
         top_logp: vec![vec![-(vocab as f32).ln(); vocab]],
     };
     let store = LruStore::new(FsStore::new(dir.join("store")).unwrap(), 1 << 24);
-    let engine = Engine {
+    let engine = Resources {
         model: m,
         store: &store,
         kv_dtype: KvDtype::F32,
         cached_only: false,
+        decode_room: 64,
     };
     let seg = segments(m, &sample.docs, &sample.tasks[0]).unwrap();
     let composed_kl = |method: Packets| {

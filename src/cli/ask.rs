@@ -3,7 +3,7 @@
 use super::{AdapterChoice, ModelArgs};
 use crate::data::load_samples;
 use crate::methods::layout::segments;
-use crate::methods::{Engine, Segments, method_by_name};
+use crate::methods::{Resources, Segments, method_by_name};
 use crate::model::Model;
 use crate::packet::KvDtype;
 use crate::store::{PacketStore, default_store};
@@ -81,11 +81,12 @@ pub fn run(a: AskArgs) -> Result<()> {
     let store = default_store(1 << 30)?;
     let seg = request(&a, &model, &store)?;
     let method = method_by_name(&a.method, &model, a.adapter.chosen(&model)?.as_ref())?;
-    let engine = Engine {
+    let engine = Resources {
         model: &model,
         store: &store,
         kv_dtype: a.kv_dtype,
         cached_only: a.cached_only,
+        decode_room: 64,
     };
     let ans = engine.answer(method.as_ref(), &seg, a.max_tokens)?;
     if a.json {

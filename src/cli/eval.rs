@@ -6,7 +6,7 @@ use crate::data::load_dataset;
 use crate::eval::reference::ReferenceCache;
 use crate::eval::report::write_report;
 use crate::eval::{Runner, read_records};
-use crate::methods::{Engine, Method, method_by_name};
+use crate::methods::{Method, Resources, method_by_name};
 use crate::packet::KvDtype;
 use crate::store::default_store;
 use anyhow::{Context, Result};
@@ -66,11 +66,12 @@ pub fn run(a: EvalArgs) -> Result<()> {
     let model = a.model.load()?;
     let methods = parse_methods(&a, &model)?;
     let store = default_store(2 << 30)?;
-    let engine = Engine {
+    let engine = Resources {
         model: &model,
         store: &store,
         kv_dtype: a.kv_dtype,
         cached_only: false,
+        decode_room: 64,
     };
     let runner = Runner {
         engine,

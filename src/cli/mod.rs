@@ -7,6 +7,7 @@ mod eval;
 mod generate;
 mod models;
 mod pack;
+mod serve;
 mod store;
 mod train;
 
@@ -52,6 +53,8 @@ enum Command {
     Eval(eval::EvalArgs),
     /// Train an adapter by self-supervised KL distillation.
     Train(train::TrainArgs),
+    /// Serve an OpenAI-compatible HTTP API with packet reuse.
+    Serve(serve::ServeArgs),
     /// Measure speed.
     Bench {
         #[command(subcommand)]
@@ -125,5 +128,6 @@ pub fn run() -> Result<()> {
         Command::Ask(a) => ask::run(a),
         Command::Train(a) => train::run(a),
         Command::Eval(a) => eval::run(a),
+        Command::Serve(a) => serve::run(a),
     }
 }

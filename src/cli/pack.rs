@@ -2,7 +2,7 @@
 
 use super::{AdapterChoice, ModelArgs};
 use crate::data::load_documents;
-use crate::methods::Engine;
+use crate::methods::Resources;
 use crate::methods::layout::document_tokens;
 use crate::packet::KvDtype;
 use crate::store::default_store;
@@ -35,11 +35,12 @@ pub fn run(a: PackArgs) -> Result<()> {
     let adapter = a.adapter.load(&model)?;
     let docs = load_documents(&a.docs)?;
     let store = default_store(0)?;
-    let engine = Engine {
+    let engine = Resources {
         model: &model,
         store: &store,
         kv_dtype: a.kv_dtype,
         cached_only: false,
+        decode_room: 64,
     };
     let bar = ProgressBar::new(docs.len() as u64);
     bar.set_style(ProgressStyle::with_template(

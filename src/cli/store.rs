@@ -3,7 +3,7 @@
 //! rebuilt when next needed).
 
 use crate::adapter::{Adapter, short};
-use crate::store::{FsStore, StoredPacket, default_dir, default_disk_budget};
+use crate::store::{FsStore, PacketStore, StoredPacket, default_dir, default_disk_budget};
 use anyhow::{Result, bail};
 use clap::Subcommand;
 use std::collections::BTreeMap;

@@ -144,7 +144,10 @@ pub fn run(a: TrainArgs) -> Result<()> {
         println!("{}", run.plot().display());
         return Ok(());
     }
-    let model = crate::model::Model::load(&crate::model::fetch::resolve(&a.model.model)?, WeightMode::F32)?;
+    // f32 for the student's differentiable path, plus the 8-bit copy that single-token calls
+    // use: the teacher's greedy decode is memory-bound (4× fewer bytes per token), and it then
+    // decodes exactly as the evaluation's `full` reference does (same default weights).
+    let model = crate::model::Model::load(&crate::model::fetch::resolve(&a.model.model)?, WeightMode::F32Q8Decode)?;
     let config = TrainConfig {
         samples: SampleSpec {
             files: a.data.clone(),

@@ -8,7 +8,7 @@ pub mod report;
 use crate::adapter::Adapter;
 use crate::data::Sample;
 use crate::methods::layout::segments;
-use crate::methods::{Engine, Full, Method};
+use crate::methods::{Full, Method, Resources};
 use crate::model::generate::log_softmax;
 use anyhow::{Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -57,7 +57,7 @@ pub fn read_records(path: &Path) -> Result<Vec<Record>> {
 
 /// Runs methods over datasets, appending to `DIR/results.jsonl` and skipping pairs already there.
 pub struct Runner<'a> {
-    pub engine: Engine<'a>,
+    pub engine: Resources<'a>,
     pub methods: Vec<Box<dyn Method + 'a>>,
     /// Decode length of question answers.
     pub max_new_tokens: usize,

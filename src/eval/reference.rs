@@ -2,7 +2,7 @@
 //! method to a finished run, or evaluating a new adapter, does not redo the full prefill.
 
 use crate::io::{RawTensor, atomic_write, decode_floats, safetensors_bytes, safetensors_meta};
-use crate::methods::{Answer, Engine, Full, Segments};
+use crate::methods::{Answer, Full, Resources, Segments};
 use anyhow::{Context, Result};
 use safetensors::{Dtype, SafeTensors};
 use sha2::{Digest, Sha256};
@@ -43,7 +43,7 @@ impl ReferenceCache {
         }
     }
 
-    fn path(&self, engine: &Engine, seg: &Segments, max_new: usize) -> PathBuf {
+    fn path(&self, engine: &Resources, seg: &Segments, max_new: usize) -> PathBuf {
         let mut h = Sha256::new();
         h.update(self.variant.as_bytes());
         h.update(max_new.to_le_bytes());
@@ -68,7 +68,7 @@ impl ReferenceCache {
     }
 
     /// The stored reference for this prompt, or `full`'s answer computed now and stored.
-    pub fn get(&self, engine: &Engine, seg: &Segments, max_new: usize) -> Result<Reference> {
+    pub fn get(&self, engine: &Resources, seg: &Segments, max_new: usize) -> Result<Reference> {
         let path = self.path(engine, seg, max_new);
         if let Ok(r) = Self::read(&path) {
             return Ok(r);
@@ -92,7 +92,7 @@ impl ReferenceCache {
     }
 
     /// Stores `r` as the reference of this prompt (used when `full` itself was just run).
-    pub fn store(&self, engine: &Engine, seg: &Segments, max_new: usize, r: &Reference) -> Result<()> {
+    pub fn store(&self, engine: &Resources, seg: &Segments, max_new: usize, r: &Reference) -> Result<()> {
         self.put(&self.path(engine, seg, max_new), r)
     }
 }

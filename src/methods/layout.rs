@@ -59,9 +59,10 @@ pub fn task_text(question: &str) -> String {
     }
 }
 
-/// Tokens of the preamble for `model` (template prefix + instruction).
-pub fn preamble_tokens(model: &Model) -> Result<Vec<u32>> {
-    let (pre, _) = model.chat_template()?.split()?;
+/// Tokens of the preamble for `model` (template prefix + instruction), with the template's
+/// default system prompt or `system` in its place.
+pub fn preamble_tokens(model: &Model, system: Option<&str>) -> Result<Vec<u32>> {
+    let (pre, _) = model.chat_template()?.split_with_system(system)?;
     model.encode_prompt(&format!("{pre}{INSTRUCTION}"))
 }
 
@@ -72,9 +73,19 @@ pub fn document_tokens(model: &Model, doc: &Document) -> Result<Vec<u32>> {
 
 /// Splits a request into segments with the model's own chat template.
 pub fn segments(model: &Model, docs: &[Document], question: &str) -> Result<Segments> {
-    let (_, post) = model.chat_template()?.split()?;
+    segments_with_system(model, docs, question, None)
+}
+
+/// [`segments`] with a system message of the caller's instead of the template's default.
+pub fn segments_with_system(
+    model: &Model,
+    docs: &[Document],
+    question: &str,
+    system: Option<&str>,
+) -> Result<Segments> {
+    let (_, post) = model.chat_template()?.split_with_system(system)?;
     Ok(Segments {
-        preamble: preamble_tokens(model)?,
+        preamble: preamble_tokens(model, system)?,
         docs: docs.iter().map(|d| document_tokens(model, d)).collect::<Result<_>>()?,
         prompt: model.tokenizer.encode(&format!("{}{post}", task_text(question)))?,
         summary: question.trim().is_empty(),

@@ -34,6 +34,10 @@ pub struct Accounting {
     pub ttft_ms: f64,
     pub load_ms: f64,
     pub context_tokens: usize,
+    /// Document packets found in the store.
+    pub packets_loaded: usize,
+    /// Document packets built by this call (store misses).
+    pub packets_built: usize,
 }
 
 /// The state after a method's prefill: the KV of the whole context and the first logits.
@@ -58,13 +62,18 @@ pub struct Answer {
     pub first_logits: Vec<f32>,
 }
 
-/// Shared resources of the methods: model, packet store and packing settings.
-pub struct Engine<'a> {
+/// Shared resources of the methods: model, packet store and packing settings (borrowed; the
+/// owned, shareable façade is [`crate::engine::Engine`]).
+#[derive(Clone, Copy)]
+pub struct Resources<'a> {
     pub model: &'a Model,
     pub store: &'a dyn PacketStore,
     pub kv_dtype: KvDtype,
     /// Refuse to build missing packets (error instead).
     pub cached_only: bool,
+    /// Tokens of room a prefill leaves in its cache for decoding ([`Resources::answer`] sets
+    /// it to its decode length).
+    pub decode_room: usize,
 }
 
 /// One way of producing the first-token state for a request.
@@ -72,14 +81,14 @@ pub trait Method {
     /// The method's name as given on the command line.
     fn name(&self) -> String;
     /// Builds the KV of the request's context and returns the first token's logits.
-    fn prefill(&self, engine: &Engine, seg: &Segments) -> Result<Prefilled>;
+    fn prefill(&self, engine: &Resources, seg: &Segments) -> Result<Prefilled>;
     /// The adapter whose packets this method reuses, if it reuses packets.
     fn packet_adapter(&self) -> Option<Adapter> {
         None
     }
 }
 
-impl Engine<'_> {
+impl Resources<'_> {
     /// The packet of `tokens` under `adapter`: from the store, or built now (and stored)
     /// unless `cached_only`. Returns (packet, built here?, milliseconds spent).
     pub fn packet(&self, adapter: &Adapter, tokens: &[u32]) -> Result<(Arc<Packet>, bool, f64)> {
@@ -99,7 +108,11 @@ impl Engine<'_> {
     /// Runs `method` and decodes greedily up to `max_new` tokens; the answer is the first
     /// non-empty line (DESIGN §4), or the whole text for a summary.
     pub fn answer(&self, method: &dyn Method, seg: &Segments, max_new: usize) -> Result<Answer> {
-        let mut pre = method.prefill(self, seg)?;
+        let res = Resources {
+            decode_room: max_new + 1,
+            ..*self
+        };
+        let mut pre = method.prefill(&res, seg)?;
         let (tokens, _) = greedy_continue(self.model, &mut pre.cache, &pre.first_logits, max_new)?;
         let text = self.model.tokenizer.decode(&tokens)?;
         let answer = if seg.summary {
@@ -124,7 +137,8 @@ impl Engine<'_> {
         } else {
             0
         };
-        self.model.new_cache(seg.preamble.len() + docs + seg.prompt.len() + 64)
+        self.model
+            .new_cache(seg.preamble.len() + docs + seg.prompt.len() + self.decode_room)
     }
 }
 
@@ -138,7 +152,7 @@ pub struct Full;
 /// The prompt without any document: the floor.
 pub struct QuestionOnly;
 
-fn plain_prefill(engine: &Engine, seg: &Segments, with_docs: bool) -> Result<Prefilled> {
+fn plain_prefill(engine: &Resources, seg: &Segments, with_docs: bool) -> Result<Prefilled> {
     let m = engine.model;
     let ids = if with_docs {
         seg.concat()
@@ -170,7 +184,7 @@ impl Method for Full {
     fn name(&self) -> String {
         "full".into()
     }
-    fn prefill(&self, engine: &Engine, seg: &Segments) -> Result<Prefilled> {
+    fn prefill(&self, engine: &Resources, seg: &Segments) -> Result<Prefilled> {
         plain_prefill(engine, seg, true)
     }
 }
@@ -179,7 +193,7 @@ impl Method for QuestionOnly {
     fn name(&self) -> String {
         "question-only".into()
     }
-    fn prefill(&self, engine: &Engine, seg: &Segments) -> Result<Prefilled> {
+    fn prefill(&self, engine: &Resources, seg: &Segments) -> Result<Prefilled> {
         plain_prefill(engine, seg, false)
     }
 }
@@ -218,7 +232,7 @@ impl Method for Packets {
         Some(self.adapter.clone())
     }
 
-    fn prefill(&self, engine: &Engine, seg: &Segments) -> Result<Prefilled> {
+    fn prefill(&self, engine: &Resources, seg: &Segments) -> Result<Prefilled> {
         compose_and_prefill(engine, seg, &self.adapter, None)
     }
 }
@@ -240,7 +254,7 @@ pub trait Repair {
 /// keys, applies `repair` if any, and prefills the task prompt. TTFT runs from "packets in
 /// memory" to the first logits (plus the time of any packet built on the fly).
 pub fn compose_and_prefill(
-    engine: &Engine,
+    engine: &Resources,
     seg: &Segments,
     adapter: &Adapter,
     repair: Option<&dyn Repair>,
@@ -266,9 +280,11 @@ pub fn compose_and_prefill(
         if built {
             built_ms += t;
             acct.recomputed_tokens += d.len();
+            acct.packets_built += 1;
             acct.doc_flops += forward_flops(&m.config, 0, p.len());
         } else {
             acct.load_ms += t;
+            acct.packets_loaded += 1;
             acct.reused_tokens += d.len();
         }
         packets.push(p);

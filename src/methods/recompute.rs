@@ -3,7 +3,7 @@
 //! control. Selected tokens are recomputed through the layers at their global positions and
 //! their K,V spliced into the composed cache.
 
-use super::{DocSpan, Engine, Method, Prefilled, Repair, Segments, compose_and_prefill, layer_flops};
+use super::{DocSpan, Method, Prefilled, Repair, Resources, Segments, compose_and_prefill, layer_flops};
 use crate::adapter::Adapter;
 use crate::model::{KvCache, Model};
 use anyhow::{Result, bail};
@@ -73,7 +73,7 @@ impl Method for Recompute {
         Some(self.adapter.clone())
     }
 
-    fn prefill(&self, engine: &Engine, seg: &Segments) -> Result<Prefilled> {
+    fn prefill(&self, engine: &Resources, seg: &Segments) -> Result<Prefilled> {
         compose_and_prefill(engine, seg, &self.adapter, Some(self))
     }
 }

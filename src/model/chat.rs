@@ -19,7 +19,7 @@ impl ChatTemplate {
         Self { source, bos, eos }
     }
 
-    fn render(&self, user: &str) -> Result<String> {
+    fn render(&self, system: Option<&str>, user: &str) -> Result<String> {
         let mut env = Environment::new();
         minijinja_contrib::add_to_environment(&mut env);
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
@@ -29,7 +29,11 @@ impl ChatTemplate {
         env.add_template("chat", &self.source)
             .context("parsing the chat template")?;
         let tmpl = env.get_template("chat")?;
-        let messages = vec![context! { role => "user", content => user }];
+        let mut messages = Vec::new();
+        if let Some(sys) = system {
+            messages.push(context! { role => "system", content => sys });
+        }
+        messages.push(context! { role => "user", content => user });
         tmpl.render(context! {
             messages => messages,
             add_generation_prompt => true,
@@ -49,7 +53,13 @@ impl ChatTemplate {
     /// The rendered template split around the user's text: (everything before it, everything
     /// after it up to and including the assistant header).
     pub fn split(&self) -> Result<(String, String)> {
-        let full = self.render(MARKER)?;
+        self.split_with_system(None)
+    }
+
+    /// [`ChatTemplate::split`] with a system message of the caller's in place of the
+    /// template's default one (None: the default).
+    pub fn split_with_system(&self, system: Option<&str>) -> Result<(String, String)> {
+        let full = self.render(system, MARKER)?;
         let (a, b) = full
             .split_once(MARKER)
             .context("the chat template does not contain the user message")?;

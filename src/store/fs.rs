@@ -113,16 +113,6 @@ impl FsStore {
         }
         Ok(out)
     }
-
-    /// Deletes the packet with this id; false when the store did not have it.
-    pub fn remove(&self, id: &str) -> Result<bool> {
-        valid_id(id)?;
-        match std::fs::remove_file(self.path(id)) {
-            Ok(()) => Ok(true),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
-            Err(e) => Err(e).with_context(|| format!("deleting packet {id}")),
-        }
-    }
 }
 
 /// One file of an [`FsStore`], as listed by [`FsStore::list`].
@@ -190,4 +180,18 @@ impl PacketStore for FsStore {
         valid_id(id)?;
         Ok(self.path(id).exists())
     }
+
+    fn remove(&self, id: &str) -> Result<bool> {
+        valid_id(id)?;
+        match std::fs::remove_file(self.path(id)) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e).with_context(|| format!("deleting packet {id}")),
+        }
+    }
+}
+
+/// Errors unless `id` looks like a packet id (hex digits), so no id can name another path.
+pub(super) fn check_id(id: &str) -> Result<()> {
+    valid_id(id)
 }

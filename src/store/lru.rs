@@ -104,4 +104,18 @@ impl<S: PacketStore> PacketStore for LruStore<S> {
         }
         self.inner.contains(id)
     }
+
+    fn remove(&self, id: &str) -> Result<bool> {
+        let cached = {
+            let mut t = self.tier.lock().unwrap();
+            match t.entries.remove(id) {
+                Some((p, _)) => {
+                    t.bytes -= p.memory_bytes();
+                    true
+                }
+                None => false,
+            }
+        };
+        Ok(self.inner.remove(id)? || cached)
+    }
 }
