@@ -100,6 +100,15 @@ pub struct Engine {
     limits: Limits,
 }
 
+fn check_packet_id(id: &str) -> Result<(), EngineError> {
+    match crate::packet::is_packet_id(id) {
+        true => Ok(()),
+        false => Err(EngineError::BadRequest(format!(
+            "`{id}` is not a packet id (hex digits expected)"
+        ))),
+    }
+}
+
 fn ms(t0: Instant) -> f64 {
     t0.elapsed().as_secs_f64() * 1e3
 }
@@ -114,10 +123,14 @@ impl Engine {
             None => shipped(&model).ok(),
         };
         let store = cfg.store.open()?;
+        let tiered = match cfg.store {
+            StoreSpec::Redis { .. } => LruStore::shared(store, cfg.memory_bytes),
+            StoreSpec::Dir { .. } => LruStore::new(store, cfg.memory_bytes),
+        };
         Ok(Self::from_parts(
             model,
             adapter,
-            Box::new(LruStore::new(store, cfg.memory_bytes)),
+            Box::new(tiered),
             cfg.kv_dtype,
             cfg.limits,
         ))
@@ -208,6 +221,7 @@ impl Engine {
 
     /// A stored packet's metadata, or NotFound.
     pub fn packet_meta(&self, id: &str) -> Result<PacketMeta, EngineError> {
+        check_packet_id(id)?;
         match self.store.get(id)? {
             Some(p) => Ok(p.meta.clone()),
             None => Err(EngineError::NotFound(format!("no packet `{id}` in the store"))),
@@ -216,6 +230,7 @@ impl Engine {
 
     /// Deletes a stored packet; NotFound when there is none.
     pub fn delete_packet(&self, id: &str) -> Result<(), EngineError> {
+        check_packet_id(id)?;
         match self.store.remove(id)? {
             true => Ok(()),
             false => Err(EngineError::NotFound(format!("no packet `{id}` in the store"))),

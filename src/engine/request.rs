@@ -61,7 +61,9 @@ impl Request {
         for d in &self.documents {
             match d {
                 DocumentRef::Text(doc) if doc.text.trim().is_empty() => return bad("a document's text is empty".into()),
-                DocumentRef::Id(id) if id.trim().is_empty() => return bad("a document id is empty".into()),
+                DocumentRef::Id(id) if !crate::packet::is_packet_id(id) => {
+                    return bad(format!("`{id}` is not a packet id (hex digits expected)"));
+                }
                 _ => {}
             }
         }

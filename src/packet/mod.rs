@@ -57,6 +57,11 @@ pub struct Packet {
     pub v: Vec<Vec<f32>>,
 }
 
+/// True when `id` has the form of a packet id (1 to 128 hex digits), so it can name no path.
+pub fn is_packet_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 128 && id.chars().all(|c| c.is_ascii_hexdigit())
+}
+
 /// The content address of a packet.
 pub fn packet_id(model_fp: &str, adapter_fp: &str, tokens: &[u32], dtype: KvDtype) -> String {
     let mut h = Sha256::new();

@@ -135,7 +135,7 @@ fn read_dir_sorted(dir: &Path) -> Result<Vec<PathBuf>> {
 
 fn valid_id(id: &str) -> Result<()> {
     anyhow::ensure!(
-        !id.is_empty() && id.len() <= 128 && id.chars().all(|c| c.is_ascii_hexdigit()),
+        crate::packet::is_packet_id(id),
         "`{id}` is not a packet id (hex digits expected)"
     );
     Ok(())

@@ -13,11 +13,15 @@ struct Tier {
 }
 
 /// Keeps up to `budget` bytes of packets in memory in front of `inner`; the least recently
-/// used are dropped first. A packet larger than the budget is never cached.
+/// used are dropped first. A packet larger than the budget is never cached. In front of a
+/// store shared with other processes ([`LruStore::shared`]), a memory hit is served only
+/// while the store still has the packet, so a delete anywhere is seen everywhere; when the
+/// store cannot be asked, the hit is served (packets are immutable: never a wrong answer).
 pub struct LruStore<S> {
     inner: S,
     budget: usize,
     tier: Mutex<Tier>,
+    revalidate: bool,
 }
 
 impl<S: PacketStore> LruStore<S> {
@@ -31,6 +35,26 @@ impl<S: PacketStore> LruStore<S> {
                 bytes: 0,
                 clock: 0,
             }),
+            revalidate: false,
+        }
+    }
+
+    /// [`LruStore::new`] in front of a store other processes share (and may delete from).
+    pub fn shared(inner: S, budget: usize) -> Self {
+        Self {
+            revalidate: true,
+            ..Self::new(inner, budget)
+        }
+    }
+
+    fn forget(&self, id: &str) -> bool {
+        let mut t = self.tier.lock().unwrap();
+        match t.entries.remove(id) {
+            Some((p, _)) => {
+                t.bytes -= p.memory_bytes();
+                true
+            }
+            None => false,
         }
     }
 
@@ -83,6 +107,10 @@ impl<S: PacketStore> PacketStore for LruStore<S> {
             })
         };
         if hit.is_some() {
+            if self.revalidate && matches!(self.inner.contains(id), Ok(false)) {
+                self.forget(id);
+                return Ok(None);
+            }
             return Ok(hit);
         }
         let p = self.inner.get(id)?;
@@ -106,16 +134,7 @@ impl<S: PacketStore> PacketStore for LruStore<S> {
     }
 
     fn remove(&self, id: &str) -> Result<bool> {
-        let cached = {
-            let mut t = self.tier.lock().unwrap();
-            match t.entries.remove(id) {
-                Some((p, _)) => {
-                    t.bytes -= p.memory_bytes();
-                    true
-                }
-                None => false,
-            }
-        };
+        let cached = self.forget(id);
         Ok(self.inner.remove(id)? || cached)
     }
 }
