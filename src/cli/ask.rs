@@ -2,11 +2,8 @@
 
 use super::{AdapterChoice, ModelArgs};
 use crate::data::load_samples;
-use crate::methods::layout::segments;
-use crate::methods::{Resources, Segments, method_by_name};
-use crate::model::Model;
+use crate::engine::{DocumentRef, Request};
 use crate::packet::KvDtype;
-use crate::store::{PacketStore, default_store};
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use std::path::PathBuf;
@@ -46,8 +43,8 @@ pub struct AskArgs {
     pub question: Option<String>,
 }
 
-fn request(a: &AskArgs, model: &Model, store: &dyn PacketStore) -> Result<Segments> {
-    match (&a.docs, a.sample, a.doc_ids.is_empty()) {
+fn request(a: &AskArgs) -> Result<Request> {
+    let (documents, question) = match (&a.docs, a.sample, a.doc_ids.is_empty()) {
         (Some(file), Some(i), true) => {
             let samples = load_samples(file)?;
             let s = samples.get(i).with_context(|| {
@@ -58,50 +55,37 @@ fn request(a: &AskArgs, model: &Model, store: &dyn PacketStore) -> Result<Segmen
                 )
             })?;
             let q = a.question.clone().unwrap_or_else(|| s.question.clone());
-            segments(model, &s.ctxs, &q)
+            (s.ctxs.iter().cloned().map(DocumentRef::Text).collect(), q)
         }
         (None, None, false) => {
             let q = a.question.clone().context("give the QUESTION with --doc")?;
-            let mut seg = segments(model, &[], &q)?;
-            for id in &a.doc_ids {
-                let p = store
-                    .get(id)?
-                    .with_context(|| format!("no packet `{id}` in the store (run `kvpacket pack`)"))?;
-                p.check_compatible(&model.fingerprint, None)?;
-                seg.docs.push(p.meta.tokens.clone());
-            }
-            Ok(seg)
+            (a.doc_ids.iter().cloned().map(DocumentRef::Id).collect(), q)
         }
         _ => bail!("give either --doc ID… or --docs FILE --sample N"),
-    }
+    };
+    Ok(Request {
+        method: a.method.clone(),
+        max_tokens: a.max_tokens,
+        cached_only: a.cached_only,
+        ..Request::new(&question, documents)
+    })
 }
 
 pub fn run(a: AskArgs) -> Result<()> {
-    let model = a.model.load()?;
-    let store = default_store(1 << 30)?;
-    let seg = request(&a, &model, &store)?;
-    let method = method_by_name(&a.method, &model, a.adapter.chosen(&model)?.as_ref())?;
-    let engine = Resources {
-        model: &model,
-        store: &store,
-        kv_dtype: a.kv_dtype,
-        cached_only: a.cached_only,
-        decode_room: 64,
-    };
-    let ans = engine.answer(method.as_ref(), &seg, a.max_tokens)?;
+    let engine = a.model.engine(a.adapter.adapter.as_deref(), a.kv_dtype, 1 << 30)?;
+    let reply = engine.answer(&request(&a)?, &mut |_| true)?;
+    let answer = reply.text.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("");
+    let c = &reply.acct;
     if a.json {
-        let mut v = serde_json::to_value(&ans)?;
-        if let Some(o) = v.as_object_mut() {
-            o.remove("tokens");
-            o.remove("text");
-        }
+        let mut v = serde_json::to_value(c)?;
+        v["method"] = reply.method.clone().into();
+        v["answer"] = answer.into();
         println!("{v}");
     } else {
-        println!("{}", ans.answer);
-        let c = &ans.acct;
+        println!("{answer}");
         eprintln!(
             "[{}: ttft {:.1} ms, load {:.1} ms, {} reused / {} recomputed doc tokens, {:.3e} doc FLOPs, {} context tokens]",
-            ans.method, c.ttft_ms, c.load_ms, c.reused_tokens, c.recomputed_tokens, c.doc_flops, c.context_tokens
+            reply.method, c.ttft_ms, c.load_ms, c.reused_tokens, c.recomputed_tokens, c.doc_flops, c.context_tokens
         );
     }
     Ok(())

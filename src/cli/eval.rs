@@ -6,9 +6,7 @@ use crate::data::load_dataset;
 use crate::eval::reference::ReferenceCache;
 use crate::eval::report::write_report;
 use crate::eval::{Runner, read_records};
-use crate::methods::{Method, Resources, method_by_name};
 use crate::packet::KvDtype;
-use crate::store::default_store;
 use anyhow::{Context, Result};
 use clap::Args;
 use std::path::PathBuf;
@@ -52,29 +50,18 @@ pub struct EvalArgs {
     pub out: PathBuf,
 }
 
-fn parse_methods(a: &EvalArgs, model: &crate::model::Model) -> Result<Vec<Box<dyn Method>>> {
-    let chosen = a.adapter.chosen(model)?;
-    a.methods
+pub fn run(a: EvalArgs) -> Result<()> {
+    let engine = a.model.engine(a.adapter.adapter.as_deref(), a.kv_dtype, 2 << 30)?;
+    let model = engine.model();
+    let methods = a
+        .methods
         .split(',')
         .map(|m| m.trim())
         .filter(|m| !m.is_empty())
-        .map(|m| method_by_name(m, model, chosen.as_ref()))
-        .collect()
-}
-
-pub fn run(a: EvalArgs) -> Result<()> {
-    let model = a.model.load()?;
-    let methods = parse_methods(&a, &model)?;
-    let store = default_store(2 << 30)?;
-    let engine = Resources {
-        model: &model,
-        store: &store,
-        kv_dtype: a.kv_dtype,
-        cached_only: false,
-        decode_room: 64,
-    };
+        .map(|m| engine.method(m))
+        .collect::<Result<Vec<_>, _>>()?;
     let runner = Runner {
-        engine,
+        engine: engine.resources(false),
         methods,
         max_new_tokens: a.max_new_tokens,
         summary_tokens: a.summary_tokens,

@@ -12,7 +12,10 @@ mod store;
 mod train;
 
 use crate::adapter::Adapter;
+use crate::engine::{Engine, EngineConfig, Limits};
 use crate::model::{Model, WeightMode, fetch};
+use crate::packet::KvDtype;
+use crate::store::StoreSpec;
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 
@@ -79,6 +82,21 @@ impl ModelArgs {
     pub fn load(&self) -> Result<Model> {
         let path = fetch::resolve(&self.model)?;
         Model::load(&path, self.weights)
+    }
+
+    /// An engine over this model and the default packet store (bounded on disk), with
+    /// `adapter` (a file or shipped name; None: the shipped default) for `kvpacket`.
+    pub fn engine(&self, adapter: Option<&str>, kv_dtype: KvDtype, memory_bytes: usize) -> Result<Engine> {
+        let cfg = EngineConfig {
+            model: self.model.clone(),
+            weights: self.weights,
+            adapter: adapter.map(str::to_string),
+            store: StoreSpec::default_dir()?,
+            memory_bytes,
+            kv_dtype,
+            limits: Limits::default(),
+        };
+        Ok(Engine::new(&cfg)?)
     }
 }
 

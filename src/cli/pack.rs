@@ -2,10 +2,7 @@
 
 use super::{AdapterChoice, ModelArgs};
 use crate::data::load_documents;
-use crate::methods::Resources;
-use crate::methods::layout::document_tokens;
 use crate::packet::KvDtype;
-use crate::store::default_store;
 use anyhow::Result;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -31,28 +28,17 @@ pub struct PackArgs {
 }
 
 pub fn run(a: PackArgs) -> Result<()> {
-    let model = a.model.load()?;
-    let adapter = a.adapter.load(&model)?;
+    let engine = a.model.engine(None, a.kv_dtype, 0)?;
+    let adapter = a.adapter.load(engine.model())?;
     let docs = load_documents(&a.docs)?;
-    let store = default_store(0)?;
-    let engine = Resources {
-        model: &model,
-        store: &store,
-        kv_dtype: a.kv_dtype,
-        cached_only: false,
-        decode_room: 64,
-    };
     let bar = ProgressBar::new(docs.len() as u64);
     bar.set_style(ProgressStyle::with_template(
         "{bar:40} {pos}/{len} packets [{elapsed_precise} < {eta}] {msg}",
     )?);
     for doc in &docs {
-        let tokens = document_tokens(&model, doc)?;
-        let (p, built, ms) = engine.packet(&adapter, &tokens)?;
-        let bytes = std::fs::metadata(store.inner().path(&p.meta.id))
-            .map(|m| m.len())
-            .unwrap_or(0);
-        let line = serde_json::json!({"id": p.meta.id, "doc": doc.id, "title": doc.title, "tokens": tokens.len(),
+        let (p, built, ms) = engine.pack(std::slice::from_ref(doc), Some(&adapter))?.remove(0);
+        let (tokens, bytes) = (p.meta.tokens.len(), p.payload_bytes());
+        let line = serde_json::json!({"id": p.meta.id, "doc": doc.id, "title": doc.title, "tokens": tokens,
             "positions": p.len(), "bytes": bytes, "built": built, "ms": ms});
         let text = if a.json {
             line.to_string()
@@ -60,7 +46,7 @@ pub fn run(a: PackArgs) -> Result<()> {
             format!(
                 "{}  {:>5} tokens  {:>9} bytes  {}",
                 p.meta.id,
-                tokens.len(),
+                tokens,
                 bytes,
                 if built { "built" } else { "cached" }
             )

@@ -292,7 +292,7 @@ impl Engine {
         let method = self.method(&req.method)?;
         let res = Resources {
             decode_room: req.max_tokens + 1,
-            ..self.resources(false)
+            ..self.resources(req.cached_only)
         };
         let t0 = Instant::now();
         let mut pre = method.prefill(&res, &seg)?;

@@ -28,6 +28,8 @@ pub struct Request {
     pub sampling: Sampling,
     /// Text that ends the answer (not included).
     pub stop: Vec<String>,
+    /// Refuse to build packets missing from the store (an error instead).
+    pub cached_only: bool,
 }
 
 impl Request {
@@ -41,6 +43,7 @@ impl Request {
             max_tokens: 32,
             sampling: Sampling::default(),
             stop: Vec::new(),
+            cached_only: false,
         }
     }
 

@@ -114,11 +114,11 @@ impl Repair for Recompute {
                     let idx: Vec<usize> = all.iter().map(|a| a.0).collect();
                     let before_k: Vec<f32> = idx
                         .iter()
-                        .flat_map(|&i| cache.layers[0].k[i * cache.row()..(i + 1) * cache.row()].to_vec())
+                        .flat_map(|&i| cache.layer(0).k[i * cache.row()..(i + 1) * cache.row()].to_vec())
                         .collect();
                     let before_v: Vec<f32> = idx
                         .iter()
-                        .flat_map(|&i| cache.layers[0].v[i * cache.row()..(i + 1) * cache.row()].to_vec())
+                        .flat_map(|&i| cache.layer(0).v[i * cache.row()..(i + 1) * cache.row()].to_vec())
                         .collect();
                     let toks: Vec<u32> = all.iter().map(|a| a.1).collect();
                     let pos: Vec<i64> = idx.iter().map(|&i| i as i64).collect();
@@ -129,7 +129,7 @@ impl Repair for Recompute {
                         .iter()
                         .enumerate()
                         .map(|(j, &i)| {
-                            let l = &cache.layers[0];
+                            let l = cache.layer(0);
                             let d: f32 = (0..row)
                                 .map(|c| {
                                     (l.k[i * row + c] - before_k[j * row + c]).powi(2)

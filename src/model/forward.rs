@@ -169,7 +169,7 @@ impl Model {
                 let (k, v) = match frozen {
                     None => (k, v),
                     Some(f) => {
-                        let lay = &f.cache.layers[l];
+                        let lay = f.cache.layer(l);
                         (f.splice(&lay.k, &k)?, f.splice(&lay.v, &v)?)
                     }
                 };
@@ -182,7 +182,7 @@ impl Model {
                     Some(rows) => cache.overwrite_rows(l, rows, &kv, &vv),
                 }
                 let qv = q.flatten_all()?.to_vec1::<f32>()?;
-                let lay = &cache.layers[l];
+                let lay = cache.layer(l);
                 let inputs = AttnInputs {
                     q: &qv,
                     k: &lay.k,

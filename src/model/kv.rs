@@ -10,10 +10,11 @@ pub struct LayerKv {
     pub v: Vec<f32>,
 }
 
-/// The KV cache of every layer. Guarantees: all layers hold the same `len` tokens.
+/// The KV cache of every layer. Guarantees: all layers hold the same `len` tokens; rows are
+/// changed only through its verbs (append, overwrite rows, truncate).
 #[derive(Clone)]
 pub struct KvCache {
-    pub layers: Vec<LayerKv>,
+    layers: Vec<LayerKv>,
     len: usize,
     capacity: usize,
     row: usize,
@@ -34,6 +35,16 @@ impl KvCache {
             capacity,
             row,
         }
+    }
+
+    /// Layer `l`'s keys and values, token-major (read only).
+    pub fn layer(&self, l: usize) -> &LayerKv {
+        &self.layers[l]
+    }
+
+    /// The layers' keys and values, consuming the cache (what a packet keeps).
+    pub fn into_layers(self) -> Vec<LayerKv> {
+        self.layers
     }
 
     /// Tokens held.

@@ -91,6 +91,15 @@ impl Packet {
         self.len() == 0
     }
 
+    /// Bytes of K,V as stored (f16 or f32 elements), without the file's header.
+    pub fn payload_bytes(&self) -> usize {
+        let per = match self.meta.dtype {
+            KvDtype::F16 => 2,
+            KvDtype::F32 => 4,
+        };
+        self.k.iter().chain(&self.v).map(|x| x.len() * per).sum()
+    }
+
     /// Bytes of K,V held in memory.
     pub fn memory_bytes(&self) -> usize {
         self.k.iter().chain(&self.v).map(|x| x.len() * 4).sum()
@@ -116,7 +125,7 @@ impl Packet {
             &mut cache,
             &Rows::None,
         )?;
-        let (mut k, mut v): (Vec<_>, Vec<_>) = cache.layers.into_iter().map(|l| (l.k, l.v)).unzip();
+        let (mut k, mut v): (Vec<_>, Vec<_>) = cache.into_layers().into_iter().map(|l| (l.k, l.v)).unzip();
         k.iter_mut().chain(v.iter_mut()).for_each(|x| round_to(dtype, x));
         let adapter_fp = adapter.fingerprint()?;
         let meta = PacketMeta {

@@ -130,6 +130,7 @@ impl ChatRequest {
                 seed: self.seed.unwrap_or(0),
             },
             stop,
+            cached_only: false,
         })
     }
 }

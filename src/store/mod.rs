@@ -112,10 +112,3 @@ pub fn default_disk_budget() -> Result<u64> {
     }
 }
 
-/// The default store: a directory under `$KVPACKET_HOME/packets`, bounded on disk by
-/// [`default_disk_budget`] (least recently used packets go first; they are rebuilt when next
-/// needed), with an LRU tier of `memory_bytes` in front of it.
-pub fn default_store(memory_bytes: usize) -> Result<LruStore<FsStore>> {
-    let disk = FsStore::new(default_dir())?.with_budget(default_disk_budget()?);
-    Ok(LruStore::new(disk, memory_bytes))
-}
