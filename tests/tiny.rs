@@ -290,3 +290,37 @@ fn cli_reports_bad_input_in_one_line_without_panicking() {
         assert!(v.get(k).is_some(), "missing {k} in {out}");
     }
 }
+
+#[test]
+fn a_folder_as_current_transformers_writes_it_loads_as_a_chat_model() {
+    // No `architectures` (only `model_type`) and the chat template in chat_template.jinja.
+    let (m, dir) = tiny(TinySpec::default(), "hf-current");
+    let edit = |name: &str, f: &dyn Fn(&mut serde_json::Value)| {
+        let p = dir.join(name);
+        let mut v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
+        f(&mut v);
+        std::fs::write(&p, v.to_string()).unwrap();
+    };
+    let template = {
+        let p = dir.join("tokenizer_config.json");
+        let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap();
+        v["chat_template"].as_str().unwrap().to_string()
+    };
+    std::fs::write(dir.join("chat_template.jinja"), &template).unwrap();
+    edit("tokenizer_config.json", &|v| {
+        v.as_object_mut().unwrap().remove("chat_template");
+    });
+    edit("config.json", &|v| {
+        v.as_object_mut().unwrap().remove("architectures");
+        v["model_type"] = "llama".into();
+    });
+    let again = Model::load(&dir, WeightMode::F32).unwrap();
+    assert_eq!(again.config.arch, Arch::Llama);
+    assert_eq!(
+        again.chat_template().unwrap().user_turn("hi").unwrap(),
+        m.chat_template().unwrap().user_turn("hi").unwrap()
+    );
+    edit("config.json", &|v| v["model_type"] = "mamba".into());
+    let e = Model::load(&dir, WeightMode::F32).err().unwrap().to_string();
+    assert!(e.contains("model_type `mamba`"), "{e}");
+}

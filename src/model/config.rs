@@ -128,12 +128,20 @@ impl Config {
     /// Reads a Hugging Face `config.json` (`LlamaForCausalLM` or `Qwen2ForCausalLM`).
     pub fn from_hf_json(text: &str) -> Result<Self> {
         let v: serde_json::Value = serde_json::from_str(text).context("config.json is not valid JSON")?;
+        // `architectures` names the class; current transformers may leave it out, and then
+        // `model_type` says the same.
         let archs = v["architectures"].as_array().cloned().unwrap_or_default();
-        let name = archs.first().and_then(|a| a.as_str()).unwrap_or("");
-        let arch = match name {
-            "LlamaForCausalLM" => Arch::Llama,
-            "Qwen2ForCausalLM" => Arch::Qwen2,
-            other => bail!("unsupported architecture `{other}` (supported: LlamaForCausalLM, Qwen2ForCausalLM)"),
+        let name = archs.first().and_then(|a| a.as_str());
+        let arch = match (name, v["model_type"].as_str()) {
+            (Some("LlamaForCausalLM"), _) | (None, Some("llama")) => Arch::Llama,
+            (Some("Qwen2ForCausalLM"), _) | (None, Some("qwen2")) => Arch::Qwen2,
+            (Some(other), _) => {
+                bail!("unsupported architecture `{other}` (supported: LlamaForCausalLM, Qwen2ForCausalLM)")
+            }
+            (None, other) => bail!(
+                "config.json names no architecture and model_type `{}` is not supported (supported: llama, qwen2)",
+                other.unwrap_or("")
+            ),
         };
         let u = |k: &str| -> Result<usize> {
             v[k].as_u64()

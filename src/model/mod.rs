@@ -114,9 +114,20 @@ impl Model {
             bail!("no *.safetensors files in {}", dir.display());
         }
         let weights = Weights::from_safetensors(&files, &config)?;
-        let chat = tok_cfg["chat_template"]
-            .as_str()
-            .map(|s| ChatTemplate::new(s.to_string(), tokenizer.bos_text.clone(), tokenizer.eos_text.clone()));
+        // The template is in tokenizer_config.json (a string, or a list of named templates), or
+        // in chat_template.jinja, where current transformers writes it.
+        let in_config = match &tok_cfg["chat_template"] {
+            serde_json::Value::String(s) => Some(s.clone()),
+            serde_json::Value::Array(named) => named
+                .iter()
+                .find(|t| t["name"] == "default")
+                .and_then(|t| t["template"].as_str())
+                .map(String::from),
+            _ => None,
+        };
+        let chat = in_config
+            .or_else(|| read("chat_template.jinja").ok())
+            .map(|s| ChatTemplate::new(s, tokenizer.bos_text.clone(), tokenizer.eos_text.clone()));
         let hashes = files.iter().map(|f| sha256_file(f)).collect::<Result<Vec<_>>>()?;
         let fp = fingerprint(&config, &hashes);
         Ok(Self::assemble(config, weights, tokenizer, chat, fp, dir))

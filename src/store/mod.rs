@@ -111,4 +111,3 @@ pub fn default_disk_budget() -> Result<u64> {
         },
     }
 }
-
