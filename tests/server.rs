@@ -425,29 +425,18 @@ fn a_client_that_disconnects_frees_its_worker_and_sigterm_finishes_requests_in_f
     );
     // One worker, no queue: while a long stream runs, another request is refused (429)…
     let stream = open_stream(port, 1500);
-    let (s, h, _) = http(
-        port,
-        "POST",
-        "/v1/chat/completions",
-        Some(chat("q?", json!([])).to_string().as_bytes()),
-        &[],
-    )
-    .unwrap();
+    let ask = || {
+        let body = chat("q?", json!([])).to_string();
+        http(port, "POST", "/v1/chat/completions", Some(body.as_bytes()), &[]).unwrap()
+    };
+    let (s, h, _) = ask();
     assert_eq!(s, 429);
     assert!(h.to_ascii_lowercase().contains("retry-after"));
     // …and once its client goes away, the worker is free again.
     drop(stream);
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let (s, _, _) = http(
-            port,
-            "POST",
-            "/v1/chat/completions",
-            Some(chat("q?", json!([])).to_string().as_bytes()),
-            &[],
-        )
-        .unwrap();
-        if s == 200 {
+        if ask().0 == 200 {
             break;
         }
         assert!(
