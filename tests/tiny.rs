@@ -324,3 +324,161 @@ fn a_folder_as_current_transformers_writes_it_loads_as_a_chat_model() {
     let e = Model::load(&dir, WeightMode::F32).err().unwrap().to_string();
     assert!(e.contains("model_type `mamba`"), "{e}");
 }
+
+fn cli_in(home: &std::path::Path, args: &[&str]) -> (bool, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kvpacket"))
+        .args(args)
+        .env("KVPACKET_HOME", home)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+#[test]
+fn every_row_of_the_robustness_table() {
+    // docs/robustness.md: each bad input gets a non-zero exit and one clear line, no panic.
+    use kvpacket::adapter::Adapter;
+    let dir = common::scratch("tiny", "robustness");
+    let home = dir.join("home");
+    let (m, model_dir) = tiny(TinySpec::default(), "robustness-model");
+    let td = model_dir.to_str().unwrap();
+    let (other, _) = tiny(
+        TinySpec {
+            seed: 99,
+            ..Default::default()
+        },
+        "robustness-other",
+    );
+    let file = |name: &str, bytes: &[u8]| {
+        let p = dir.join(name);
+        std::fs::write(&p, bytes).unwrap();
+        p.display().to_string()
+    };
+    let adapter = dir.join("adapter.safetensors");
+    Adapter::init(&m, 2, 2, 0).unwrap().save(&adapter).unwrap();
+    let foreign = dir.join("other.safetensors");
+    Adapter::init(&other, 2, 2, 0).unwrap().save(&foreign).unwrap();
+    let nan = dir.join("nan.safetensors");
+    let mut a = Adapter::init(&m, 2, 2, 0).unwrap();
+    a.header = Tensor::from_vec(
+        vec![f32::NAN; 2 * m.config.hidden_size],
+        (2, m.config.hidden_size),
+        &Device::Cpu,
+    )
+    .unwrap();
+    a.save(&nan).unwrap();
+    let long = "word ".repeat(m.config.max_position_embeddings + 10);
+    let long = file("long.jsonl", serde_json::json!({"text": long}).to_string().as_bytes());
+    let empty_doc = file("empty-doc.jsonl", br#"{"text": ""}"#);
+    let data = file(
+        "data.json",
+        serde_json::json!([{"question": "what?", "answers": ["x"], "ctxs": [{"title": "t", "text": "some text"}]}])
+            .to_string()
+            .as_bytes(),
+    );
+    let empty = file("empty.json", b"");
+    let latin1 = file("latin1.json", &[b'[', 0xe9, b']']);
+    let object = file("object.json", br#"{"question": "not a list"}"#);
+    // A GGUF file written by candle, cut inside its header.
+    let gguf = {
+        use candle_core::quantized::{GgmlDType, QTensor, gguf_file};
+        let t = QTensor::quantize(
+            &Tensor::zeros((4, 32), candle_core::DType::F32, &Device::Cpu).unwrap(),
+            GgmlDType::F32,
+        )
+        .unwrap();
+        let arch = gguf_file::Value::String("llama".into());
+        let mut bytes = std::io::Cursor::new(Vec::new());
+        gguf_file::write(
+            &mut bytes,
+            &[("general.architecture", &arch)],
+            &[("token_embd.weight", &t)],
+        )
+        .unwrap();
+        bytes.into_inner()
+    };
+    let cut = file("cut.gguf", &gguf[..40]);
+    let (a, f, n) = (
+        adapter.to_str().unwrap(),
+        foreign.to_str().unwrap(),
+        nan.to_str().unwrap(),
+    );
+    let ask = |method: &str, adapter: &str, q: &str| -> Vec<String> {
+        [
+            "ask",
+            "--model",
+            td,
+            "--docs",
+            &data,
+            "--sample",
+            "0",
+            "--method",
+            method,
+            "--adapter",
+            adapter,
+            q,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    let eval = |data: &str| -> Vec<String> {
+        ["eval", "--model", td, "--data", data, "--methods", "full", "--out"]
+            .iter()
+            .map(|s| s.to_string())
+            .chain([dir.join("eval-out").display().to_string()])
+            .collect()
+    };
+    let pack = |docs: &str| -> Vec<String> {
+        ["pack", "--model", td, "--adapter", a, "--docs", docs]
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+    };
+    let cases: Vec<(Vec<String>, &std::path::Path, &str)> = vec![
+        (pack(&long), &home, "exceed the model's context"),
+        (pack(&empty_doc), &home, "a document's text is empty"),
+        (ask("kvpacket", a, ""), &home, "the question is empty"),
+        (eval(&empty), &home, "is not a JSON array of samples"),
+        (eval(&latin1), &home, "is not valid UTF-8"),
+        (eval(&object), &home, "is not a JSON array of samples"),
+        (ask("cacheblend:1.5", a, "q?"), &home, "within 0..1"),
+        (ask("epic:-1", a, "q?"), &home, "whole number"),
+        (ask("fast", a, "q?"), &home, "unknown method `fast`"),
+        (ask("kvpacket", f, "q?"), &home, "was made for model"),
+        (ask("kvpacket", n, "q?"), &home, "not finite"),
+        (
+            vec!["generate".into(), "--model".into(), cut.clone(), "hi".into()],
+            &home,
+            "not a readable GGUF",
+        ),
+        (
+            ask("kvpacket", a, "q?"),
+            std::path::Path::new("/proc/kvpacket"),
+            "creating packet store",
+        ),
+    ];
+    for (args, home, want) in &cases {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (ok, _, err) = cli_in(home, &args);
+        assert!(!ok, "{args:?} should fail");
+        assert!(err.contains(want), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{args:?}: {err}");
+    }
+    // A missing (creatable) $KVPACKET_HOME is made.
+    let fresh = dir.join("fresh-home");
+    let (ok, _, err) = cli_in(
+        &fresh,
+        &ask("kvpacket", a, "what?")
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    );
+    assert!(ok, "{err}");
+    assert!(fresh.join("packets").is_dir());
+}

@@ -235,6 +235,14 @@ impl Adapter {
             trailer: read("trailer", meta.n_trailer)?,
             meta,
         };
+        for (name, t) in [("header", &adapter.header), ("trailer", &adapter.trailer)] {
+            if t.flatten_all()?.to_vec1::<f32>()?.iter().any(|x| !x.is_finite()) {
+                bail!(
+                    "adapter {}: its {name} holds values that are not finite (NaN or ∞)",
+                    path.display()
+                );
+            }
+        }
         if let Some(m) = model
             && m.fingerprint != adapter.meta.model_fingerprint
         {
