@@ -16,7 +16,7 @@ for mode in full freeze-header; do
   flag=(); [ "$mode" = freeze-header ] && flag=(--freeze-header)
   "$BIN" train --model "$MODEL" --data "$DATA" --samples "$BATCH" --batch "$BATCH" --epochs 1 \
     --k-min 8 --k-max 10 --chunk-tokens 512 --distractors --gen-tokens 32 --seed 2 \
-    --init-from "adapters/$MODEL.safetensors" "${flag[@]}" --run-dir "$TMP/$mode" --out "$TMP/$mode.safetensors" \
+    --init-from "adapters/$MODEL/default.safetensors" "${flag[@]}" --run-dir "$TMP/$mode" --out "$TMP/$mode.safetensors" \
     >/dev/null 2>&1
   python3 - "$TMP/$mode/log.jsonl" "$mode" <<'PY'
 import json, sys
