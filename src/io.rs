@@ -36,6 +36,23 @@ pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
     result.with_context(|| format!("writing {}", path.display()))
 }
 
+/// True for a temporary file of [`atomic_write`] whose writing process is gone (killed before
+/// its rename): it will never become a file and only takes space.
+pub fn is_stale_temp(path: &Path) -> bool {
+    let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+        return false;
+    };
+    let Some(inner) = name.strip_prefix('.').and_then(|n| n.strip_suffix(".tmp")) else {
+        return false;
+    };
+    let mut parts = inner.rsplitn(3, '.');
+    let (_counter, pid) = (parts.next(), parts.next());
+    match pid.and_then(|p| p.parse::<u32>().ok()) {
+        Some(pid) => pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists(),
+        None => false,
+    }
+}
+
 /// One tensor to write: name, dtype, shape and raw little-endian bytes.
 pub struct RawTensor {
     pub name: String,

@@ -76,16 +76,19 @@ impl FsStore {
         Ok(())
     }
 
-    /// Paths of every packet file, in path order (unfinished temporary files excluded).
+    /// Paths of every packet file, in path order (unfinished temporary files excluded; those
+    /// left by writers that were killed are deleted on the way).
     fn packet_files(&self) -> Result<Vec<PathBuf>> {
         let mut out = Vec::new();
         for shard in read_dir_sorted(&self.dir)? {
             if shard.is_dir() {
-                out.extend(
-                    read_dir_sorted(&shard)?
-                        .into_iter()
-                        .filter(|p| p.extension().and_then(|e| e.to_str()) == Some("kvp")),
-                );
+                for p in read_dir_sorted(&shard)? {
+                    if p.extension().and_then(|e| e.to_str()) == Some("kvp") {
+                        out.push(p);
+                    } else if crate::io::is_stale_temp(&p) {
+                        let _ = std::fs::remove_file(&p);
+                    }
+                }
             }
         }
         Ok(out)
