@@ -10,6 +10,7 @@ pub mod cli;
 pub mod data;
 pub mod engine;
 pub mod eval;
+pub mod fuzzing;
 pub mod io;
 pub mod methods;
 pub mod model;

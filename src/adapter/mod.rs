@@ -211,10 +211,26 @@ impl Adapter {
     /// Reads an adapter file; with `model`, refuses an adapter made for another model.
     pub fn load(path: &Path, model: Option<&Model>) -> Result<Self> {
         let bytes = std::fs::read(path).with_context(|| format!("reading adapter {}", path.display()))?;
-        let meta: AdapterMeta = serde_json::from_value(safetensors_meta(&bytes)?)
-            .with_context(|| format!("{} is not a kvpacket adapter", path.display()))?;
-        let st =
-            safetensors::SafeTensors::deserialize(&bytes).with_context(|| format!("reading {}", path.display()))?;
+        let adapter = Self::from_bytes(&bytes).with_context(|| format!("adapter {}", path.display()))?;
+        if let Some(m) = model
+            && m.fingerprint != adapter.meta.model_fingerprint
+        {
+            bail!(
+                "adapter {} was made for model {} but the loaded model is {} ({})",
+                path.display(),
+                short(&adapter.meta.model_fingerprint),
+                short(&m.fingerprint),
+                m.source.display()
+            );
+        }
+        Ok(adapter)
+    }
+
+    /// Parses adapter file bytes: metadata, `header` and `trailer` of the shapes it declares,
+    /// every value finite. Any other input is an error, never a panic.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
+        let meta: AdapterMeta = serde_json::from_value(safetensors_meta(bytes)?).context("not a kvpacket adapter")?;
+        let st = safetensors::SafeTensors::deserialize(bytes).context("not a safetensors file")?;
         let read = |name: &str, n: usize| -> Result<Tensor> {
             let v = st.tensor(name).with_context(|| format!("adapter has no `{name}`"))?;
             if v.shape() != [n, meta.hidden_size] {
@@ -237,22 +253,8 @@ impl Adapter {
         };
         for (name, t) in [("header", &adapter.header), ("trailer", &adapter.trailer)] {
             if t.flatten_all()?.to_vec1::<f32>()?.iter().any(|x| !x.is_finite()) {
-                bail!(
-                    "adapter {}: its {name} holds values that are not finite (NaN or ∞)",
-                    path.display()
-                );
+                bail!("its {name} holds values that are not finite (NaN or ∞)");
             }
-        }
-        if let Some(m) = model
-            && m.fingerprint != adapter.meta.model_fingerprint
-        {
-            bail!(
-                "adapter {} was made for model {} but the loaded model is {} ({})",
-                path.display(),
-                short(&adapter.meta.model_fingerprint),
-                short(&m.fingerprint),
-                m.source.display()
-            );
         }
         Ok(adapter)
     }

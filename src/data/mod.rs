@@ -39,8 +39,12 @@ fn read_text(path: &Path) -> Result<String> {
 
 /// Samples of a JSON array file in the shared data format.
 pub fn load_samples(path: &Path) -> Result<Vec<Sample>> {
-    let text = read_text(path)?;
-    serde_json::from_str(&text).with_context(|| format!("{} is not a JSON array of samples", path.display()))
+    parse_samples(&read_text(path)?).with_context(|| format!("{} is not a JSON array of samples", path.display()))
+}
+
+/// Samples of a JSON array text in the shared data format.
+pub fn parse_samples(text: &str) -> Result<Vec<Sample>> {
+    Ok(serde_json::from_str(text)?)
 }
 
 /// Documents of a file: every `ctxs` entry of a JSON array of samples, or one
