@@ -281,3 +281,47 @@ impl Model {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn greedy_is_argmax_and_seeded_sampling_repeats() {
+        let logits = [0.1f32, 2.0, 1.9, -3.0];
+        assert_eq!(Sampler::new(Sampling::default()).next(&logits), 1);
+        let warm = Sampling {
+            temperature: 1.0,
+            top_p: 1.0,
+            seed: 9,
+        };
+        let draws = |s: Sampling| -> Vec<u32> {
+            let mut r = Sampler::new(s);
+            (0..200).map(|_| r.next(&logits)).collect()
+        };
+        assert_eq!(draws(warm), draws(warm), "same seed, same draws");
+        let d = draws(warm);
+        assert!(d.contains(&1) && d.contains(&2), "both likely tokens are drawn");
+        // A nucleus smaller than the top token's mass keeps only the top token.
+        assert!(draws(Sampling { top_p: 0.3, ..warm }).iter().all(|&t| t == 1));
+        assert!(
+            Sampling {
+                temperature: -1.0,
+                ..warm
+            }
+            .check()
+            .is_err()
+        );
+        assert!(Sampling { top_p: 0.0, ..warm }.check().is_err());
+    }
+
+    #[test]
+    fn text_is_held_back_only_while_it_may_become_a_stop_string() {
+        let stops = vec!["END".to_string(), "\n\n".to_string()];
+        assert_eq!(settled("hello E", &stops), "hello ".len());
+        assert_eq!(settled("hello EN", &stops), "hello ".len());
+        assert_eq!(settled("hello EX", &stops), "hello EX".len());
+        assert_eq!(settled("line\n", &stops), "line".len());
+        assert_eq!(settled("caf\u{FFFD}", &[]), "caf".len(), "a partial character waits");
+    }
+}

@@ -1,0 +1,109 @@
+//! The owned engine on a tiny random model: requests with texts and packet ids, streaming,
+//! stop strings, answers longer than 64 tokens, and typed errors.
+
+mod common;
+
+use kvpacket::adapter::Adapter;
+use kvpacket::data::Document;
+use kvpacket::engine::{DocumentRef, Engine, EngineError, Limits, Request};
+use kvpacket::model::generate::{Finish, Sampling};
+use kvpacket::model::tiny::TinySpec;
+use kvpacket::model::{Model, WeightMode};
+use kvpacket::packet::KvDtype;
+use kvpacket::store::{FsStore, LruStore};
+
+fn engine(name: &str) -> Engine {
+    let dir = common::tiny_model("engine", "model", TinySpec::default());
+    let m = Model::load(&dir, WeightMode::F32).unwrap();
+    let adapter = Adapter::init(&m, 2, 2, 3).unwrap();
+    let store = LruStore::new(FsStore::new(common::scratch("engine", name)).unwrap(), 1 << 24);
+    Engine::from_parts(m, Some(adapter), Box::new(store), KvDtype::F16, Limits::default())
+}
+
+fn text(t: &str) -> DocumentRef {
+    DocumentRef::Text(Document {
+        text: t.into(),
+        ..Default::default()
+    })
+}
+
+#[test]
+fn answers_stream_in_pieces_reuse_packets_and_run_past_64_tokens() {
+    let e = engine("stream");
+    let docs = vec![text("alice lives in the blue house"), text("bob keeps a cat")];
+    let req = Request {
+        max_tokens: 150,
+        sampling: Sampling {
+            temperature: 1.0,
+            top_p: 0.95,
+            seed: 4,
+        },
+        ..Request::new("where does alice live?", docs.clone())
+    };
+    let mut pieces = String::new();
+    let first = e
+        .answer(&req, &mut |t| {
+            pieces.push_str(t);
+            true
+        })
+        .unwrap();
+    assert_eq!(pieces, first.text, "streamed pieces add up to the answer");
+    assert_eq!(first.acct.packets_built, 2);
+    if first.finish == Finish::Length {
+        assert_eq!(first.completion_tokens, 150, "the cache has room for max_tokens");
+    }
+    let again = e.answer(&req, &mut |_| true).unwrap();
+    assert_eq!((again.acct.packets_loaded, again.acct.recomputed_tokens), (2, 0));
+    assert_eq!(again.text, first.text, "same seed, same answer");
+    // A stop string ends the answer before it; a callback returning false cancels.
+    let cut: String = first.text.chars().skip(3).take(2).collect();
+    if !cut.trim().is_empty() && !first.text[..first.text.find(&cut).unwrap()].is_empty() {
+        let stopped = e
+            .answer(
+                &Request {
+                    stop: vec![cut.clone()],
+                    ..req.clone()
+                },
+                &mut |_| true,
+            )
+            .unwrap();
+        assert_eq!(stopped.finish, Finish::Stop);
+        assert_eq!(stopped.text, first.text[..first.text.find(&cut).unwrap()]);
+    }
+    let cancelled = e.answer(&req, &mut |_| false).unwrap();
+    assert!(matches!(cancelled.finish, Finish::Cancelled | Finish::Stop));
+}
+
+#[test]
+fn bad_requests_are_typed_errors() {
+    let e = engine("errors");
+    let ask = |r: Request| e.answer(&r, &mut |_| true).err().expect("an error");
+    assert!(matches!(ask(Request::new("", vec![])), EngineError::BadRequest(_)));
+    assert!(matches!(
+        ask(Request::new("q?", vec![DocumentRef::Id("abcdef".into())])),
+        EngineError::NotFound(_)
+    ));
+    assert!(matches!(
+        ask(Request::new("q?", vec![DocumentRef::Id("../etc".into())])),
+        EngineError::BadRequest(_)
+    ));
+    assert!(matches!(
+        ask(Request {
+            method: "nonsense".into(),
+            ..Request::new("q?", vec![])
+        }),
+        EngineError::BadRequest(_)
+    ));
+    let long = "word ".repeat(5000);
+    assert!(matches!(
+        ask(Request::new("q?", vec![text(&long)])),
+        EngineError::BadRequest(_)
+    ));
+    assert!(matches!(
+        ask(Request {
+            max_tokens: 0,
+            ..Request::new("q?", vec![])
+        }),
+        EngineError::BadRequest(_)
+    ));
+}
