@@ -94,7 +94,11 @@ pub fn f32_bytes(x: &[f32]) -> Vec<u8> {
 
 /// f32 values rounded to f16, as little-endian bytes.
 pub fn f16_bytes(x: &[f32]) -> Vec<u8> {
-    x.iter().flat_map(|v| half::f16::from_f32(*v).to_le_bytes()).collect()
+    use half::slice::HalfFloatSliceExt;
+    // half's slice conversion uses the CPU's F16C instructions where it has them.
+    let mut h = vec![half::f16::ZERO; x.len()];
+    h.convert_from_f32_slice(x);
+    h.iter().flat_map(|v| v.to_le_bytes()).collect()
 }
 
 /// Decodes little-endian f32 or f16 bytes into f32 values.
@@ -104,10 +108,16 @@ pub fn decode_floats(bytes: &[u8], dtype: Dtype) -> Result<Vec<f32>> {
             .chunks_exact(4)
             .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
             .collect(),
-        Dtype::F16 => bytes
-            .chunks_exact(2)
-            .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
-            .collect(),
+        Dtype::F16 => {
+            use half::slice::HalfFloatSliceExt;
+            let h: Vec<half::f16> = bytes
+                .chunks_exact(2)
+                .map(|c| half::f16::from_le_bytes([c[0], c[1]]))
+                .collect();
+            let mut out = vec![0f32; h.len()];
+            h.convert_to_f32_slice(&mut out);
+            out
+        }
         other => anyhow::bail!("unsupported tensor dtype {other:?}"),
     })
 }

@@ -88,6 +88,23 @@ impl KvCache {
         lay.v.extend_from_slice(v);
     }
 
+    /// Appends K,V rows to layer `l` with the keys rotated by `rot` (a one-position table: the
+    /// offset of a packet placed here), in place in the cache (no copy of the packet's keys).
+    pub fn push_layer_rotated(
+        &mut self,
+        l: usize,
+        k: &[f32],
+        v: &[f32],
+        rot: &super::rope::RopeTable,
+        kv_heads: usize,
+    ) {
+        let lay = &mut self.layers[l];
+        let at = lay.k.len();
+        lay.k.extend_from_slice(k);
+        rot.apply(&mut lay.k[at..], kv_heads);
+        lay.v.extend_from_slice(v);
+    }
+
     /// Overwrites the K,V of the given token rows of layer `l` (`k`, `v`: one row each, in order).
     pub fn overwrite_rows(&mut self, l: usize, rows: &[usize], k: &[f32], v: &[f32]) {
         let r = self.row;

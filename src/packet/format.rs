@@ -6,6 +6,7 @@ use super::{FORMAT_VERSION, KvDtype, Packet, PacketMeta, packet_id};
 use crate::adapter::short;
 use crate::io::{RawTensor, decode_floats, safetensors_bytes, safetensors_header_meta, safetensors_meta};
 use anyhow::Context;
+use sha2::{Digest, Sha256};
 use std::io::Read;
 use std::path::Path;
 
@@ -116,6 +117,8 @@ impl Packet {
         let shape = [len, meta.n_kv_heads, meta.head_dim];
         let mut k = Vec::with_capacity(meta.n_layers);
         let mut v = Vec::with_capacity(meta.n_layers);
+        // The checksum is over the stored bytes, so it is taken on them as read (no re-encoding).
+        let mut hash = Sha256::new();
         for l in 0..meta.n_layers {
             for (name, out) in [("k", &mut k), ("v", &mut v)] {
                 let t = st
@@ -127,13 +130,25 @@ impl Packet {
                         t.shape()
                     )));
                 }
+                let want_dtype = match meta.dtype {
+                    KvDtype::F16 => safetensors::Dtype::F16,
+                    KvDtype::F32 => safetensors::Dtype::F32,
+                };
+                if t.dtype() != want_dtype {
+                    return Err(PacketError::Corrupt(format!(
+                        "{name}.{l} is {:?}, not {:?}",
+                        t.dtype(),
+                        meta.dtype
+                    )));
+                }
+                hash.update(t.data());
                 out.push(decode_floats(t.data(), t.dtype()).map_err(|e| PacketError::Corrupt(e.to_string()))?);
             }
         }
-        let p = Packet { meta, k, v };
-        if p.payload_hash() != p.meta.payload_sha256 {
+        if hex::encode(hash.finalize()) != meta.payload_sha256 {
             return Err(corrupt("K,V checksum mismatch"));
         }
+        let p = Packet { meta, k, v };
         let id = packet_id(
             &p.meta.model_fingerprint,
             &p.meta.adapter_fingerprint,

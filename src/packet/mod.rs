@@ -159,11 +159,11 @@ impl Packet {
         let offset = cache.len() as i64;
         let rot = model.rope_table(&[offset]);
         for l in 0..self.meta.n_layers {
-            let mut k = self.k[l].clone();
             if offset != 0 {
-                rot.apply(&mut k, self.meta.n_kv_heads);
+                cache.push_layer_rotated(l, &self.k[l], &self.v[l], &rot, self.meta.n_kv_heads);
+            } else {
+                cache.push_layer(l, &self.k[l], &self.v[l]);
             }
-            cache.push_layer(l, &k, &self.v[l]);
         }
         cache.commit(n);
         let per_token_layer = (4 + 3 * self.meta.n_kv_heads) * self.meta.head_dim;
