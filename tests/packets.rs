@@ -486,3 +486,33 @@ fn store_lists_packets_by_adapter_and_prunes_only_the_named_one() {
     assert!(ok && out.contains("deleted 2 packets"), "{out}");
     assert_eq!(fs.list().unwrap().len(), 1);
 }
+
+#[test]
+fn q8_packets_are_about_half_of_f16_and_read_back_exactly() {
+    let m = model(12);
+    let adapter = Adapter::init(&m, 2, 2, 1).unwrap();
+    let tokens = toks(
+        &m,
+        "a document long enough to fill a few groups of values in every layer",
+    );
+    let f16 = Packet::build(&m, &adapter, &tokens, KvDtype::F16).unwrap();
+    let q8 = Packet::build(&m, &adapter, &tokens, KvDtype::Q8).unwrap();
+    let ratio = q8.payload_bytes() as f64 / f16.payload_bytes() as f64;
+    assert!((0.5..0.6).contains(&ratio), "q8 / f16 bytes = {ratio}");
+    let back = Packet::from_bytes(&q8.to_bytes().unwrap()).unwrap();
+    assert_eq!(
+        (back.k.clone(), back.v.clone()),
+        (q8.k.clone(), q8.v.clone()),
+        "loaded = built"
+    );
+    assert_ne!(q8.meta.id, f16.meta.id, "the dtype is part of the id");
+    // Quantization error: within half a step of each group's scale (amax / 127).
+    let err = max_abs(&q8.k[0], &f16.k[0]);
+    let amax = f16.k[0].iter().fold(0f32, |a, v| a.max(v.abs()));
+    assert!(err > 0.0 && err <= amax / 127.0, "q8 error {err} (amax {amax})");
+    // A damaged scale is caught by the checksum.
+    let mut bytes = q8.to_bytes().unwrap();
+    let n = bytes.len();
+    bytes[n - 1] ^= 0x40;
+    assert!(Packet::from_bytes(&bytes).is_err());
+}

@@ -2,9 +2,9 @@
 //! [len, kv_heads, head_dim] (f16 or f32) and the JSON metadata under `kvpacket`.
 //! Reading verifies version, size, payload checksum, content id and every shape.
 
-use super::{FORMAT_VERSION, KvDtype, Packet, PacketMeta, packet_id};
+use super::{FORMAT_VERSION, Packet, PacketMeta, codec, packet_id};
 use crate::adapter::short;
-use crate::io::{RawTensor, decode_floats, safetensors_bytes, safetensors_header_meta, safetensors_meta};
+use crate::io::{safetensors_bytes, safetensors_header_meta, safetensors_meta};
 use anyhow::Context;
 use sha2::{Digest, Sha256};
 use std::io::Read;
@@ -57,24 +57,7 @@ impl PacketMeta {
 impl Packet {
     /// The packet as file bytes.
     pub fn to_bytes(&self) -> anyhow::Result<Vec<u8>> {
-        let m = &self.meta;
-        let shape = vec![self.len(), m.n_kv_heads, m.head_dim];
-        let dtype = match m.dtype {
-            KvDtype::F16 => safetensors::Dtype::F16,
-            KvDtype::F32 => safetensors::Dtype::F32,
-        };
-        let mut tensors = Vec::with_capacity(2 * m.n_layers);
-        for l in 0..m.n_layers {
-            for (name, x) in [("k", &self.k[l]), ("v", &self.v[l])] {
-                tensors.push(RawTensor {
-                    name: format!("{name}.{l}"),
-                    dtype,
-                    shape: shape.clone(),
-                    bytes: self.stored_bytes(x),
-                });
-            }
-        }
-        safetensors_bytes(&tensors, &serde_json::to_value(m)?)
+        safetensors_bytes(&self.stored_tensors(), &serde_json::to_value(&self.meta)?)
     }
 
     /// Parses and verifies packet file bytes.
@@ -121,28 +104,16 @@ impl Packet {
         let mut hash = Sha256::new();
         for l in 0..meta.n_layers {
             for (name, out) in [("k", &mut k), ("v", &mut v)] {
-                let t = st
-                    .tensor(&format!("{name}.{l}"))
-                    .map_err(|_| PacketError::Corrupt(format!("missing {name}.{l}")))?;
-                if t.shape() != shape {
-                    return Err(PacketError::Corrupt(format!(
-                        "{name}.{l} has shape {:?}, expected {shape:?}",
-                        t.shape()
-                    )));
-                }
-                let want_dtype = match meta.dtype {
-                    KvDtype::F16 => safetensors::Dtype::F16,
-                    KvDtype::F32 => safetensors::Dtype::F32,
-                };
-                if t.dtype() != want_dtype {
-                    return Err(PacketError::Corrupt(format!(
-                        "{name}.{l} is {:?}, not {:?}",
-                        t.dtype(),
-                        meta.dtype
-                    )));
-                }
-                hash.update(t.data());
-                out.push(decode_floats(t.data(), t.dtype()).map_err(|e| PacketError::Corrupt(e.to_string()))?);
+                let name = format!("{name}.{l}");
+                let parts = codec::tensor_names(meta.dtype, &name)
+                    .iter()
+                    .map(|n| st.tensor(n).map_err(|_| PacketError::Corrupt(format!("missing {n}"))))
+                    .collect::<Result<Vec<_>, _>>()?;
+                parts.iter().for_each(|t| hash.update(t.data()));
+                out.push(
+                    codec::decode(meta.dtype, &parts, shape)
+                        .map_err(|e| PacketError::Corrupt(format!("{name}: {e}")))?,
+                );
             }
         }
         if hex::encode(hash.finalize()) != meta.payload_sha256 {

@@ -2,6 +2,7 @@
 //! positions 0.., immutable, content-addressed, and composable at any offset by re-rotating
 //! its keys.
 
+pub mod codec;
 mod format;
 
 pub use format::PacketError;
@@ -22,6 +23,8 @@ pub const FORMAT_VERSION: u32 = 1;
 pub enum KvDtype {
     F16,
     F32,
+    /// int8 with an f16 scale per group of 32 values: about half the bytes of f16.
+    Q8,
 }
 
 /// Everything about a packet except its K,V arrays.
@@ -74,12 +77,6 @@ pub fn packet_id(model_fp: &str, adapter_fp: &str, tokens: &[u32], dtype: KvDtyp
     hex::encode(h.finalize())
 }
 
-fn round_to(dtype: KvDtype, x: &mut [f32]) {
-    if dtype == KvDtype::F16 {
-        x.iter_mut().for_each(|v| *v = half::f16::from_f32(*v).to_f32());
-    }
-}
-
 impl Packet {
     /// Positions the packet occupies: header + document + trailer.
     pub fn len(&self) -> usize {
@@ -93,11 +90,9 @@ impl Packet {
 
     /// Bytes of K,V as stored (f16 or f32 elements), without the file's header.
     pub fn payload_bytes(&self) -> usize {
-        let per = match self.meta.dtype {
-            KvDtype::F16 => 2,
-            KvDtype::F32 => 4,
-        };
-        self.k.iter().chain(&self.v).map(|x| x.len() * per).sum()
+        let per = codec::bytes_per_value(self.meta.dtype, self.meta.head_dim);
+        let values: usize = self.k.iter().chain(&self.v).map(|x| x.len()).sum();
+        (values as f64 * per).round() as usize
     }
 
     /// Bytes of K,V held in memory.
@@ -126,7 +121,9 @@ impl Packet {
             &Rows::None,
         )?;
         let (mut k, mut v): (Vec<_>, Vec<_>) = cache.into_layers().into_iter().map(|l| (l.k, l.v)).unzip();
-        k.iter_mut().chain(v.iter_mut()).for_each(|x| round_to(dtype, x));
+        k.iter_mut()
+            .chain(v.iter_mut())
+            .for_each(|x| codec::round(dtype, x, c.head_dim));
         let adapter_fp = adapter.fingerprint()?;
         let meta = PacketMeta {
             format_version: FORMAT_VERSION,
@@ -195,17 +192,22 @@ impl Packet {
 
     fn payload_hash(&self) -> String {
         let mut h = Sha256::new();
-        for l in 0..self.meta.n_layers {
-            h.update(self.stored_bytes(&self.k[l]));
-            h.update(self.stored_bytes(&self.v[l]));
+        for t in self.stored_tensors() {
+            h.update(&t.bytes);
         }
         hex::encode(h.finalize())
     }
 
-    fn stored_bytes(&self, x: &[f32]) -> Vec<u8> {
-        match self.meta.dtype {
-            KvDtype::F16 => crate::io::f16_bytes(x),
-            KvDtype::F32 => crate::io::f32_bytes(x),
-        }
+    /// The stored tensors of every layer's K then V, in file and checksum order.
+    fn stored_tensors(&self) -> Vec<crate::io::RawTensor> {
+        let m = &self.meta;
+        let shape = [self.len(), m.n_kv_heads, m.head_dim];
+        (0..m.n_layers)
+            .flat_map(|l| {
+                codec::encode(m.dtype, &format!("k.{l}"), &self.k[l], shape)
+                    .into_iter()
+                    .chain(codec::encode(m.dtype, &format!("v.{l}"), &self.v[l], shape))
+            })
+            .collect()
     }
 }
