@@ -130,6 +130,10 @@ pub struct TrainArgs {
     /// Only draw the loss curve of the run directory's log.
     #[arg(long)]
     pub plot: bool,
+    /// Only score adapters (files, shipped names, or `none`) on this run's validation samples:
+    /// mean first-answer-token KL, as the run's val.jsonl reports it. Repeatable.
+    #[arg(long)]
+    pub score: Vec<String>,
 }
 
 pub fn run(a: TrainArgs) -> Result<()> {
@@ -193,6 +197,22 @@ pub fn run(a: TrainArgs) -> Result<()> {
         stop,
         progress: true,
     };
+    if !a.score.is_empty() {
+        let val = trainer.prepare_validation()?;
+        anyhow::ensure!(!val.is_empty(), "--score needs validation samples (--val-samples > 0)");
+        for name in &a.score {
+            let adapter = match name.as_str() {
+                "none" => crate::adapter::Adapter::empty(&model)?,
+                other => crate::adapter::named(&model, other)?,
+            };
+            let line = trainer.validate(&adapter, &val)?;
+            println!(
+                "{name}: first-token KL {:.4} over {} validation questions",
+                line.first_token_kl, line.questions
+            );
+        }
+        return Ok(());
+    }
     match trainer.train(a.resume, a.max_steps)? {
         Outcome::Interrupted(step) => {
             plot_log(&trainer.run.log(), &trainer.run.plot(), steps_per_epoch)?;
