@@ -98,7 +98,7 @@ impl Resources<'_> {
             return Ok((p, false, ms(t0)));
         }
         if self.cached_only {
-            bail!("packet {id} is not in the store (run `kvpacket pack`, or drop --cached-only)");
+            bail!("packet {id} is not in the store, and building packets was not allowed (pack the documents first)");
         }
         let p = Packet::build(self.model, adapter, tokens, self.kv_dtype)?;
         self.store.put(&p)?;

@@ -436,7 +436,7 @@ impl Model {
             .all(|l| l.qkv.is_dense() && l.o.is_dense() && l.gate_up.is_dense())
             && self.weights.lm_head.is_dense();
         if !dense {
-            bail!("the differentiable path needs f32 weights (load without --quantized)");
+            bail!("the differentiable path needs f32 weights, not the GGUF's quantized ones");
         }
         Ok(())
     }

@@ -157,7 +157,7 @@ impl Model {
     pub fn chat_template(&self) -> Result<&ChatTemplate> {
         self.chat
             .as_ref()
-            .with_context(|| format!("{} has no chat template (use --raw)", self.source.display()))
+            .with_context(|| format!("{} has no chat template (a raw prompt needs none)", self.source.display()))
     }
 
     /// Token ids of a prompt: BOS (when the tokenizer adds one) followed by the text's ids.
