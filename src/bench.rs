@@ -142,3 +142,102 @@ pub fn fwd_bwd(model: &Model, n: usize, soft: usize, loss_rows: usize, checkpoin
     let secs = t0.elapsed().as_secs_f64();
     Ok((secs, peak_rss_mb()))
 }
+
+/// Cost per question of one document set with many questions: shared (teacher prefills the
+/// documents once; the student runs them once with a tail per question) against separate
+/// (one full run per question). Times in seconds.
+#[derive(Debug, serde::Serialize)]
+pub struct SharedQuestionsReport {
+    pub people: usize,
+    pub questions: usize,
+    pub document_tokens: usize,
+    pub teacher_shared_s: f64,
+    pub teacher_separate_s: f64,
+    pub student_shared_s: f64,
+    pub student_separate_s: f64,
+}
+
+impl SharedQuestionsReport {
+    /// A markdown table of the costs per question.
+    pub fn table(&self) -> String {
+        let q = self.questions as f64;
+        let row = |what: &str, shared: f64, separate: f64| {
+            format!(
+                "| {what} | {:.2} | {:.2} | {:.1}× |\n",
+                shared / q,
+                separate / q,
+                separate / shared
+            )
+        };
+        format!(
+            "{} people ({} document tokens), {} questions\n\n| per question, s | shared | separate | saving |\n|---|---|---|---|\n{}{}",
+            self.people,
+            self.document_tokens,
+            self.questions,
+            row(
+                "teacher (greedy answer, top-k)",
+                self.teacher_shared_s,
+                self.teacher_separate_s
+            ),
+            row(
+                "student (forward + backward)",
+                self.student_shared_s,
+                self.student_separate_s
+            )
+        )
+    }
+}
+
+/// Measures [`SharedQuestionsReport`] on one generated biography set of `people` people with
+/// `questions` questions, with a random 8+8 adapter.
+pub fn shared_questions(model: &Model, people: usize, questions: usize) -> Result<SharedQuestionsReport> {
+    use crate::train::samples::TrainSample;
+    use crate::train::student::{LossKind, StudentMode, student_grad};
+    use crate::train::teacher::run_teacher;
+    use rand::SeedableRng;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+    let (docs, tasks) =
+        crate::data::synth::biography_questions(&mut rng, people, questions, crate::data::synth::BioStyle::Training);
+    let shared = TrainSample { docs, tasks };
+    let singles: Vec<TrainSample> = shared
+        .tasks
+        .iter()
+        .map(|t| TrainSample {
+            docs: shared.docs.clone(),
+            tasks: vec![t.clone()],
+        })
+        .collect();
+    let adapter = crate::adapter::Adapter::init(model, 8, 8, 0)?;
+    let mode = StudentMode {
+        loss: LossKind::Kl,
+        grad_checkpoint: false,
+        freeze_header: false,
+        first_token_weight: 1.0,
+    };
+    let t0 = Instant::now();
+    let teachers = run_teacher(model, &shared, 16, 128)?;
+    let teacher_shared_s = t0.elapsed().as_secs_f64();
+    let t0 = Instant::now();
+    for s in &singles {
+        run_teacher(model, s, 16, 128)?;
+    }
+    let teacher_separate_s = t0.elapsed().as_secs_f64();
+    let t0 = Instant::now();
+    student_grad(model, &adapter, &shared, &teachers, mode)?;
+    let student_shared_s = t0.elapsed().as_secs_f64();
+    let t0 = Instant::now();
+    for (s, t) in singles.iter().zip(&teachers) {
+        student_grad(model, &adapter, s, std::slice::from_ref(t), mode)?;
+    }
+    let student_separate_s = t0.elapsed().as_secs_f64();
+    let seg = crate::methods::layout::segments(model, &shared.docs, "")?;
+    Ok(SharedQuestionsReport {
+        people,
+        questions,
+        document_tokens: seg.doc_tokens(),
+        teacher_shared_s,
+        teacher_separate_s,
+        student_shared_s,
+        student_separate_s,
+    })
+}

@@ -1,4 +1,5 @@
-//! `kvpacket bench prefill`: prefill, decode and forward+backward speed.
+//! `kvpacket bench prefill|questions|fwd-bwd`: prefill, decode and forward+backward speed, and
+//! the training cost per question with shared documents.
 
 use super::ModelArgs;
 use anyhow::Result;
@@ -13,6 +14,19 @@ pub enum BenchWhat {
         /// Prompt lengths to prefill.
         #[arg(long, value_delimiter = ',', default_values_t = [512usize, 2048, 4096])]
         lengths: Vec<usize>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Training cost per question of one document set with many questions, shared (one
+    /// document pass) against separate (one pass per question), teacher and student.
+    Questions {
+        #[command(flatten)]
+        model: ModelArgs,
+        #[arg(long, default_value_t = 10)]
+        people: usize,
+        #[arg(long, default_value_t = 8)]
+        questions: usize,
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
@@ -35,6 +49,21 @@ pub fn run(what: BenchWhat) -> Result<()> {
             let m = crate::model::Model::load(&crate::model::fetch::resolve(&model)?, crate::model::WeightMode::F32)?;
             let (s, mb) = crate::bench::fwd_bwd(&m, 1000, 16, 64, checkpoint)?;
             println!("{}", serde_json::json!({"fwd_bwd_s": s, "peak_mb": mb}));
+            Ok(())
+        }
+        BenchWhat::Questions {
+            model,
+            people,
+            questions,
+            json,
+        } => {
+            let m = model.load()?;
+            let r = crate::bench::shared_questions(&m, people, questions)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                print!("{}", r.table());
+            }
             Ok(())
         }
         BenchWhat::Prefill { model, lengths, json } => {

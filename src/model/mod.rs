@@ -155,9 +155,12 @@ impl Model {
 
     /// The chat template, or an error naming the model when it has none.
     pub fn chat_template(&self) -> Result<&ChatTemplate> {
-        self.chat
-            .as_ref()
-            .with_context(|| format!("{} has no chat template (a raw prompt needs none)", self.source.display()))
+        self.chat.as_ref().with_context(|| {
+            format!(
+                "{} has no chat template (a raw prompt needs none)",
+                self.source.display()
+            )
+        })
     }
 
     /// Token ids of a prompt: BOS (when the tokenizer adds one) followed by the text's ids.
