@@ -6,8 +6,11 @@ Prints a markdown table over the samples that have every listed method (so each 
 measured on the same samples): gold F1 micro (pooled overlaps), mean fidelity F1 against
 `full`'s answer, mean first-token KL against `full`, mean TTFT; and mean ROUGE-L where the
 records have it (summaries).
-With --vs M, also each method's mean paired difference to M in fidelity F1 and first-token KL
-with a 95% bootstrap interval over samples (10,000 resamples, seed 0).
+With --vs M, also each method's mean paired difference to M in gold F1 (per sample),
+fidelity F1 and first-token KL with a 95% bootstrap interval over samples (10,000 resamples,
+seed 0). When `full` and `none` are both listed, the table also says how much of the
+none → full gap each method closes: in gold F1 micro, (m − none) / (full − none), with m's
+ratio to full; in first-token KL (full's is 0), 1 − KL(m) / KL(none).
 """
 import collections
 import json
@@ -36,17 +39,32 @@ for line in open(path):
 samples = sorted(s for s, ms in by_sample.items() if all(m in ms for m in methods))
 rouge = bool(samples) and all("rouge_l" in r for s in samples for r in by_sample[s].values())
 print(f"{dataset}, n = {len(samples)} (paired)\n")
-print("| method | gold F1 micro |" + (" ROUGE-L |" if rouge else "") + " fidelity F1 | first-token KL | TTFT ms |")
-print("|---|---|" + ("---|" if rouge else "") + "---|---|---|")
-for m in methods:
+def micro_f1(m):
     rs = [by_sample[s][m] for s in samples]
-    if not rs:
-        continue
     common, pred, gold = (sum(r["overlap"][i] for r in rs) for i in range(3))
-    micro = 2 * common / (pred + gold) if pred + gold else 0.0
-    mean = lambda k: sum(r[k] for r in rs) / len(rs)
-    rouge_cell = f" {mean('rouge_l'):.3f} |" if rouge else ""
-    print(f"| {m} | {micro:.3f} |{rouge_cell} {mean('fidelity_f1'):.3f} | {mean('first_token_kl'):.2f} | {mean('ttft_ms'):.0f} |")
+    return 2 * common / (pred + gold) if pred + gold else 0.0
+
+def mean_of(m, k):
+    return sum(by_sample[s][m][k] for s in samples) / len(samples)
+
+gap = samples and "full" in methods and "none" in methods
+print("| method | gold F1 micro |" + (" ROUGE-L |" if rouge else "") + " fidelity F1 | first-token KL | TTFT ms |"
+      + (" F1 / full | F1 gap closed | KL gap closed |" if gap else ""))
+print("|---|---|" + ("---|" if rouge else "") + "---|---|---|" + ("---|---|---|" if gap else ""))
+for m in methods:
+    if not samples:
+        continue
+    micro = micro_f1(m)
+    rouge_cell = f" {mean_of(m, 'rouge_l'):.3f} |" if rouge else ""
+    extra = ""
+    if gap:
+        full, none = micro_f1("full"), micro_f1("none")
+        kl_none = mean_of("none", "first_token_kl")
+        closed = (micro - none) / (full - none) if full != none else float("nan")
+        kl_closed = 1 - mean_of(m, "first_token_kl") / kl_none if kl_none else float("nan")
+        ratio = micro / full if full else float("nan")
+        extra = f" {ratio:.2f} | {closed:+.0%} | {kl_closed:+.0%} |"
+    print(f"| {m} | {micro:.3f} |{rouge_cell} {mean_of(m, 'fidelity_f1'):.3f} | {mean_of(m, 'first_token_kl'):.2f} | {mean_of(m, 'ttft_ms'):.0f} |{extra}")
 
 def interval(diffs, n_boot=10_000):
     rng = random.Random(0)
@@ -56,14 +74,14 @@ def interval(diffs, n_boot=10_000):
 
 if vs and samples:
     print(f"\nPaired differences against `{vs}` (mean [95% bootstrap interval]):\n")
-    print(f"| method | Δ fidelity F1 | Δ first-token KL |")
-    print("|---|---|---|")
+    print(f"| method | Δ gold F1 | Δ fidelity F1 | Δ first-token KL |")
+    print("|---|---|---|---|")
     for m in methods:
         if m in (vs, "full"):
             continue
         cells = []
-        for k in ("fidelity_f1", "first_token_kl"):
+        for k in ("f1", "fidelity_f1", "first_token_kl"):
             d = [by_sample[s][m][k] - by_sample[s][vs][k] for s in samples]
             lo, hi = interval(d)
             cells.append(f"{sum(d) / len(d):+.3f} [{lo:+.3f}, {hi:+.3f}]")
-        print(f"| {m} | {cells[0]} | {cells[1]} |")
+        print(f"| {m} | {cells[0]} | {cells[1]} | {cells[2]} |")
