@@ -64,6 +64,21 @@ impl Config {
         if self.n_layers == 0 || self.hidden_size == 0 || self.vocab_size == 0 {
             bail!("model has an empty dimension: {self:?}");
         }
+        if !(self.rope_theta.is_finite() && self.rope_theta > 0.0)
+            || !(self.rms_norm_eps.is_finite() && self.rms_norm_eps >= 0.0)
+        {
+            bail!("rope_theta must be positive and rms_norm_eps non-negative: {self:?}");
+        }
+        if let Some(s) = self.rope_scaling {
+            let ok = s.factor.is_finite()
+                && s.factor > 0.0
+                && s.low_freq_factor > 0.0
+                && s.high_freq_factor > s.low_freq_factor
+                && s.original_max_position_embeddings > 0;
+            if !ok {
+                bail!("invalid llama3 rope scaling: {s:?}");
+            }
+        }
         Ok(())
     }
 
@@ -104,7 +119,7 @@ impl Config {
             .get("token_embd.weight")
             .context("GGUF tensor `token_embd.weight` missing")?;
         let vocab_size = emb.shape.dims()[0];
-        let head_dim = u("rope.dimension_count").unwrap_or(hidden_size / n_heads);
+        let head_dim = u("rope.dimension_count").unwrap_or(hidden_size.checked_div(n_heads).unwrap_or(0));
         let cfg = Config {
             arch,
             vocab_size,
@@ -174,7 +189,7 @@ impl Config {
             n_layers: u("num_hidden_layers")?,
             n_heads,
             n_kv_heads: u("num_key_value_heads").unwrap_or(n_heads),
-            head_dim: u("head_dim").unwrap_or(hidden_size / n_heads),
+            head_dim: u("head_dim").unwrap_or(hidden_size.checked_div(n_heads).unwrap_or(0)),
             rms_norm_eps: v["rms_norm_eps"].as_f64().unwrap_or(1e-6) as f32,
             rope_theta: v["rope_theta"].as_f64().unwrap_or(10000.0) as f32,
             rope_interleaved: false,
