@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Issue 15 acceptance on biographies, Qwen2.5-0.5B: 5 and 10 people (n = 100 each) and the
 # held-out wordings (10 people, n = 100); full, none, the new biography adapter, the previous
-# shipped adapter (stage 4), and the recompute dial on top of the new adapter. Resumable.
+# shipped adapter (stage 4). Resumable.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 exec ./target/release/kvpacket eval --model qwen2.5-0.5b \
   --data synth:biography:5 --data synth:biography:10 --data synth:biography-heldout:10 \
-  --methods full,none,kvpacket=bio,kvpacket=stage4,kvpacket=bio+epic:16 \
+  --methods full,none,kvpacket=bio,kvpacket=stage4 \
   --limit 100 --out docs/results/issue15/qwen2.5-0.5b
