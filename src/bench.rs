@@ -241,3 +241,119 @@ pub fn shared_questions(model: &Model, people: usize, questions: usize) -> Resul
         student_separate_s,
     })
 }
+
+/// Results of [`warm_ask`]: a warm `ask` split into its parts, medians over repetitions, in
+/// milliseconds. `ttft_ms` = `compose_ms` + the question's prefill; `floor_ms` is that
+/// prefill alone over the already composed cache, so `ttft_ms / floor_ms` is what composing
+/// costs on top of the least any method could do with this context.
+#[derive(Debug, Serialize)]
+pub struct WarmAskReport {
+    pub model: String,
+    pub threads: usize,
+    pub documents: usize,
+    pub context_tokens: usize,
+    pub prompt_tokens: usize,
+    pub reps: usize,
+    /// Reading and verifying the packets from a directory store (OS page cache warm).
+    pub load_ms: f64,
+    pub compose_ms: f64,
+    pub ttft_ms: f64,
+    pub floor_ms: f64,
+}
+
+impl WarmAskReport {
+    /// A markdown table of the numbers.
+    pub fn table(&self) -> String {
+        format!(
+            "model: {}  threads: {}  {} documents, {} context tokens, {} prompt tokens, median of {}\n\n\
+             | part | ms | / floor |\n|---|---|---|\n\
+             | packet load (store, page cache warm) | {:.1} | {:.2} |\n\
+             | compose (copy + re-rotate) | {:.1} | {:.2} |\n\
+             | TTFT (compose + prompt prefill) | {:.1} | {:.2} |\n\
+             | floor (prompt prefill over the composed cache) | {:.1} | 1.00 |\n",
+            self.model,
+            self.threads,
+            self.documents,
+            self.context_tokens,
+            self.prompt_tokens,
+            self.reps,
+            self.load_ms,
+            self.load_ms / self.floor_ms,
+            self.compose_ms,
+            self.compose_ms / self.floor_ms,
+            self.ttft_ms,
+            self.ttft_ms / self.floor_ms,
+            self.floor_ms,
+        )
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// Packs `docs` once under `adapter` into a fresh directory store under the system's temp
+/// folder (removed afterwards), then runs the warm `kvpacket` path `reps` times: load, compose,
+/// prefill `question`; and each time the floor, the same prefill over a copy of the composed
+/// cache.
+pub fn warm_ask(
+    model: &Model,
+    adapter: &crate::adapter::Adapter,
+    docs: &[crate::data::Document],
+    question: &str,
+    reps: usize,
+) -> Result<WarmAskReport> {
+    use crate::methods::{Method, Packets, Resources};
+    anyhow::ensure!(reps > 0, "--reps must be at least 1");
+    let dir = std::env::temp_dir().join(format!("kvpacket-bench-ask-{}", std::process::id()));
+    let store = crate::store::FsStore::new(dir.clone())?;
+    let res = Resources {
+        model,
+        store: &store,
+        kv_dtype: crate::packet::KvDtype::F16,
+        cached_only: false,
+        decode_room: 1,
+    };
+    let seg = crate::methods::layout::segments(model, docs, question)?;
+    let method = Packets::kvpacket(adapter.clone());
+    let measured = (|| -> Result<_> {
+        method.prefill(&res, &seg)?;
+        let (mut load, mut compose, mut ttft, mut floor) = (vec![], vec![], vec![], vec![]);
+        let mut context_tokens = 0;
+        for _ in 0..reps {
+            let pre = method.prefill(
+                &Resources {
+                    cached_only: true,
+                    ..res
+                },
+                &seg,
+            )?;
+            let mut cache = pre.cache.clone();
+            cache.truncate(cache.len() - seg.prompt.len());
+            cache.reserve(seg.prompt.len() + 1)?;
+            let t0 = Instant::now();
+            model.prefill(&seg.prompt, &mut cache, &Rows::Last)?;
+            floor.push(t0.elapsed().as_secs_f64() * 1e3);
+            load.push(pre.acct.load_ms);
+            compose.push(pre.acct.compose_ms);
+            ttft.push(pre.acct.ttft_ms);
+            context_tokens = pre.acct.context_tokens;
+        }
+        Ok((load, compose, ttft, floor, context_tokens))
+    })();
+    std::fs::remove_dir_all(&dir).ok();
+    let (load, compose, ttft, floor, context_tokens) = measured?;
+    Ok(WarmAskReport {
+        model: model.source.display().to_string(),
+        threads: rayon::current_num_threads(),
+        documents: docs.len(),
+        context_tokens,
+        prompt_tokens: seg.prompt.len(),
+        reps,
+        load_ms: median(load),
+        compose_ms: median(compose),
+        ttft_ms: median(ttft),
+        floor_ms: median(floor),
+    })
+}

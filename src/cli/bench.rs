@@ -1,8 +1,9 @@
-//! `kvpacket bench prefill|questions|fwd-bwd`: prefill, decode and forward+backward speed, and
+//! `kvpacket bench prefill|questions|ask|fwd-bwd`: prefill, decode and forward+backward speed, a
+//! warm `ask` against its floor, and
 //! the training cost per question with shared documents.
 
 use super::ModelArgs;
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::Subcommand;
 
 #[derive(Subcommand)]
@@ -27,6 +28,26 @@ pub enum BenchWhat {
         people: usize,
         #[arg(long, default_value_t = 8)]
         questions: usize,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// A warm `ask` (packets already stored) split into packet load, composition and the
+    /// prompt's prefill, against the floor: the same prefill over the already composed cache.
+    Ask {
+        #[command(flatten)]
+        model: ModelArgs,
+        /// A data file in the shared format.
+        #[arg(long, default_value = "../shared/data/musique_s.json")]
+        docs: std::path::PathBuf,
+        /// Index of the sample whose documents and question to use.
+        #[arg(long, default_value_t = 0)]
+        sample: usize,
+        /// The adapter (a file or a shipped name; default: the model's shipped default).
+        #[arg(long)]
+        adapter: Option<String>,
+        #[arg(long, default_value_t = 5)]
+        reps: usize,
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
@@ -59,6 +80,35 @@ pub fn run(what: BenchWhat) -> Result<()> {
         } => {
             let m = model.load()?;
             let r = crate::bench::shared_questions(&m, people, questions)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                print!("{}", r.table());
+            }
+            Ok(())
+        }
+        BenchWhat::Ask {
+            model,
+            docs,
+            sample,
+            adapter,
+            reps,
+            json,
+        } => {
+            let m = model.load()?;
+            let a = match adapter {
+                Some(name) => crate::adapter::named(&m, &name)?,
+                None => crate::adapter::shipped(&m)?,
+            };
+            let samples = crate::data::load_samples(&docs)?;
+            let s = samples.get(sample).with_context(|| {
+                format!(
+                    "{} has {} samples; --sample {sample} is out of range",
+                    docs.display(),
+                    samples.len()
+                )
+            })?;
+            let r = crate::bench::warm_ask(&m, &a, &s.ctxs, &s.question, reps)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&r)?);
             } else {

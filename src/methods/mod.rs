@@ -32,6 +32,9 @@ pub struct Accounting {
     pub recomputed_tokens: usize,
     pub doc_flops: f64,
     pub ttft_ms: f64,
+    /// Of `ttft_ms`, the time spent placing stored KV into the request's cache (copies, key
+    /// re-rotation) and repairing it, before the prompt's prefill; 0 for plain prefill.
+    pub compose_ms: f64,
     pub load_ms: f64,
     pub context_tokens: usize,
     /// Document packets found in the store.
@@ -308,6 +311,7 @@ pub fn compose_and_prefill(
         acct.recomputed_tokens += n;
         acct.doc_flops += flops;
     }
+    acct.compose_ms = ms(t0);
     let logits = m
         .prefill(&seg.prompt, &mut cache, &Rows::Last)?
         .expect("one row requested");

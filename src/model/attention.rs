@@ -146,6 +146,30 @@ pub fn fast_exp(x: f32) -> f32 {
 }
 
 /// Query rows handled together: the key block is loaded once for all of them.
+/// The largest of a block's scores (16 lanes, then across lanes).
+#[inline(always)]
+fn lanes_max(v: &[f32; BK]) -> f32 {
+    let mut m = [f32::NEG_INFINITY; 16];
+    for c in v.chunks_exact(16) {
+        for x in 0..16 {
+            m[x] = if c[x] > m[x] { c[x] } else { m[x] };
+        }
+    }
+    m.into_iter().fold(f32::NEG_INFINITY, f32::max)
+}
+
+/// The sum of a block's probabilities (16 lanes, then across lanes).
+#[inline(always)]
+fn lanes_sum(v: &[f32; BK]) -> f32 {
+    let mut a = [0f32; 16];
+    for c in v.chunks_exact(16) {
+        for x in 0..16 {
+            a[x] += c[x];
+        }
+    }
+    a.iter().sum()
+}
+
 const R: usize = 4;
 
 /// Running state of R query rows: max, sum and output accumulators (online softmax).
@@ -157,15 +181,20 @@ struct RowState<const D: usize> {
 
 /// One (kv head, query block) task of the forward pass, for head size `D`.
 /// Returns the rows it computed, their outputs and log-sum-exps.
+/// Attention of the query rows `[q0, q1)` of kv head `kvh`'s group over the keys of
+/// `keys` (a chunk of the context): the rows' outputs normalised over those keys, and their
+/// log-sum-exps (−∞ and a zero output for a row that sees none of them).
 fn forward_task<const D: usize>(
     a: &AttnInputs,
     kvh: usize,
     q0: usize,
     q1: usize,
+    keys: (usize, usize),
 ) -> (Vec<(usize, usize)>, Vec<f32>, Vec<f32>) {
     let scale = 1.0 / (D as f32).sqrt();
     let rows = task_rows(a.shape, kvh, q0, q1);
     let (lo, hi) = a.mask_span(q0, q1);
+    let (lo, hi) = (lo.max(keys.0), hi.min(keys.1));
     let mut out = vec![0f32; rows.len() * D];
     let mut lse = vec![0f32; rows.len()];
     let mut kt = vec![0f32; D * BK];
@@ -206,45 +235,57 @@ fn forward_task<const D: usize>(
             let mut p = [[0f32; BK]; R];
             for r in 0..R {
                 let (rlo, rhi, rp) = ranges[r];
-                let mut mx = st.m[r];
-                for j in 0..BK {
-                    let key = j0 + j;
-                    if !((key >= rlo && key < rhi) || key < rp) || j >= len {
-                        s[r][j] = f32::NEG_INFINITY;
+                // Blocks wholly visible to the row (most of them) skip the per-key mask, and
+                // max, exp and sum run over 16-lane arrays: vectorised, unlike a scalar fold.
+                let visible = len == BK && ((j0 >= rlo && j0 + BK <= rhi) || j0 + BK <= rp);
+                if !visible {
+                    for j in 0..BK {
+                        let key = j0 + j;
+                        if !((key >= rlo && key < rhi) || key < rp) || j >= len {
+                            s[r][j] = f32::NEG_INFINITY;
+                        }
                     }
-                    mx = mx.max(s[r][j]);
                 }
+                let mx = lanes_max(&s[r]).max(st.m[r]);
                 if mx == f32::NEG_INFINITY {
                     continue;
                 }
-                let mut sum = 0.0;
                 for j in 0..BK {
                     p[r][j] = fast_exp(s[r][j] - mx);
-                    sum += p[r][j];
                 }
+                let sum = lanes_sum(&p[r]);
                 let alpha = fast_exp(st.m[r] - mx);
                 st.l[r] = st.l[r] * alpha + sum;
                 st.m[r] = mx;
                 st.acc[r].iter_mut().for_each(|x| *x *= alpha);
             }
-            let mut acc = st.acc;
-            for j in 0..len {
-                let o = a.kv_off(j0 + j, kvh);
-                let vrow: &[f32; D] = a.v[o..o + D].try_into().unwrap();
-                for r in 0..R {
-                    let pj = p[r][j];
-                    for d in 0..D {
-                        acc[r][d] = pj.mul_add(vrow[d], acc[r][d]);
+            // P·V in column strips of 16: R × 16 accumulators stay in registers (AVX2 has 16).
+            for c in (0..D).step_by(16) {
+                let mut acc: [[f32; 16]; R] = std::array::from_fn(|r| st.acc[r][c..c + 16].try_into().unwrap());
+                for j in 0..len {
+                    let o = a.kv_off(j0 + j, kvh) + c;
+                    let vrow: &[f32; 16] = a.v[o..o + 16].try_into().unwrap();
+                    for r in 0..R {
+                        let pj = p[r][j];
+                        for x in 0..16 {
+                            acc[r][x] = pj.mul_add(vrow[x], acc[r][x]);
+                        }
                     }
                 }
+                for r in 0..R {
+                    st.acc[r][c..c + 16].copy_from_slice(&acc[r]);
+                }
             }
-            st.acc = acc;
         }
         j0 += len;
     }
     for (idx, st) in chunks.iter().zip(&states) {
         for r in 0..R {
             let row = idx[r];
+            if st.l[r] == 0.0 {
+                lse[row] = f32::NEG_INFINITY;
+                continue;
+            }
             let inv = 1.0 / st.l[r];
             out[row * D..(row + 1) * D]
                 .iter_mut()
@@ -266,25 +307,52 @@ pub fn attention_forward(a: &AttnInputs) -> (Vec<f32>, Vec<f32>) {
     a.check();
     let s = a.shape;
     let (nq, d, h) = (a.nq(), s.head_dim, s.n_heads);
-    let tasks: Vec<(usize, usize)> = (0..s.n_kv_heads)
+    let q_tasks = s.n_kv_heads * nq.div_ceil(BQ);
+    let (lo, hi) = if nq == 0 { (0, 0) } else { a.mask_span(0, nq) };
+    let splits = key_splits(q_tasks, hi - lo, rayon::current_num_threads());
+    let chunk = (hi - lo).div_ceil(splits).next_multiple_of(BK);
+    let tasks: Vec<(usize, usize, usize)> = (0..s.n_kv_heads)
         .flat_map(|kvh| (0..nq.div_ceil(BQ)).map(move |b| (kvh, b * BQ)))
+        .flat_map(|(kvh, q0)| (0..splits).map(move |c| (kvh, q0, lo + c * chunk)))
+        .filter(|&(_, _, k0)| k0 < hi.max(lo + 1))
         .collect();
     let results: Vec<_> = tasks
         .par_iter()
-        .map(|&(kvh, q0)| {
+        .map(|&(kvh, q0, k0)| {
             let q1 = (q0 + BQ).min(nq);
-            by_head_dim!(d, forward_task, a, kvh, q0, q1)
+            by_head_dim!(d, forward_task, a, kvh, q0, q1, (k0, (k0 + chunk).min(hi)))
         })
         .collect();
+    // Each task's rows are normalised over its own keys; rows split over several key chunks
+    // are merged by their log-sum-exps: out = Σ out_c·e^(lse_c − lse), lse = log Σ e^lse_c.
     let mut out = vec![0f32; nq * h * d];
-    let mut lse = vec![0f32; h * nq];
+    let mut lse = vec![f32::NEG_INFINITY; h * nq];
     for (rows, acc, l) in results {
         for (r, &(i, hh)) in rows.iter().enumerate() {
-            out[(i * h + hh) * d..(i * h + hh + 1) * d].copy_from_slice(&acc[r * d..(r + 1) * d]);
-            lse[hh * nq + i] = l[r];
+            let (dst, old) = (&mut out[(i * h + hh) * d..(i * h + hh + 1) * d], lse[hh * nq + i]);
+            let src = &acc[r * d..(r + 1) * d];
+            if old == f32::NEG_INFINITY {
+                dst.copy_from_slice(src);
+                lse[hh * nq + i] = l[r];
+            } else if l[r] != f32::NEG_INFINITY {
+                let m = old.max(l[r]);
+                let (wa, wb) = ((old - m).exp(), (l[r] - m).exp());
+                let inv = 1.0 / (wa + wb);
+                dst.iter_mut().zip(src).for_each(|(o, x)| *o = (*o * wa + x * wb) * inv);
+                lse[hh * nq + i] = m + (wa + wb).ln();
+            }
         }
     }
     (out, lse)
+}
+
+/// Into how many key chunks to split each (kv head, query block) task so that `threads`
+/// threads have work: only when there are fewer than two tasks per thread (few queries
+/// over a long context: a question after composed packets, or decode), and never into
+/// chunks under 8 key blocks. 1 = no split.
+fn key_splits(tasks: usize, keys: usize, threads: usize) -> usize {
+    let wanted = (2 * threads).div_ceil(tasks.max(1));
+    wanted.min(keys / (8 * BK)).max(1)
 }
 
 /// Per-row inputs of the backward pass shared by its two kinds of tasks.
@@ -297,14 +365,20 @@ struct BwdRows<'a> {
 /// Scores (or dO·V) of R query rows against one transposed key (or value) block.
 #[inline(always)]
 fn scores_r<const D: usize>(q: &[[f32; D]; R], kt: &[f32], s: &mut [[f32; BK]; R]) {
-    *s = [[0.0; BK]; R];
-    for d in 0..D {
-        let krow: &[f32; BK] = kt[d * BK..(d + 1) * BK].try_into().unwrap();
-        for r in 0..R {
-            let qd = q[r][d];
-            for j in 0..BK {
-                s[r][j] = qd.mul_add(krow[j], s[r][j]);
+    // In key strips of 16: R × 16 accumulators stay in registers (AVX2 has 16).
+    for c in (0..BK).step_by(16) {
+        let mut acc = [[0f32; 16]; R];
+        for d in 0..D {
+            let krow: &[f32; 16] = kt[d * BK + c..d * BK + c + 16].try_into().unwrap();
+            for r in 0..R {
+                let qd = q[r][d];
+                for j in 0..16 {
+                    acc[r][j] = qd.mul_add(krow[j], acc[r][j]);
+                }
             }
+        }
+        for r in 0..R {
+            s[r][c..c + 16].copy_from_slice(&acc[r]);
         }
     }
 }
@@ -701,6 +775,20 @@ mod tests {
             Segment::Global(20),
         ];
         check(AttnMask::segments(0, &segs), 0, s);
+    }
+
+    #[test]
+    fn few_queries_over_a_long_context_split_over_keys_match_dense_reference() {
+        // A question after composed packets and a decode step: few query tasks, so the
+        // keys are split into chunks merged by log-sum-exp.
+        let s = AttnShape {
+            n_heads: 3,
+            n_kv_heads: 1,
+            head_dim: 32,
+        };
+        assert!(key_splits(1, 1500, rayon::current_num_threads()) > 1);
+        check(AttnMask::causal(2100, 5), 2100, s);
+        check(AttnMask::causal(1500, 1), 1500, s);
     }
 
     #[test]
