@@ -109,13 +109,17 @@ pub fn decode_floats(bytes: &[u8], dtype: Dtype) -> Result<Vec<f32>> {
             .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
             .collect(),
         Dtype::F16 => {
+            // Aligned little-endian bytes are read in place by the SIMD slice conversion (no
+            // intermediate copy); otherwise value by value.
             use half::slice::HalfFloatSliceExt;
-            let h: Vec<half::f16> = bytes
-                .chunks_exact(2)
-                .map(|c| half::f16::from_le_bytes([c[0], c[1]]))
-                .collect();
-            let mut out = vec![0f32; h.len()];
-            h.convert_to_f32_slice(&mut out);
+            let mut out = vec![0f32; bytes.len() / 2];
+            match bytemuck::try_cast_slice::<u8, half::f16>(bytes) {
+                Ok(h) if cfg!(target_endian = "little") => h.convert_to_f32_slice(&mut out),
+                _ => out
+                    .iter_mut()
+                    .zip(bytes.chunks_exact(2))
+                    .for_each(|(o, c)| *o = half::f16::from_le_bytes([c[0], c[1]]).to_f32()),
+            }
             out
         }
         other => anyhow::bail!("unsupported tensor dtype {other:?}"),
