@@ -63,7 +63,8 @@ for m in methods:
         closed = (micro - none) / (full - none) if full != none else float("nan")
         kl_closed = 1 - mean_of(m, "first_token_kl") / kl_none if kl_none else float("nan")
         ratio = micro / full if full else float("nan")
-        extra = f" {ratio:.2f} | {closed:+.0%} | {kl_closed:+.0%} |"
+        pct = lambda x: "–" if x != x else f"{x:+.0%}"  # no gap to close (full = none): a dash
+        extra = f" {ratio:.2f} | {pct(closed)} | {pct(kl_closed)} |"
     print(f"| {m} | {micro:.3f} |{rouge_cell} {mean_of(m, 'fidelity_f1'):.3f} | {mean_of(m, 'first_token_kl'):.2f} | {mean_of(m, 'ttft_ms'):.0f} |{extra}")
 
 def interval(diffs, n_boot=10_000):
