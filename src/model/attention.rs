@@ -413,10 +413,23 @@ impl AttnInputs<'_> {
             let (i, h) = rows[r];
             let (lo, hi, pre) = self.row_keys(i);
             let (l, dl) = (b.lse[h * nq + i], b.delta[h * nq + i]);
+            if !live[r] || l == f32::NEG_INFINITY {
+                p[r] = [0.0; BK];
+                continue;
+            }
+            // As in the forward pass: wholly visible blocks skip the per-key mask, and the
+            // exp runs branch-free over the block (masked scores are −∞, whose exp is 0).
+            let visible = len == BK && ((j0 >= lo && j0 + BK <= hi) || j0 + BK <= pre);
+            if !visible {
+                for j in 0..BK {
+                    let key = j0 + j;
+                    if !((key >= lo && key < hi) || key < pre) || j >= len {
+                        p[r][j] = f32::NEG_INFINITY;
+                    }
+                }
+            }
             for j in 0..BK {
-                let key = j0 + j;
-                let on = live[r] && ((key >= lo && key < hi) || key < pre) && j < len;
-                p[r][j] = if on { fast_exp(p[r][j] - l) } else { 0.0 };
+                p[r][j] = fast_exp(p[r][j] - l);
                 ds[r][j] = p[r][j] * (dp[r][j] - dl);
             }
         }
