@@ -1,10 +1,9 @@
 #!/usr/bin/env bash
-# Session 11's CPU queue (2 cores: one job at a time): the Qwen2.5 biography adapter's
-# evaluation on biographies, then on HotpotQA and needles. Each step is resumable, so rerunning
-# this script continues where it stopped. (The SmolLM2 runs and the Qwen2.5 QA run, in
-# runs/smollm2-bio*, runs/qwen-qa, wait for a later session.)
+# Session 12's CPU queue (2 cores: one job at a time), each step resumable: the packet
+# precision check (f32 and q8 against f16), then the Qwen2.5 mixture adapter's training.
+# Next session: runs/eval-qwen-mix.sh once runs/qwen-mix has finished.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 log() { echo "[$(date +%H:%M:%S)] $*"; }
-runs/eval-qwen-bio.sh > runs/eval-qwen-bio.log 2>&1; log "qwen bio evaluated"
-runs/eval-qwen-other.sh > runs/eval-qwen-other.log 2>&1; log "qwen hotpotqa and needles evaluated"
+runs/check-kv-dtype.sh > runs/check-kv-dtype.log 2>&1; log "packet precision checked"
+runs/qwen-mix/run.sh > runs/qwen-mix/train.log 2>&1; log "qwen mixture trained"

@@ -18,6 +18,7 @@ use crate::model::{KvCache, Model, Rows};
 use crate::packet::{KvDtype, Packet, packet_id};
 use crate::store::PacketStore;
 use anyhow::{Result, bail};
+use rayon::prelude::*;
 use serde::Serialize;
 use std::sync::Arc;
 use std::time::Instant;
@@ -96,16 +97,39 @@ impl Resources<'_> {
     /// unless `cached_only`. Returns (packet, built here?, milliseconds spent).
     pub fn packet(&self, adapter: &Adapter, tokens: &[u32]) -> Result<(Arc<Packet>, bool, f64)> {
         let t0 = Instant::now();
-        let id = packet_id(&self.model.fingerprint, &adapter.fingerprint()?, tokens, self.kv_dtype);
-        if let Some(p) = self.store.get(&id)? {
+        if let Some(p) = self.stored(adapter, tokens)? {
             return Ok((p, false, ms(t0)));
         }
+        let p = self.build(adapter, tokens)?;
+        Ok((p, true, ms(t0)))
+    }
+
+    /// The verified packet of `tokens` under `adapter` when the store has it.
+    pub fn stored(&self, adapter: &Adapter, tokens: &[u32]) -> Result<Option<Arc<Packet>>> {
+        self.store.get(&self.packet_id(adapter, tokens)?)
+    }
+
+    /// Builds the packet of `tokens` under `adapter` and stores it; an error when
+    /// `cached_only` forbids building.
+    fn build(&self, adapter: &Adapter, tokens: &[u32]) -> Result<Arc<Packet>> {
         if self.cached_only {
-            bail!("packet {id} is not in the store, and building packets was not allowed (pack the documents first)");
+            bail!(
+                "packet {} is not in the store, and building packets was not allowed (pack the documents first)",
+                self.packet_id(adapter, tokens)?
+            );
         }
         let p = Packet::build(self.model, adapter, tokens, self.kv_dtype)?;
         self.store.put(&p)?;
-        Ok((Arc::new(p), true, ms(t0)))
+        Ok(Arc::new(p))
+    }
+
+    fn packet_id(&self, adapter: &Adapter, tokens: &[u32]) -> Result<String> {
+        Ok(packet_id(
+            &self.model.fingerprint,
+            &adapter.fingerprint()?,
+            tokens,
+            self.kv_dtype,
+        ))
     }
 
     /// Runs `method` and decodes greedily up to `max_new` tokens; the answer is the first
@@ -277,19 +301,34 @@ pub fn compose_and_prefill(
         }
         Some(p)
     };
+    // Stored packets are read and verified in parallel: with the page cache warm, a load is
+    // bound by the checksum and the f16 decode, which split over cores. Missing ones are
+    // built after, one at a time (each build is itself parallel).
+    let t0 = Instant::now();
+    let stored: Vec<Option<Arc<Packet>>> = seg
+        .docs
+        .par_iter()
+        .map(|d| engine.stored(adapter, d))
+        .collect::<Result<_>>()?;
+    acct.load_ms += ms(t0);
     let mut packets = Vec::with_capacity(seg.docs.len());
-    for d in &seg.docs {
-        let (p, built, t) = engine.packet(adapter, d)?;
-        if built {
-            built_ms += t;
-            acct.recomputed_tokens += d.len();
-            acct.packets_built += 1;
-            acct.doc_flops += forward_flops(&m.config, 0, p.len());
-        } else {
-            acct.load_ms += t;
-            acct.packets_loaded += 1;
-            acct.reused_tokens += d.len();
-        }
+    for (d, p) in seg.docs.iter().zip(stored) {
+        let p = match p {
+            Some(p) => {
+                acct.packets_loaded += 1;
+                acct.reused_tokens += d.len();
+                p
+            }
+            None => {
+                let t0 = Instant::now();
+                let p = engine.build(adapter, d)?;
+                built_ms += ms(t0);
+                acct.recomputed_tokens += d.len();
+                acct.packets_built += 1;
+                acct.doc_flops += forward_flops(&m.config, 0, p.len());
+                p
+            }
+        };
         packets.push(p);
     }
     let adapter_len = adapter.meta.n_header + adapter.meta.n_trailer;

@@ -88,21 +88,41 @@ impl KvCache {
         lay.v.extend_from_slice(v);
     }
 
-    /// Appends K,V rows to layer `l` with the keys rotated by `rot` (a one-position table: the
-    /// offset of a packet placed here), in place in the cache (no copy of the packet's keys).
-    pub fn push_layer_rotated(
+    /// Appends `n` tokens to every layer from per-layer K,V rows (`k[l]`, `v[l]`: n rows each),
+    /// with the keys rotated by `rot` when given (a one-position table: the offset of a packet
+    /// placed here), in place in the cache, and commits them. Layers are filled in parallel:
+    /// the copy is memory-bound, and one core does not saturate memory bandwidth. An error
+    /// (and the cache unchanged) when the layer count or a row length does not fit.
+    pub fn append_rows(
         &mut self,
-        l: usize,
-        k: &[f32],
-        v: &[f32],
-        rot: &super::rope::RopeTable,
+        n: usize,
+        k: &[Vec<f32>],
+        v: &[Vec<f32>],
+        rot: Option<&super::rope::RopeTable>,
         kv_heads: usize,
-    ) {
-        let lay = &mut self.layers[l];
-        let at = lay.k.len();
-        lay.k.extend_from_slice(k);
-        rot.apply(&mut lay.k[at..], kv_heads);
-        lay.v.extend_from_slice(v);
+    ) -> Result<()> {
+        use rayon::prelude::*;
+        self.reserve(n)?;
+        let want = n * self.row;
+        if k.len() != self.layers.len() || v.len() != self.layers.len() || k.iter().chain(v).any(|x| x.len() != want) {
+            bail!(
+                "K,V rows of the wrong shape for this cache ({} layers of {want} floats expected)",
+                self.layers.len()
+            );
+        }
+        self.layers
+            .par_iter_mut()
+            .zip(k.par_iter().zip(v))
+            .for_each(|(lay, (k, v))| {
+                let at = lay.k.len();
+                lay.k.extend_from_slice(k);
+                if let Some(rot) = rot {
+                    rot.apply(&mut lay.k[at..], kv_heads);
+                }
+                lay.v.extend_from_slice(v);
+            });
+        self.commit(n);
+        Ok(())
     }
 
     /// Overwrites the K,V of the given token rows of layer `l` (`k`, `v`: one row each, in order).
@@ -130,5 +150,28 @@ impl KvCache {
             }
             self.len = len;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn append_rows_fills_every_layer_and_refuses_a_wrong_shape_unchanged() {
+        let mut c = KvCache::new(2, 4, 8);
+        let rows = |n: usize, x: f32| vec![vec![x; n * 4], vec![x + 1.0; n * 4]];
+        c.append_rows(2, &rows(2, 1.0), &rows(2, 5.0), None, 1).unwrap();
+        assert_eq!(c.len(), 2);
+        assert_eq!(c.layer(1).k, vec![2.0; 8]);
+        assert_eq!(c.layer(0).v, vec![5.0; 8]);
+        // A packet row count, layer count or capacity that does not fit leaves the cache as it was.
+        assert!(c.append_rows(3, &rows(2, 0.0), &rows(2, 0.0), None, 1).is_err());
+        assert!(
+            c.append_rows(2, &rows(2, 0.0)[..1], &rows(2, 0.0)[..1], None, 1)
+                .is_err()
+        );
+        assert!(c.append_rows(7, &rows(7, 0.0), &rows(7, 0.0), None, 1).is_err());
+        assert_eq!((c.len(), c.layer(0).k.len()), (2, 8));
     }
 }

@@ -152,17 +152,9 @@ impl Packet {
     pub fn append_to(&self, model: &Model, cache: &mut KvCache) -> Result<f64> {
         self.check_compatible(&model.fingerprint, None)?;
         let n = self.len();
-        cache.reserve(n)?;
         let offset = cache.len() as i64;
-        let rot = model.rope_table(&[offset]);
-        for l in 0..self.meta.n_layers {
-            if offset != 0 {
-                cache.push_layer_rotated(l, &self.k[l], &self.v[l], &rot, self.meta.n_kv_heads);
-            } else {
-                cache.push_layer(l, &self.k[l], &self.v[l]);
-            }
-        }
-        cache.commit(n);
+        let rot = (offset != 0).then(|| model.rope_table(&[offset]));
+        cache.append_rows(n, &self.k, &self.v, rot.as_ref(), self.meta.n_kv_heads)?;
         let per_token_layer = (4 + 3 * self.meta.n_kv_heads) * self.meta.head_dim;
         Ok(if offset == 0 {
             0.0
