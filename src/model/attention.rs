@@ -384,151 +384,238 @@ fn scores_r<const D: usize>(q: &[[f32; D]; R], kt: &[f32], s: &mut [[f32; BK]; R
 }
 
 impl AttnInputs<'_> {
-    fn row_arr<const D: usize>(&self, src: &[f32], i: usize, h: usize, scale: f32) -> [f32; D] {
-        let o = (i * self.shape.n_heads + h) * D;
-        std::array::from_fn(|d| src[o + d] * scale)
+    /// Copies the rows `rows` (query i, head h) of a [nq, n_heads, head_dim] array into `dst`
+    /// ([rows.len(), head_dim]), times `scale`.
+    fn gather_rows(&self, src: &[f32], rows: &[(usize, usize)], scale: f32, dst: &mut [f32]) {
+        let d = self.shape.head_dim;
+        for (&(i, h), out) in rows.iter().zip(dst.chunks_exact_mut(d)) {
+            let o = (i * self.shape.n_heads + h) * d;
+            out.iter_mut().zip(&src[o..o + d]).for_each(|(y, x)| *y = x * scale);
+        }
     }
 
-    /// P and dS of R rows (row r: query i_r, head h_r; `live[r]` false for padding) on the
-    /// key block at `j0` of length `len`.
-    #[allow(clippy::too_many_arguments)]
-    fn p_ds<const D: usize>(
-        &self,
-        b: &BwdRows,
-        rows: &[(usize, usize); R],
-        live: &[bool; R],
-        q: &[[f32; D]; R],
-        dout: &[[f32; D]; R],
-        kt: &[f32],
-        vt: &[f32],
-        j0: usize,
-        len: usize,
-    ) -> ([[f32; BK]; R], [[f32; BK]; R]) {
+    /// Turns the scores `s` of `rows` against the key block at `j0` of length `len` (row-major,
+    /// BK floats a row) into probabilities P (masked keys and columns past `len`: 0), and their
+    /// dO·V products `dp` into dS = P ∘ (dP − delta), in place.
+    fn p_ds(&self, b: &BwdRows, rows: &[(usize, usize)], s: &mut [f32], dp: &mut [f32], j0: usize, len: usize) {
         let nq = self.nq();
-        let (mut p, mut dp) = ([[0f32; BK]; R], [[0f32; BK]; R]);
-        scores_r(q, kt, &mut p);
-        scores_r(dout, vt, &mut dp);
-        let mut ds = [[0f32; BK]; R];
-        for r in 0..R {
-            let (i, h) = rows[r];
+        for ((&(i, h), p), ds) in rows.iter().zip(s.chunks_exact_mut(BK)).zip(dp.chunks_exact_mut(BK)) {
             let (lo, hi, pre) = self.row_keys(i);
             let (l, dl) = (b.lse[h * nq + i], b.delta[h * nq + i]);
-            if !live[r] || l == f32::NEG_INFINITY {
-                p[r] = [0.0; BK];
+            if l == f32::NEG_INFINITY {
+                p.fill(0.0);
+                ds.fill(0.0);
                 continue;
             }
             // As in the forward pass: wholly visible blocks skip the per-key mask, and the
             // exp runs branch-free over the block (masked scores are −∞, whose exp is 0).
             let visible = len == BK && ((j0 >= lo && j0 + BK <= hi) || j0 + BK <= pre);
             if !visible {
-                for j in 0..BK {
+                for (j, x) in p.iter_mut().enumerate() {
                     let key = j0 + j;
                     if !((key >= lo && key < hi) || key < pre) || j >= len {
-                        p[r][j] = f32::NEG_INFINITY;
+                        *x = f32::NEG_INFINITY;
                     }
                 }
             }
-            for j in 0..BK {
-                p[r][j] = fast_exp(p[r][j] - l);
-                ds[r][j] = p[r][j] * (dp[r][j] - dl);
+            for (x, d) in p.iter_mut().zip(ds.iter_mut()) {
+                *x = fast_exp(*x - l);
+                *d = *x * (*d - dl);
             }
         }
-        (p, ds)
     }
 }
 
-/// dK, dV of one (kv head, key block): every query row that sees the block contributes.
-fn dkdv_task<const D: usize>(a: &AttnInputs, b: &BwdRows, kvh: usize, j0: usize, len: usize) -> (Vec<f32>, Vec<f32>) {
-    let scale = 1.0 / (D as f32).sqrt();
+/// A row-major matrix view for [`gemm_acc`]: element (r, c) at `data[r * rs + c * cs]`.
+#[derive(Clone, Copy)]
+struct MatRef<'a> {
+    data: &'a [f32],
+    rs: usize,
+    cs: usize,
+}
+
+impl<'a> MatRef<'a> {
+    /// Rows `rs` floats apart, columns contiguous.
+    fn rows(data: &'a [f32], rs: usize) -> Self {
+        Self { data, rs, cs: 1 }
+    }
+    /// The transpose of a matrix stored with rows `ld` floats apart.
+    fn transposed(data: &'a [f32], ld: usize) -> Self {
+        Self { data, rs: 1, cs: ld }
+    }
+    /// Panics unless every element of an `rows` × `cols` view lies inside `data`.
+    fn check(&self, rows: usize, cols: usize) {
+        if rows > 0 && cols > 0 {
+            assert!(
+                (rows - 1) * self.rs + (cols - 1) * self.cs < self.data.len(),
+                "matrix view out of bounds"
+            );
+        }
+    }
+}
+
+/// `dst` [m × n, row-major, rows `dst_rs` floats apart] += scale · a [m × k] · b [k × n],
+/// single-threaded (the callers are already parallel tasks). The `gemm` crate (candle's own
+/// matmul kernel) packs the operands and runs its FMA micro-kernel, which register loops over
+/// rows cannot match.
+#[allow(clippy::too_many_arguments)]
+fn gemm_acc(m: usize, n: usize, k: usize, dst: &mut [f32], dst_rs: usize, a: MatRef, b: MatRef, scale: f32) {
+    assert!(
+        n <= dst_rs && (m == 0 || (m - 1) * dst_rs + n <= dst.len()),
+        "destination out of bounds"
+    );
+    a.check(m, k);
+    b.check(k, n);
+    if m == 0 || n == 0 || k == 0 {
+        return;
+    }
+    // SAFETY: every element gemm reads or writes is inside the slices (checked above), and
+    // `dst` does not alias `a` or `b` (it is borrowed mutably).
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            dst_rs as isize,
+            true,
+            a.data.as_ptr(),
+            a.cs as isize,
+            a.rs as isize,
+            b.data.as_ptr(),
+            b.cs as isize,
+            b.rs as isize,
+            1.0,
+            scale,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    }
+}
+
+/// Query rows handled by one round of gemms in [`dkdv_task`]: enough to amortise the gemm's
+/// packing, few enough that the buffers stay in L2.
+const GEMM_ROWS: usize = 256;
+
+/// Scratch of the backward tasks for `n` rows: Q (scaled) and dO rows, and the S/P and dP/dS
+/// blocks (BK floats a row).
+struct BwdScratch {
+    q: Vec<f32>,
+    dout: Vec<f32>,
+    p: Vec<f32>,
+    ds: Vec<f32>,
+}
+
+impl BwdScratch {
+    fn new(n: usize, d: usize) -> Self {
+        Self {
+            q: vec![0f32; n * d],
+            dout: vec![0f32; n * d],
+            p: vec![0f32; n * BK],
+            ds: vec![0f32; n * BK],
+        }
+    }
+
+    /// P and dS of the first `n` rows (`rows`, whose Q and dO are already gathered) against
+    /// the key block at `j0`: S = Q·Kᵀ and dP = dO·Vᵀ by gemm from the transposed blocks
+    /// `kt`, `vt` ([head_dim, BK]), then [`AttnInputs::p_ds`].
+    #[allow(clippy::too_many_arguments)]
+    fn p_ds(
+        &mut self,
+        a: &AttnInputs,
+        b: &BwdRows,
+        rows: &[(usize, usize)],
+        kt: &[f32],
+        vt: &[f32],
+        j0: usize,
+        len: usize,
+    ) {
+        let (n, d) = (rows.len(), a.shape.head_dim);
+        let (p, ds) = (&mut self.p[..n * BK], &mut self.ds[..n * BK]);
+        p.fill(0.0);
+        ds.fill(0.0);
+        gemm_acc(
+            n,
+            len,
+            d,
+            p,
+            BK,
+            MatRef::rows(&self.q[..n * d], d),
+            MatRef::rows(kt, BK),
+            1.0,
+        );
+        gemm_acc(
+            n,
+            len,
+            d,
+            ds,
+            BK,
+            MatRef::rows(&self.dout[..n * d], d),
+            MatRef::rows(vt, BK),
+            1.0,
+        );
+        a.p_ds(b, rows, p, ds, j0, len);
+    }
+}
+
+/// dK, dV of one (kv head, key block): every query row that sees the block contributes,
+/// dV = Pᵀ·dO and dK = dSᵀ·Q, over chunks of [`GEMM_ROWS`] rows.
+fn dkdv_task(a: &AttnInputs, b: &BwdRows, kvh: usize, j0: usize, len: usize) -> (Vec<f32>, Vec<f32>) {
+    let d = a.shape.head_dim;
+    let scale = 1.0 / (d as f32).sqrt();
     let g = a.shape.group();
-    let (mut kt, mut vt) = (vec![0f32; D * BK], vec![0f32; D * BK]);
+    let (mut kt, mut vt) = (vec![0f32; d * BK], vec![0f32; d * BK]);
     a.transpose_block(a.k, j0, len, kvh, &mut kt);
     a.transpose_block(a.v, j0, len, kvh, &mut vt);
     let rows: Vec<(usize, usize)> = (0..a.nq())
         .filter(|&i| a.mask.touches(i, j0, j0 + len))
         .flat_map(|i| (0..g).map(move |gh| (i, kvh * g + gh)))
         .collect();
-    let mut dk = vec![[0f32; D]; len];
-    let mut dv = vec![[0f32; D]; len];
-    for ch in rows.chunks(R) {
-        let rr: [(usize, usize); R] = std::array::from_fn(|r| ch[r.min(ch.len() - 1)]);
-        let live: [bool; R] = std::array::from_fn(|r| r < ch.len());
-        let q: [[f32; D]; R] = std::array::from_fn(|r| a.row_arr::<D>(a.q, rr[r].0, rr[r].1, scale));
-        let dout: [[f32; D]; R] = std::array::from_fn(|r| a.row_arr::<D>(b.dout, rr[r].0, rr[r].1, 1.0));
-        let (p, ds) = a.p_ds(b, &rr, &live, &q, &dout, &kt, &vt, j0, len);
-        for j in 0..len {
-            let (dkj, dvj) = (&mut dk[j], &mut dv[j]);
-            for r in 0..R {
-                let (pj, dsj) = (p[r][j], ds[r][j]);
-                for d in 0..D {
-                    dvj[d] = pj.mul_add(dout[r][d], dvj[d]);
-                    dkj[d] = dsj.mul_add(q[r][d], dkj[d]);
-                }
-            }
-        }
+    let (mut dk, mut dv) = (vec![0f32; len * d], vec![0f32; len * d]);
+    let mut w = BwdScratch::new(GEMM_ROWS, d);
+    for part in rows.chunks(GEMM_ROWS) {
+        let n = part.len();
+        a.gather_rows(a.q, part, scale, &mut w.q);
+        a.gather_rows(b.dout, part, 1.0, &mut w.dout);
+        w.p_ds(a, b, part, &kt, &vt, j0, len);
+        // Pᵀ and dSᵀ are read in place: element (key j, row) at row·BK + j.
+        let (pt, dst) = (
+            MatRef::transposed(&w.p[..n * BK], BK),
+            MatRef::transposed(&w.ds[..n * BK], BK),
+        );
+        gemm_acc(len, d, n, &mut dv, d, pt, MatRef::rows(&w.dout[..n * d], d), 1.0);
+        gemm_acc(len, d, n, &mut dk, d, dst, MatRef::rows(&w.q[..n * d], d), 1.0);
     }
-    (dk.into_iter().flatten().collect(), dv.into_iter().flatten().collect())
+    (dk, dv)
 }
 
-/// dQ of one (kv head, query block).
-fn dq_task<const D: usize>(
-    a: &AttnInputs,
-    b: &BwdRows,
-    kvh: usize,
-    q0: usize,
-    q1: usize,
-) -> (Vec<(usize, usize)>, Vec<f32>) {
-    let scale = 1.0 / (D as f32).sqrt();
+/// dQ of one (kv head, query block): per key block, dQ += dS·K·scale, with K read in place.
+fn dq_task(a: &AttnInputs, b: &BwdRows, kvh: usize, q0: usize, q1: usize) -> (Vec<(usize, usize)>, Vec<f32>) {
+    let d = a.shape.head_dim;
+    let scale = 1.0 / (d as f32).sqrt();
     let rows = task_rows(a.shape, kvh, q0, q1);
+    let n = rows.len();
     let (lo, hi) = a.mask_span(q0, q1);
-    let (mut kt, mut vt) = (vec![0f32; D * BK], vec![0f32; D * BK]);
-    let chunks: Vec<[(usize, usize); R]> = rows
-        .chunks(R)
-        .map(|ch| std::array::from_fn(|r| ch[r.min(ch.len() - 1)]))
-        .collect();
-    let qs: Vec<[[f32; D]; R]> = chunks
-        .iter()
-        .map(|rr| std::array::from_fn(|r| a.row_arr::<D>(a.q, rr[r].0, rr[r].1, scale)))
-        .collect();
-    let dos: Vec<[[f32; D]; R]> = chunks
-        .iter()
-        .map(|rr| std::array::from_fn(|r| a.row_arr::<D>(b.dout, rr[r].0, rr[r].1, 1.0)))
-        .collect();
-    let mut dq = vec![[[0f32; D]; R]; chunks.len()];
+    let (mut kt, mut vt) = (vec![0f32; d * BK], vec![0f32; d * BK]);
+    let mut w = BwdScratch::new(n, d);
+    a.gather_rows(a.q, &rows, scale, &mut w.q);
+    a.gather_rows(b.dout, &rows, 1.0, &mut w.dout);
+    let mut dq = vec![0f32; n * d];
+    let kv_row = a.shape.n_kv_heads * d;
     let mut j0 = lo;
     while j0 < hi {
         let len = BK.min(hi - j0);
         a.transpose_block(a.k, j0, len, kvh, &mut kt);
         a.transpose_block(a.v, j0, len, kvh, &mut vt);
-        for (c, rr) in chunks.iter().enumerate() {
-            if rr.iter().all(|&(i, _)| !a.mask.touches(i, j0, j0 + len)) {
-                continue;
-            }
-            let (_, ds) = a.p_ds(b, rr, &[true; R], &qs[c], &dos[c], &kt, &vt, j0, len);
-            let acc = &mut dq[c];
-            for j in 0..len {
-                let o = a.kv_off(j0 + j, kvh);
-                let krow: &[f32; D] = a.k[o..o + D].try_into().unwrap();
-                for r in 0..R {
-                    let w = ds[r][j] * scale;
-                    for d in 0..D {
-                        acc[r][d] = w.mul_add(krow[d], acc[r][d]);
-                    }
-                }
-            }
-        }
+        w.p_ds(a, b, &rows, &kt, &vt, j0, len);
+        let k_blk = MatRef::rows(&a.k[a.kv_off(j0, kvh)..], kv_row);
+        gemm_acc(n, d, len, &mut dq, d, MatRef::rows(&w.ds, BK), k_blk, scale);
         j0 += len;
     }
-    let mut out = vec![0f32; rows.len() * D];
-    for (c, acc) in dq.iter().enumerate() {
-        for (r, row) in acc.iter().enumerate() {
-            let idx = c * R + r;
-            if idx < rows.len() {
-                out[idx * D..(idx + 1) * D].copy_from_slice(row);
-            }
-        }
-    }
-    (rows, out)
+    (rows, dq)
 }
 
 /// Gradients of [`attention_forward`] given its output `o`, row log-sum-exps `lse` and the
@@ -559,7 +646,7 @@ pub fn attention_backward(a: &AttnInputs, o: &[f32], lse: &[f32], dout: &[f32]) 
         .par_iter()
         .map(|&(kvh, j0)| {
             let len = BK.min(nk - j0);
-            (kvh, j0, by_head_dim!(d, dkdv_task, a, &b, kvh, j0, len))
+            (kvh, j0, dkdv_task(a, &b, kvh, j0, len))
         })
         .collect();
     let mut dk = vec![0f32; a.k.len()];
@@ -576,7 +663,7 @@ pub fn attention_backward(a: &AttnInputs, o: &[f32], lse: &[f32], dout: &[f32]) 
         .collect();
     let qres: Vec<_> = qtasks
         .par_iter()
-        .map(|&(kvh, q0)| by_head_dim!(d, dq_task, a, &b, kvh, q0, (q0 + BQ).min(nq)))
+        .map(|&(kvh, q0)| dq_task(a, &b, kvh, q0, (q0 + BQ).min(nq)))
         .collect();
     let mut dq = vec![0f32; a.q.len()];
     for (rows, blk) in qres {
