@@ -84,11 +84,23 @@ impl AttnInputs<'_> {
         let hi = (q0..q1).map(|i| self.mask.span(i).1).max().unwrap();
         (lo, hi)
     }
-    /// Query row `i`'s own key range and shared-prefix end: `(lo, hi, prefix)`.
-    #[inline]
-    fn row_keys(&self, i: usize) -> (usize, usize, usize) {
+    /// Sets to −∞ the scores of query row `i` (against the key block at `j0` of length `len`,
+    /// BK slots) that the row may not see, and the slots past `len`. Blocks wholly visible to
+    /// the row (most of them) are left as they are, so that the max, exp and sum after it run
+    /// over plain 16-lane arrays: vectorised, unlike a per-key branch.
+    #[inline(always)]
+    fn mask_scores(&self, i: usize, j0: usize, len: usize, s: &mut [f32]) {
         let (lo, hi) = self.mask.range(i);
-        (lo, hi, self.mask.prefix(i))
+        let pre = self.mask.prefix(i);
+        let visible = len == BK && ((j0 >= lo && j0 + BK <= hi) || j0 + BK <= pre);
+        if !visible {
+            for (j, x) in s.iter_mut().enumerate() {
+                let key = j0 + j;
+                if !((key >= lo && key < hi) || key < pre) || j >= len {
+                    *x = f32::NEG_INFINITY;
+                }
+            }
+        }
     }
     fn check(&self) {
         let s = self.shape;
@@ -226,7 +238,6 @@ fn forward_task<const D: usize>(
         let len = BK.min(hi - j0);
         a.transpose_block(a.k, j0, len, kvh, &mut kt);
         for ((idx, q), st) in chunks.iter().zip(&qs).zip(states.iter_mut()) {
-            let ranges: [(usize, usize, usize); R] = std::array::from_fn(|r| a.row_keys(rows[idx[r]].0));
             if idx.iter().all(|&row| !a.mask.touches(rows[row].0, j0, j0 + len)) {
                 continue;
             }
@@ -234,18 +245,7 @@ fn forward_task<const D: usize>(
             scores_r(q, &kt, &mut s);
             let mut p = [[0f32; BK]; R];
             for r in 0..R {
-                let (rlo, rhi, rp) = ranges[r];
-                // Blocks wholly visible to the row (most of them) skip the per-key mask, and
-                // max, exp and sum run over 16-lane arrays: vectorised, unlike a scalar fold.
-                let visible = len == BK && ((j0 >= rlo && j0 + BK <= rhi) || j0 + BK <= rp);
-                if !visible {
-                    for j in 0..BK {
-                        let key = j0 + j;
-                        if !((key >= rlo && key < rhi) || key < rp) || j >= len {
-                            s[r][j] = f32::NEG_INFINITY;
-                        }
-                    }
-                }
+                a.mask_scores(rows[idx[r]].0, j0, len, &mut s[r]);
                 let mx = lanes_max(&s[r]).max(st.m[r]);
                 if mx == f32::NEG_INFINITY {
                     continue;
@@ -297,6 +297,71 @@ fn forward_task<const D: usize>(
     (rows, out, lse)
 }
 
+/// Query rows from which a forward task runs on gemm ([`forward_task_gemm`]); fewer rows (a
+/// decode step, a short question over a long context) keep the register kernel, for which
+/// the gemm's packing costs more than it saves.
+const GEMM_MIN_ROWS: usize = 16;
+
+/// [`forward_task`] for many rows (a prefill): per key block, S = Q·Kᵀ and O += P·V by the
+/// gemm crate's packed kernel over all of the task's rows at once, with the online softmax
+/// (max, exp, sum, rescale) per row between the two.
+fn forward_task_gemm(
+    a: &AttnInputs,
+    kvh: usize,
+    q0: usize,
+    q1: usize,
+    keys: (usize, usize),
+) -> (Vec<(usize, usize)>, Vec<f32>, Vec<f32>) {
+    let d = a.shape.head_dim;
+    let rows = task_rows(a.shape, kvh, q0, q1);
+    let n = rows.len();
+    let (lo, hi) = a.mask_span(q0, q1);
+    let (lo, hi) = (lo.max(keys.0), hi.min(keys.1));
+    let mut q = vec![0f32; n * d];
+    a.gather_rows(a.q, &rows, 1.0 / (d as f32).sqrt(), &mut q);
+    let (mut kt, mut s) = (vec![0f32; d * BK], vec![0f32; n * BK]);
+    let mut out = vec![0f32; n * d];
+    let (mut m, mut l) = (vec![f32::NEG_INFINITY; n], vec![0f32; n]);
+    let kv_row = a.shape.n_kv_heads * d;
+    let mut j0 = lo;
+    while j0 < hi {
+        let len = BK.min(hi - j0);
+        if rows.iter().all(|&(i, _)| !a.mask.touches(i, j0, j0 + len)) {
+            j0 += len;
+            continue;
+        }
+        a.transpose_block(a.k, j0, len, kvh, &mut kt);
+        s.fill(0.0);
+        gemm_acc(n, len, d, &mut s, BK, MatRef::rows(&q, d), MatRef::rows(&kt, BK), 1.0);
+        for (r, &(i, _)) in rows.iter().enumerate() {
+            let p: &mut [f32; BK] = (&mut s[r * BK..(r + 1) * BK]).try_into().unwrap();
+            a.mask_scores(i, j0, len, p);
+            let mx = lanes_max(p).max(m[r]);
+            if mx == f32::NEG_INFINITY {
+                p.fill(0.0);
+                continue;
+            }
+            p.iter_mut().for_each(|x| *x = fast_exp(*x - mx));
+            let alpha = fast_exp(m[r] - mx);
+            l[r] = l[r] * alpha + lanes_sum(p);
+            m[r] = mx;
+            out[r * d..(r + 1) * d].iter_mut().for_each(|x| *x *= alpha);
+        }
+        let v_blk = MatRef::rows(&a.v[a.kv_off(j0, kvh)..], kv_row);
+        gemm_acc(n, d, len, &mut out, d, MatRef::rows(&s, BK), v_blk, 1.0);
+        j0 += len;
+    }
+    let mut lse = vec![f32::NEG_INFINITY; n];
+    for r in 0..n {
+        if l[r] > 0.0 {
+            let inv = 1.0 / l[r];
+            out[r * d..(r + 1) * d].iter_mut().for_each(|x| *x *= inv);
+            lse[r] = m[r] + l[r].ln();
+        }
+    }
+    (rows, out, lse)
+}
+
 /// Head sizes the kernels are compiled for.
 pub const SUPPORTED_HEAD_DIMS: [usize; 7] = [16, 32, 64, 80, 96, 128, 256];
 
@@ -319,8 +384,12 @@ pub fn attention_forward(a: &AttnInputs) -> (Vec<f32>, Vec<f32>) {
     let results: Vec<_> = tasks
         .par_iter()
         .map(|&(kvh, q0, k0)| {
-            let q1 = (q0 + BQ).min(nq);
-            by_head_dim!(d, forward_task, a, kvh, q0, q1, (k0, (k0 + chunk).min(hi)))
+            let (q1, keys) = ((q0 + BQ).min(nq), (k0, (k0 + chunk).min(hi)));
+            if (q1 - q0) * s.group() >= GEMM_MIN_ROWS {
+                forward_task_gemm(a, kvh, q0, q1, keys)
+            } else {
+                by_head_dim!(d, forward_task, a, kvh, q0, q1, keys)
+            }
         })
         .collect();
     // Each task's rows are normalised over its own keys; rows split over several key chunks
@@ -400,24 +469,14 @@ impl AttnInputs<'_> {
     fn p_ds(&self, b: &BwdRows, rows: &[(usize, usize)], s: &mut [f32], dp: &mut [f32], j0: usize, len: usize) {
         let nq = self.nq();
         for ((&(i, h), p), ds) in rows.iter().zip(s.chunks_exact_mut(BK)).zip(dp.chunks_exact_mut(BK)) {
-            let (lo, hi, pre) = self.row_keys(i);
             let (l, dl) = (b.lse[h * nq + i], b.delta[h * nq + i]);
             if l == f32::NEG_INFINITY {
                 p.fill(0.0);
                 ds.fill(0.0);
                 continue;
             }
-            // As in the forward pass: wholly visible blocks skip the per-key mask, and the
-            // exp runs branch-free over the block (masked scores are −∞, whose exp is 0).
-            let visible = len == BK && ((j0 >= lo && j0 + BK <= hi) || j0 + BK <= pre);
-            if !visible {
-                for (j, x) in p.iter_mut().enumerate() {
-                    let key = j0 + j;
-                    if !((key >= lo && key < hi) || key < pre) || j >= len {
-                        *x = f32::NEG_INFINITY;
-                    }
-                }
-            }
+            // Masked scores become −∞, whose exp is 0: the exp runs branch-free over the block.
+            self.mask_scores(i, j0, len, p);
             for (x, d) in p.iter_mut().zip(ds.iter_mut()) {
                 *x = fast_exp(*x - l);
                 *d = *x * (*d - dl);
