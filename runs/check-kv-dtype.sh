@@ -19,12 +19,16 @@ done
 python3 - "$out" <<'PY'
 import json, sys
 out = sys.argv[1]
-rows = [l for l in open("docs/results/issue15/qwen2.5-0.5b/results.jsonl") if l.strip()]
+rows, keys = [], set()
 for dt in ["f32", "q8"]:
     for l in open(f"{out}/{dt}/results.jsonl"):
         if l.strip():
             r = json.loads(l)
             r["method"] = f"kvpacket:bio-{dt}"
+            keys.add((r["dataset"], r["sample"]))
             rows.append(json.dumps(r) + "\n")
-open(f"{out}/results.jsonl", "w").writelines(rows)
+# The f16, full and none rows of the same samples.
+f16 = [l for l in open("docs/results/issue15/qwen2.5-0.5b/results.jsonl")
+       if l.strip() and (json.loads(l)["dataset"], json.loads(l)["sample"]) in keys]
+open(f"{out}/results.jsonl", "w").writelines(f16 + rows)
 PY
