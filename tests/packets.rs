@@ -159,16 +159,17 @@ fn packet_files_refuse_damage_and_mismatches_with_distinct_errors() {
     let i = flipped.len() - 7;
     flipped[i] ^= 0x40;
     assert!(matches!(err_of(&flipped), PacketError::Corrupt(m) if m.contains("checksum")));
-    let pat = b"\\\"format_version\\\":1";
+    // A file of another format version (format 1 had a sha256 payload checksum) is refused.
+    let pat = b"\\\"format_version\\\":2";
     let at = bytes
         .windows(pat.len())
         .position(|w| w == pat)
         .expect("version field in the header");
-    let mut v2 = bytes.clone();
-    v2[at + pat.len() - 1] = b'2';
+    let mut v1 = bytes.clone();
+    v1[at + pat.len() - 1] = b'1';
     assert!(matches!(
-        err_of(&v2),
-        PacketError::WrongVersion { found: 2, expected: 1 }
+        err_of(&v1),
+        PacketError::WrongVersion { found: 1, expected: 2 }
     ));
     let other = model(4);
     let e = back.check_compatible(&other.fingerprint, None).unwrap_err();

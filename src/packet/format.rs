@@ -2,11 +2,10 @@
 //! [len, kv_heads, head_dim] (f16 or f32) and the JSON metadata under `kvpacket`.
 //! Reading verifies version, size, payload checksum, content id and every shape.
 
-use super::{FORMAT_VERSION, Packet, PacketMeta, codec, packet_id};
+use super::{FORMAT_VERSION, Packet, PacketMeta, PayloadHash, codec, packet_id};
 use crate::adapter::short;
 use crate::io::{safetensors_bytes, safetensors_header_meta, safetensors_meta};
 use anyhow::Context;
-use sha2::{Digest, Sha256};
 use std::io::Read;
 use std::path::Path;
 
@@ -101,7 +100,7 @@ impl Packet {
         let mut k = Vec::with_capacity(meta.n_layers);
         let mut v = Vec::with_capacity(meta.n_layers);
         // The checksum is over the stored bytes, so it is taken on them as read (no re-encoding).
-        let mut hash = Sha256::new();
+        let mut hash = PayloadHash::new();
         for l in 0..meta.n_layers {
             for (name, out) in [("k", &mut k), ("v", &mut v)] {
                 let name = format!("{name}.{l}");
@@ -116,7 +115,7 @@ impl Packet {
                 );
             }
         }
-        if hex::encode(hash.finalize()) != meta.payload_sha256 {
+        if hash.finish() != meta.payload_xxh3 {
             return Err(corrupt("K,V checksum mismatch"));
         }
         let p = Packet { meta, k, v };
