@@ -121,6 +121,11 @@ pub struct TrainArgs {
     /// Where to write the trained adapter.
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Where teacher outputs are cached (default: $KVPACKET_HOME/teacher). A folder inside the
+    /// run directory can be committed with it, so that a fresh machine resumes without
+    /// recomputing the teacher (~50 KB a sample).
+    #[arg(long)]
+    pub teacher_dir: Option<PathBuf>,
     /// Continue from the run directory's checkpoint.
     #[arg(long)]
     pub resume: bool,
@@ -192,7 +197,11 @@ pub fn run(a: TrainArgs) -> Result<()> {
     let trainer = Trainer {
         model: &model,
         config,
-        teacher_cache: TeacherCache::new(&crate::model::fetch::home().join("teacher")),
+        teacher_cache: TeacherCache::new(
+            &a.teacher_dir
+                .clone()
+                .unwrap_or_else(|| crate::model::fetch::home().join("teacher")),
+        ),
         run,
         stop,
         progress: true,
