@@ -241,7 +241,19 @@ fn empty_adapter_student_with_one_document_equals_the_teacher() {
     let mut cache = m.new_cache(ids.len());
     let lp = log_softmax(&last_row(&m.prefill(&ids, &mut cache, &Rows::Last).unwrap().unwrap()).unwrap());
     let (top, vals) = top_k(&lp, vocab);
-    assert_eq!((top, vals), (teacher.top_ids[0].clone(), teacher.top_logp[0].clone()));
+    // The teacher prefills the documents and the question in two calls, this in one: the
+    // attention kernels sum in another order (gemm for many rows, registers for few), so the
+    // values agree to rounding, not bit for bit.
+    // Compared id by id (k = vocabulary, so both hold every id), not by rank: near-ties may
+    // swap places under rounding.
+    let by_id = |ids: &[u32], lp: &[f32]| -> std::collections::BTreeMap<u32, f32> {
+        ids.iter().copied().zip(lp.iter().copied()).collect()
+    };
+    let (ours, theirs) = (by_id(&top, &vals), by_id(&teacher.top_ids[0], &teacher.top_logp[0]));
+    assert_eq!(ours.len(), vocab);
+    assert!(ours.keys().eq(theirs.keys()));
+    let worst = ours.iter().map(|(id, a)| (a - theirs[id]).abs()).fold(0f32, f32::max);
+    assert!(worst < 1e-3, "log-probs differ by {worst}");
 }
 
 #[test]
