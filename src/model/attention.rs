@@ -84,6 +84,18 @@ impl AttnInputs<'_> {
         let hi = (q0..q1).map(|i| self.mask.span(i).1).max().unwrap();
         (lo, hi)
     }
+    /// The rows of the forward task (kv head `kvh`, queries `[q0, q1)`) and the key range it
+    /// reads: the rows' mask span clipped to `keys`.
+    fn forward_task_span(
+        &self,
+        kvh: usize,
+        q0: usize,
+        q1: usize,
+        keys: (usize, usize),
+    ) -> (Vec<(usize, usize)>, usize, usize) {
+        let (lo, hi) = self.mask_span(q0, q1);
+        (task_rows(self.shape, kvh, q0, q1), lo.max(keys.0), hi.min(keys.1))
+    }
     /// Sets to −∞ the scores of query row `i` (against the key block at `j0` of length `len`,
     /// BK slots) that the row may not see, and the slots past `len`. Blocks wholly visible to
     /// the row (most of them) are left as they are, so that the max, exp and sum after it run
@@ -157,7 +169,6 @@ pub fn fast_exp(x: f32) -> f32 {
     if x < -87.0 { 0.0 } else { y }
 }
 
-/// Query rows handled together: the key block is loaded once for all of them.
 /// The largest of a block's scores (16 lanes, then across lanes).
 #[inline(always)]
 fn lanes_max(v: &[f32; BK]) -> f32 {
@@ -182,6 +193,8 @@ fn lanes_sum(v: &[f32; BK]) -> f32 {
     a.iter().sum()
 }
 
+/// Query rows handled together by the register kernels: the key block is loaded once for all
+/// of them.
 const R: usize = 4;
 
 /// Running state of R query rows: max, sum and output accumulators (online softmax).
@@ -191,9 +204,8 @@ struct RowState<const D: usize> {
     acc: [[f32; D]; R],
 }
 
-/// One (kv head, query block) task of the forward pass, for head size `D`.
-/// Returns the rows it computed, their outputs and log-sum-exps.
-/// Attention of the query rows `[q0, q1)` of kv head `kvh`'s group over the keys of
+/// One (kv head, query block) task of the forward pass on the register kernel, for head size
+/// `D`: attention of the query rows `[q0, q1)` of kv head `kvh`'s group over the keys of
 /// `keys` (a chunk of the context): the rows' outputs normalised over those keys, and their
 /// log-sum-exps (−∞ and a zero output for a row that sees none of them).
 fn forward_task<const D: usize>(
@@ -204,9 +216,7 @@ fn forward_task<const D: usize>(
     keys: (usize, usize),
 ) -> (Vec<(usize, usize)>, Vec<f32>, Vec<f32>) {
     let scale = 1.0 / (D as f32).sqrt();
-    let rows = task_rows(a.shape, kvh, q0, q1);
-    let (lo, hi) = a.mask_span(q0, q1);
-    let (lo, hi) = (lo.max(keys.0), hi.min(keys.1));
+    let (rows, lo, hi) = a.forward_task_span(kvh, q0, q1, keys);
     let mut out = vec![0f32; rows.len() * D];
     let mut lse = vec![0f32; rows.len()];
     let mut kt = vec![0f32; D * BK];
@@ -313,10 +323,8 @@ fn forward_task_gemm(
     keys: (usize, usize),
 ) -> (Vec<(usize, usize)>, Vec<f32>, Vec<f32>) {
     let d = a.shape.head_dim;
-    let rows = task_rows(a.shape, kvh, q0, q1);
+    let (rows, lo, hi) = a.forward_task_span(kvh, q0, q1, keys);
     let n = rows.len();
-    let (lo, hi) = a.mask_span(q0, q1);
-    let (lo, hi) = (lo.max(keys.0), hi.min(keys.1));
     let mut q = vec![0f32; n * d];
     a.gather_rows(a.q, &rows, 1.0 / (d as f32).sqrt(), &mut q);
     let (mut kt, mut s) = (vec![0f32; d * BK], vec![0f32; n * BK]);
