@@ -4,11 +4,12 @@
 
 use super::Model;
 use super::attention::{AttnInputs, AttnShape, FlashAttention, attention_forward};
+use super::fused::{RmsNormOp, SwiGluOp};
 use super::kv::KvCache;
 use super::mask::AttnMask;
 use super::rope::{RopeOp, RopeTable};
 use anyhow::{Result, bail};
-use candle_core::{D, Tensor, Var};
+use candle_core::{Tensor, Var};
 use std::sync::Arc;
 
 /// What the model reads: token ids, or input embeddings [tokens, hidden] (soft tokens).
@@ -114,7 +115,7 @@ impl Model {
     fn rms_norm(&self, x: &Tensor, w: &Tensor, graph: bool) -> Result<Tensor> {
         let eps = self.config.rms_norm_eps;
         Ok(if graph {
-            candle_nn::ops::rms_norm_slow(x, w, eps)?
+            x.apply_op1(RmsNormOp::new(w, eps)?)?
         } else {
             candle_nn::ops::rms_norm(x, w, eps)?
         })
@@ -197,8 +198,11 @@ impl Model {
         let x = (x + lin(&w.o, &att.reshape((t, qd))?)?)?;
         let h = self.rms_norm(&x, &w.ffn_norm, graph)?;
         let gu = lin(&w.gate_up, &h)?;
-        let i = c.intermediate_size;
-        let act = (gu.narrow(D::Minus1, 0, i)?.silu()? * gu.narrow(D::Minus1, i, i)?)?;
+        let act = if graph {
+            gu.apply_op1(SwiGluOp)?
+        } else {
+            gu.apply_op1_no_bwd(&SwiGluOp)?
+        };
         Ok((x + lin(&w.down, &act)?)?)
     }
 

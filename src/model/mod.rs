@@ -6,6 +6,7 @@ pub mod chat;
 pub mod config;
 pub mod fetch;
 pub mod forward;
+pub mod fused;
 pub mod generate;
 pub mod kv;
 pub mod mask;
