@@ -312,9 +312,14 @@ fn forward_task<const D: usize>(
 /// the gemm's packing costs more than it saves.
 const GEMM_MIN_ROWS: usize = 16;
 
-/// [`forward_task`] for many rows (a prefill): per key block, S = Q·Kᵀ and O += P·V by the
-/// gemm crate's packed kernel over all of the task's rows at once, with the online softmax
-/// (max, exp, sum, rescale) per row between the two.
+/// Keys per round of [`forward_task_gemm`]: four mask blocks, so that each gemm call is large
+/// enough to amortise its packing and the output is rescaled once per four blocks.
+const GEMM_KEYS: usize = 4 * BK;
+
+/// [`forward_task`] for many rows (a prefill): per round of [`GEMM_KEYS`] keys, S = Q·Kᵀ and
+/// O += P·V by the gemm crate's packed kernel over all of the task's rows at once (K and V
+/// read where they lie: the gemm packs them), with the online softmax (max, exp, sum,
+/// rescale) per row between the two.
 fn forward_task_gemm(
     a: &AttnInputs,
     kvh: usize,
@@ -327,36 +332,43 @@ fn forward_task_gemm(
     let n = rows.len();
     let mut q = vec![0f32; n * d];
     a.gather_rows(a.q, &rows, 1.0 / (d as f32).sqrt(), &mut q);
-    let (mut kt, mut s) = (vec![0f32; d * BK], vec![0f32; n * BK]);
+    let mut s = vec![0f32; n * GEMM_KEYS];
     let mut out = vec![0f32; n * d];
     let (mut m, mut l) = (vec![f32::NEG_INFINITY; n], vec![0f32; n]);
     let kv_row = a.shape.n_kv_heads * d;
     let mut j0 = lo;
     while j0 < hi {
-        let len = BK.min(hi - j0);
+        let len = GEMM_KEYS.min(hi - j0);
         if rows.iter().all(|&(i, _)| !a.mask.touches(i, j0, j0 + len)) {
             j0 += len;
             continue;
         }
-        a.transpose_block(a.k, j0, len, kvh, &mut kt);
         s.fill(0.0);
-        gemm_acc(n, len, d, &mut s, BK, MatRef::rows(&q, d), MatRef::rows(&kt, BK), 1.0);
+        let k_blk = MatRef::transposed(&a.k[a.kv_off(j0, kvh)..], kv_row);
+        gemm_acc(n, len, d, &mut s, GEMM_KEYS, MatRef::rows(&q, d), k_blk, 1.0);
         for (r, &(i, _)) in rows.iter().enumerate() {
-            let p: &mut [f32; BK] = (&mut s[r * BK..(r + 1) * BK]).try_into().unwrap();
-            a.mask_scores(i, j0, len, p);
-            let mx = lanes_max(p).max(m[r]);
+            let row = &mut s[r * GEMM_KEYS..(r + 1) * GEMM_KEYS];
+            let mut mx = m[r];
+            for (c, p) in row.as_chunks_mut::<BK>().0.iter_mut().enumerate() {
+                a.mask_scores(i, j0 + c * BK, len.saturating_sub(c * BK).min(BK), p);
+                mx = mx.max(lanes_max(p));
+            }
             if mx == f32::NEG_INFINITY {
-                p.fill(0.0);
+                row.fill(0.0);
                 continue;
             }
-            p.iter_mut().for_each(|x| *x = fast_exp(*x - mx));
-            let alpha = fast_exp(m[r] - mx);
-            l[r] = l[r] * alpha + lanes_sum(p);
-            m[r] = mx;
-            out[r * d..(r + 1) * d].iter_mut().for_each(|x| *x *= alpha);
+            row.iter_mut().for_each(|x| *x = fast_exp(*x - mx));
+            let sum: f32 = row.as_chunks::<BK>().0.iter().map(lanes_sum).sum();
+            if mx > m[r] {
+                let alpha = fast_exp(m[r] - mx);
+                l[r] *= alpha;
+                out[r * d..(r + 1) * d].iter_mut().for_each(|x| *x *= alpha);
+                m[r] = mx;
+            }
+            l[r] += sum;
         }
         let v_blk = MatRef::rows(&a.v[a.kv_off(j0, kvh)..], kv_row);
-        gemm_acc(n, d, len, &mut out, d, MatRef::rows(&s, BK), v_blk, 1.0);
+        gemm_acc(n, d, len, &mut out, d, MatRef::rows(&s, GEMM_KEYS), v_blk, 1.0);
         j0 += len;
     }
     let mut lse = vec![f32::NEG_INFINITY; n];
@@ -923,7 +935,10 @@ mod tests {
                 n_kv_heads,
                 head_dim,
             };
-            check(AttnMask::causal(0, 150), 0, s);
+            // 600 rows: several gemm rounds of keys, the last one partial.
+            for n in [150, 600] {
+                check(AttnMask::causal(0, n), 0, s);
+            }
         }
     }
 
@@ -942,6 +957,14 @@ mod tests {
             Segment::Global(20),
         ];
         check(AttnMask::segments(0, &segs), 0, s);
+        // Segments crossing the gemm rounds of keys.
+        let long = [
+            Segment::Global(30),
+            Segment::Isolated(300),
+            Segment::Isolated(270),
+            Segment::Global(40),
+        ];
+        check(AttnMask::segments(0, &long), 0, s);
     }
 
     #[test]
