@@ -54,7 +54,7 @@ fn bench_tokens(model: &Model, n: usize) -> Result<Vec<u32>> {
 }
 
 /// Peak resident memory of this process, in MB (Linux; 0 elsewhere).
-fn peak_rss_mb() -> f64 {
+pub fn peak_rss_mb() -> f64 {
     let s = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     s.lines()
         .find(|l| l.starts_with("VmHWM:"))
@@ -65,7 +65,8 @@ fn peak_rss_mb() -> f64 {
 
 /// Runs the benchmark: each prefill length once after a short warm-up; decode of 64 tokens
 /// after a 128-token prompt; forward+backward of 1000 positions (16 soft tokens + 984 text
-/// tokens, loss = cross-entropy on the last 64 rows) with per-layer recomputation.
+/// tokens, loss = cross-entropy on the last 64 rows; median of 3 in a child process), without
+/// and with per-layer recomputation.
 pub fn prefill_bench(model: &Model, lengths: &[usize]) -> Result<PrefillReport> {
     let mut prefill = BTreeMap::new();
     let warm = bench_tokens(model, 64)?;
@@ -99,8 +100,9 @@ pub fn prefill_bench(model: &Model, lengths: &[usize]) -> Result<PrefillReport> 
     })
 }
 
-/// Runs `kvpacket bench fwd-bwd` in a fresh process so that its peak memory is its own
-/// (model included, as PyTorch's `ru_maxrss` is); returns (seconds, peak RSS MB).
+/// Runs `kvpacket bench fwd-bwd` (3 repetitions) in a fresh process so that its peak memory
+/// is its own (model included, as PyTorch's `ru_maxrss` is); returns (median seconds, peak
+/// RSS MB).
 fn fwd_bwd_in_child(model: &Model, checkpoint: bool) -> Result<(f64, f64)> {
     let mut cmd = std::process::Command::new(std::env::current_exe()?);
     cmd.args(["bench", "fwd-bwd", "--model"]).arg(&model.source);
@@ -121,8 +123,8 @@ fn fwd_bwd_in_child(model: &Model, checkpoint: bool) -> Result<(f64, f64)> {
 }
 
 /// One forward+backward of `n` positions whose first `soft` rows are trainable embeddings;
-/// returns (seconds, peak RSS MB of the process).
-pub fn fwd_bwd(model: &Model, n: usize, soft: usize, loss_rows: usize, checkpoint: bool) -> Result<(f64, f64)> {
+/// returns its seconds.
+pub fn fwd_bwd(model: &Model, n: usize, soft: usize, loss_rows: usize, checkpoint: bool) -> Result<f64> {
     let toks = bench_tokens(model, n - soft + 1)?;
     let emb = model.embed(&toks[..n - soft])?;
     let adapter = model.embed(&toks[..soft])?;
@@ -139,8 +141,7 @@ pub fn fwd_bwd(model: &Model, n: usize, soft: usize, loss_rows: usize, checkpoin
     let (_, grad) = model.loss_and_input_grad(&x, &positions, &mask, &rows, &loss, checkpoint, None)?;
     let g_soft = grad.narrow(0, 0, soft)?.abs()?.sum_all()?.to_scalar::<f32>()?;
     anyhow::ensure!(g_soft > 0.0, "no gradient reached the soft tokens");
-    let secs = t0.elapsed().as_secs_f64();
-    Ok((secs, peak_rss_mb()))
+    Ok(t0.elapsed().as_secs_f64())
 }
 
 /// Cost per question of one document set with many questions: shared (teacher prefills the
@@ -288,7 +289,8 @@ impl WarmAskReport {
     }
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
+/// The median of `v`; panics on an empty one.
+pub fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
 }

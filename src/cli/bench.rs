@@ -52,8 +52,10 @@ pub enum BenchWhat {
         #[arg(long)]
         json: bool,
     },
-    /// One forward+backward of 1000 positions into 16 soft tokens (f32 weights); prints JSON
-    /// with seconds and this process's peak RSS. `bench prefill` runs it in a child process.
+    /// Forward+backward of 1000 positions into 16 soft tokens (f32 weights), `reps` times in
+    /// one process (as training steps repeat); prints JSON with the median seconds, every
+    /// repetition's seconds and this process's peak RSS. `bench prefill` runs it in a child
+    /// process.
     FwdBwd {
         /// Model name or path.
         #[arg(long, default_value = "smollm2")]
@@ -61,15 +63,30 @@ pub enum BenchWhat {
         /// Use gradient checkpointing.
         #[arg(long)]
         checkpoint: bool,
+        /// Repetitions (the median is reported).
+        #[arg(long, default_value_t = 3)]
+        reps: usize,
     },
 }
 
 pub fn run(what: BenchWhat) -> Result<()> {
     match what {
-        BenchWhat::FwdBwd { model, checkpoint } => {
+        BenchWhat::FwdBwd {
+            model,
+            checkpoint,
+            reps,
+        } => {
+            anyhow::ensure!(reps > 0, "--reps must be at least 1");
             let m = crate::model::Model::load(&crate::model::fetch::resolve(&model)?, crate::model::WeightMode::F32)?;
-            let (s, mb) = crate::bench::fwd_bwd(&m, 1000, 16, 64, checkpoint)?;
-            println!("{}", serde_json::json!({"fwd_bwd_s": s, "peak_mb": mb}));
+            let times = (0..reps)
+                .map(|_| crate::bench::fwd_bwd(&m, 1000, 16, 64, checkpoint))
+                .collect::<Result<Vec<f64>>>()?;
+            let json = serde_json::json!({
+                "fwd_bwd_s": crate::bench::median(times.clone()),
+                "reps_s": times,
+                "peak_mb": crate::bench::peak_rss_mb(),
+            });
+            println!("{json}");
             Ok(())
         }
         BenchWhat::Questions {
