@@ -219,7 +219,7 @@ fn forward_task<const D: usize>(
     let (rows, lo, hi) = a.forward_task_span(kvh, q0, q1, keys);
     let mut out = vec![0f32; rows.len() * D];
     let mut lse = vec![0f32; rows.len()];
-    let mut kt = vec![0f32; D * BK];
+    let kv_row = a.shape.n_kv_heads * D;
     // Chunks of R rows; the last chunk is padded by repeating its final row.
     let chunks: Vec<[usize; R]> = rows
         .chunks(R)
@@ -246,13 +246,13 @@ fn forward_task<const D: usize>(
     let mut j0 = lo;
     while j0 < hi {
         let len = BK.min(hi - j0);
-        a.transpose_block(a.k, j0, len, kvh, &mut kt);
+        let k_blk = &a.k[a.kv_off(j0, kvh)..];
         for ((idx, q), st) in chunks.iter().zip(&qs).zip(states.iter_mut()) {
             if idx.iter().all(|&row| !a.mask.touches(rows[row].0, j0, j0 + len)) {
                 continue;
             }
             let mut s = [[0f32; BK]; R];
-            scores_r(q, &kt, &mut s);
+            scores_dot(q, k_blk, kv_row, len, &mut s);
             let mut p = [[0f32; BK]; R];
             for r in 0..R {
                 a.mask_scores(rows[idx[r]].0, j0, len, &mut s[r]);
@@ -451,23 +451,16 @@ struct BwdRows<'a> {
     dout: &'a [f32],
 }
 
-/// Scores (or dO·V) of R query rows against one transposed key (or value) block.
+/// Scores of R query rows against the `len` keys of a block, read where they lie (rows
+/// `kv_row` floats apart): one vectorised dot product per (row, key). With so few rows a
+/// transposed copy of the block, as the gemm path's packing makes, costs more than the
+/// products themselves.
 #[inline(always)]
-fn scores_r<const D: usize>(q: &[[f32; D]; R], kt: &[f32], s: &mut [[f32; BK]; R]) {
-    // In key strips of 16: R × 16 accumulators stay in registers (AVX2 has 16).
-    for c in (0..BK).step_by(16) {
-        let mut acc = [[0f32; 16]; R];
-        for d in 0..D {
-            let krow: &[f32; 16] = kt[d * BK + c..d * BK + c + 16].try_into().unwrap();
-            for r in 0..R {
-                let qd = q[r][d];
-                for j in 0..16 {
-                    acc[r][j] = qd.mul_add(krow[j], acc[r][j]);
-                }
-            }
-        }
+fn scores_dot<const D: usize>(q: &[[f32; D]; R], k: &[f32], kv_row: usize, len: usize, s: &mut [[f32; BK]; R]) {
+    for j in 0..len {
+        let krow = &k[j * kv_row..j * kv_row + D];
         for r in 0..R {
-            s[r][c..c + 16].copy_from_slice(&acc[r]);
+            s[r][j] = dot(&q[r], krow);
         }
     }
 }
