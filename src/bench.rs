@@ -63,14 +63,15 @@ pub fn peak_rss_mb() -> f64 {
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
-/// Runs the benchmark: each prefill length once after a short warm-up; decode of 64 tokens
+/// Runs the benchmark: each prefill length once after a 512-token warm-up (weights and
+/// activation memory touched once, as in the PyTorch peer); decode of 64 tokens
 /// after a 128-token prompt; forward+backward of 1000 positions (16 soft tokens + 984 text
 /// tokens, loss = cross-entropy on the last 64 rows; median of 3 in a child process), without
 /// and with per-layer recomputation.
 pub fn prefill_bench(model: &Model, lengths: &[usize]) -> Result<PrefillReport> {
     let mut prefill = BTreeMap::new();
-    let warm = bench_tokens(model, 64)?;
-    model.prefill(&warm, &mut model.new_cache(64), &Rows::Last)?;
+    let warm = bench_tokens(model, 512)?;
+    model.prefill(&warm, &mut model.new_cache(512), &Rows::Last)?;
     for &n in lengths {
         let toks = bench_tokens(model, n)?;
         let mut cache = model.new_cache(n);
