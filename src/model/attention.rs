@@ -943,21 +943,11 @@ mod tests {
             head_dim: 16,
         };
         check(AttnMask::causal(70, 5), 70, s);
-        let segs = [
-            Segment::Global(10),
-            Segment::Isolated(70),
-            Segment::Isolated(33),
-            Segment::Global(20),
-        ];
-        check(AttnMask::segments(0, &segs), 0, s);
-        // Segments crossing the gemm rounds of keys.
-        let long = [
-            Segment::Global(30),
-            Segment::Isolated(300),
-            Segment::Isolated(270),
-            Segment::Global(40),
-        ];
-        check(AttnMask::segments(0, &long), 0, s);
+        // The second set of segments crosses the gemm rounds of keys.
+        let (g, i) = (Segment::Global, Segment::Isolated);
+        for segs in [[g(10), i(70), i(33), g(20)], [g(30), i(300), i(270), g(40)]] {
+            check(AttnMask::segments(0, &segs), 0, s);
+        }
     }
 
     #[test]
