@@ -633,22 +633,35 @@ impl BwdScratch {
     }
 }
 
-/// dK, dV of one (kv head, key block): every query row that sees the block contributes,
-/// dV = Pᵀ·dO and dK = dSᵀ·Q, over chunks of [`GEMM_ROWS`] rows.
-fn dkdv_task(a: &AttnInputs, b: &BwdRows, kvh: usize, j0: usize, len: usize) -> (Vec<f32>, Vec<f32>) {
+/// Gradients from one (kv head, key block): dK and dV of its keys ([len, head_dim] each) and
+/// the block's share of dQ for every (query, head) row that sees it.
+struct KeyBlockGrads {
+    dk: Vec<f32>,
+    dv: Vec<f32>,
+    /// (query, head) of each row of `dq`.
+    rows: Vec<(usize, usize)>,
+    dq: Vec<f32>,
+}
+
+/// One (kv head, key block): every query row that sees the block contributes, over chunks of
+/// [`GEMM_ROWS`] rows, dV = Pᵀ·dO, dK = dSᵀ·Q and dQ = dS·K·scale (K read in place), so that
+/// P and dS are computed once per (row, key) pair.
+fn key_block_task(a: &AttnInputs, b: &BwdRows, kvh: usize, j0: usize, len: usize) -> KeyBlockGrads {
     let d = a.shape.head_dim;
     let scale = 1.0 / (d as f32).sqrt();
     let g = a.shape.group();
     let (mut kt, mut vt) = (vec![0f32; d * BK], vec![0f32; d * BK]);
     a.transpose_block(a.k, j0, len, kvh, &mut kt);
     a.transpose_block(a.v, j0, len, kvh, &mut vt);
+    let k_blk = MatRef::rows(&a.k[a.kv_off(j0, kvh)..], a.shape.n_kv_heads * d);
     let rows: Vec<(usize, usize)> = (0..a.nq())
         .filter(|&i| a.mask.touches(i, j0, j0 + len))
         .flat_map(|i| (0..g).map(move |gh| (i, kvh * g + gh)))
         .collect();
     let (mut dk, mut dv) = (vec![0f32; len * d], vec![0f32; len * d]);
+    let mut dq = vec![0f32; rows.len() * d];
     let mut w = BwdScratch::new(GEMM_ROWS, d);
-    for part in rows.chunks(GEMM_ROWS) {
+    for (part, dq_part) in rows.chunks(GEMM_ROWS).zip(dq.chunks_mut(GEMM_ROWS * d)) {
         let n = part.len();
         a.gather_rows(a.q, part, scale, &mut w.q);
         a.gather_rows(b.dout, part, 1.0, &mut w.dout);
@@ -660,39 +673,20 @@ fn dkdv_task(a: &AttnInputs, b: &BwdRows, kvh: usize, j0: usize, len: usize) -> 
         );
         gemm_acc(len, d, n, &mut dv, d, pt, MatRef::rows(&w.dout[..n * d], d), 1.0);
         gemm_acc(len, d, n, &mut dk, d, dst, MatRef::rows(&w.q[..n * d], d), 1.0);
+        gemm_acc(n, d, len, dq_part, d, MatRef::rows(&w.ds[..n * BK], BK), k_blk, scale);
     }
-    (dk, dv)
+    KeyBlockGrads { dk, dv, rows, dq }
 }
 
-/// dQ of one (kv head, query block): per key block, dQ += dS·K·scale, with K read in place.
-fn dq_task(a: &AttnInputs, b: &BwdRows, kvh: usize, q0: usize, q1: usize) -> (Vec<(usize, usize)>, Vec<f32>) {
-    let d = a.shape.head_dim;
-    let scale = 1.0 / (d as f32).sqrt();
-    let rows = task_rows(a.shape, kvh, q0, q1);
-    let n = rows.len();
-    let (lo, hi) = a.mask_span(q0, q1);
-    let (mut kt, mut vt) = (vec![0f32; d * BK], vec![0f32; d * BK]);
-    let mut w = BwdScratch::new(n, d);
-    a.gather_rows(a.q, &rows, scale, &mut w.q);
-    a.gather_rows(b.dout, &rows, 1.0, &mut w.dout);
-    let mut dq = vec![0f32; n * d];
-    let kv_row = a.shape.n_kv_heads * d;
-    let mut j0 = lo;
-    while j0 < hi {
-        let len = BK.min(hi - j0);
-        a.transpose_block(a.k, j0, len, kvh, &mut kt);
-        a.transpose_block(a.v, j0, len, kvh, &mut vt);
-        w.p_ds(a, b, &rows, &kt, &vt, j0, len);
-        let k_blk = MatRef::rows(&a.k[a.kv_off(j0, kvh)..], kv_row);
-        gemm_acc(n, d, len, &mut dq, d, MatRef::rows(&w.ds, BK), k_blk, scale);
-        j0 += len;
-    }
-    (rows, dq)
-}
+/// Key-block tasks run at a time in [`attention_backward`], per thread: bounds the memory
+/// held by their dQ shares before they are summed.
+const TASKS_PER_THREAD: usize = 8;
 
 /// Gradients of [`attention_forward`] given its output `o`, row log-sum-exps `lse` and the
 /// upstream gradient `dout` (same layout as `o`). Returns (dq, dk, dv) laid out like q, k, v.
-/// Scores are recomputed block by block; memory stays linear in sequence length.
+/// Scores are recomputed block by block; memory stays linear in sequence length. The dQ
+/// shares of the key blocks are summed in a fixed order, so the result does not depend on
+/// the number of threads or their timing.
 pub fn attention_backward(a: &AttnInputs, o: &[f32], lse: &[f32], dout: &[f32]) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     a.check();
     let s = a.shape;
@@ -711,36 +705,27 @@ pub fn attention_backward(a: &AttnInputs, o: &[f32], lse: &[f32], dout: &[f32]) 
         dout,
     };
     let nk = a.mask.max_key();
-    let ktasks: Vec<(usize, usize)> = (0..s.n_kv_heads)
+    let tasks: Vec<(usize, usize)> = (0..s.n_kv_heads)
         .flat_map(|kvh| (0..nk.div_ceil(BK)).map(move |blk| (kvh, blk * BK)))
         .collect();
-    let kres: Vec<_> = ktasks
-        .par_iter()
-        .map(|&(kvh, j0)| {
-            let len = BK.min(nk - j0);
-            (kvh, j0, dkdv_task(a, &b, kvh, j0, len))
-        })
-        .collect();
+    let mut dq = vec![0f32; a.q.len()];
     let mut dk = vec![0f32; a.k.len()];
     let mut dv = vec![0f32; a.v.len()];
-    for (kvh, j0, (bk, bv)) in kres {
-        for jj in 0..bk.len() / d {
-            let off = a.kv_off(j0 + jj, kvh);
-            dk[off..off + d].copy_from_slice(&bk[jj * d..(jj + 1) * d]);
-            dv[off..off + d].copy_from_slice(&bv[jj * d..(jj + 1) * d]);
-        }
-    }
-    let qtasks: Vec<(usize, usize)> = (0..s.n_kv_heads)
-        .flat_map(|kvh| (0..nq.div_ceil(BQ)).map(move |blk| (kvh, blk * BQ)))
-        .collect();
-    let qres: Vec<_> = qtasks
-        .par_iter()
-        .map(|&(kvh, q0)| dq_task(a, &b, kvh, q0, (q0 + BQ).min(nq)))
-        .collect();
-    let mut dq = vec![0f32; a.q.len()];
-    for (rows, blk) in qres {
-        for (r, &(i, hh)) in rows.iter().enumerate() {
-            dq[(i * h + hh) * d..(i * h + hh + 1) * d].copy_from_slice(&blk[r * d..(r + 1) * d]);
+    for wave in tasks.chunks(TASKS_PER_THREAD * rayon::current_num_threads()) {
+        let grads: Vec<_> = wave
+            .par_iter()
+            .map(|&(kvh, j0)| key_block_task(a, &b, kvh, j0, BK.min(nk - j0)))
+            .collect();
+        for (&(kvh, j0), t) in wave.iter().zip(grads) {
+            for jj in 0..t.dk.len() / d {
+                let off = a.kv_off(j0 + jj, kvh);
+                dk[off..off + d].copy_from_slice(&t.dk[jj * d..(jj + 1) * d]);
+                dv[off..off + d].copy_from_slice(&t.dv[jj * d..(jj + 1) * d]);
+            }
+            for (&(i, hh), share) in t.rows.iter().zip(t.dq.chunks(d)) {
+                let row = &mut dq[(i * h + hh) * d..(i * h + hh + 1) * d];
+                row.iter_mut().zip(share).for_each(|(x, y)| *x += y);
+            }
         }
     }
     (dq, dk, dv)
