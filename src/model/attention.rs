@@ -165,7 +165,12 @@ pub fn fast_exp(x: f32) -> f32 {
     let p = ((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r + 1.666_666_5e-1)
         * r
         + 5.000_000_1e-1;
-    let y = (p * r * r + r + 1.0) * f32::from_bits(((n as i32 + 127) << 23) as u32);
+    // 2^n without a float-to-int conversion (whose saturating `as` semantics kept LLVM from
+    // vectorizing loops over this function): n is an integer in [-125, 127] after the clamp,
+    // so n + 2^23 + 127 holds 127 + n in its low mantissa bits, which the shift moves into
+    // the exponent field.
+    let pow2n = f32::from_bits((n + 8_388_735.0).to_bits() << 23);
+    let y = (p * r * r + r + 1.0) * pow2n;
     if x < -87.0 { 0.0 } else { y }
 }
 
