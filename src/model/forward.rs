@@ -112,6 +112,12 @@ impl Model {
         }
     }
 
+    /// The rows the block `l` must output: all but in the last block, which needs only the
+    /// rows whose logits are asked for (all rows when none are: a call for K,V only).
+    fn last_block_keep<'r>(&self, l: usize, rows: &'r [usize]) -> Option<&'r [usize]> {
+        (l + 1 == self.config.n_layers && !rows.is_empty()).then_some(rows)
+    }
+
     fn rms_norm(&self, x: &Tensor, w: &Tensor, graph: bool) -> Result<Tensor> {
         let eps = self.config.rms_norm_eps;
         Ok(if graph {
@@ -135,7 +141,17 @@ impl Model {
         RopeTable::new(&self.inv_freqs, positions, self.config.rope_interleaved)
     }
 
-    fn block(&self, l: usize, x: &Tensor, rope: &Arc<RopeTable>, path: &mut AttnPath) -> Result<Tensor> {
+    /// One transformer block over `x` [t, hidden]. K,V are computed for every row; with `keep`,
+    /// only those rows' queries, attention output and MLP are computed and the result is
+    /// [keep.len(), hidden] (the last block, whose other rows no logit needs).
+    fn block(
+        &self,
+        l: usize,
+        x: &Tensor,
+        rope: &Arc<RopeTable>,
+        path: &mut AttnPath,
+        keep: Option<&[usize]>,
+    ) -> Result<Tensor> {
         let c = &self.config;
         let w = &self.weights.layers[l];
         let graph = matches!(path, AttnPath::Graph(..));
@@ -161,6 +177,18 @@ impl Model {
             .narrow(1, qd + kvd, kvd)?
             .reshape((t, c.n_kv_heads, c.head_dim))?
             .contiguous()?;
+        let (q, x, kept_mask) = match keep {
+            None => (q, x.clone(), None),
+            Some(rows) => {
+                let ids = Tensor::new(rows.iter().map(|&r| r as u32).collect::<Vec<_>>(), x.device())?;
+                let mask = match path {
+                    AttnPath::Graph(m, _) => m.select_rows(rows)?,
+                    AttnPath::Cache(_, m) | AttnPath::Overwrite(_, m, _) => m.select_rows(rows)?,
+                };
+                (q.index_select(&ids, 0)?, x.index_select(&ids, 0)?, Some(Arc::new(mask)))
+            }
+        };
+        let nq = q.dim(0)?;
         let rows_to_write = match path {
             AttnPath::Overwrite(_, _, rows) => Some(*rows),
             _ => None,
@@ -174,7 +202,8 @@ impl Model {
                         (f.splice(&lay.k, &k)?, f.splice(&lay.v, &v)?)
                     }
                 };
-                q.apply_op3(&k, &v, FlashAttention::new((*mask).clone(), self.attn_shape()))?
+                let mask = kept_mask.unwrap_or_else(|| (*mask).clone());
+                q.apply_op3(&k, &v, FlashAttention::new(mask, self.attn_shape()))?
             }
             AttnPath::Cache(cache, mask) | AttnPath::Overwrite(cache, mask, _) => {
                 let (kv, vv) = (k.flatten_all()?.to_vec1::<f32>()?, v.flatten_all()?.to_vec1::<f32>()?);
@@ -188,14 +217,14 @@ impl Model {
                     q: &qv,
                     k: &lay.k,
                     v: &lay.v,
-                    mask,
+                    mask: kept_mask.as_deref().unwrap_or(mask),
                     shape: self.attn_shape(),
                 };
                 let (out, _) = attention_forward(&inputs);
-                Tensor::from_vec(out, (t, c.n_heads, c.head_dim), x.device())?
+                Tensor::from_vec(out, (nq, c.n_heads, c.head_dim), x.device())?
             }
         };
-        let x = (x + lin(&w.o, &att.reshape((t, qd))?)?)?;
+        let x = (x + lin(&w.o, &att.reshape((nq, qd))?)?)?;
         let h = self.rms_norm(&x, &w.ffn_norm, graph)?;
         let gu = lin(&w.gate_up, &h)?;
         let act = if graph {
@@ -206,10 +235,9 @@ impl Model {
         Ok((x + lin(&w.down, &act)?)?)
     }
 
-    fn head(&self, x: &Tensor, rows: &[usize], graph: bool) -> Result<Tensor> {
-        let ids = Tensor::new(rows.iter().map(|&r| r as u32).collect::<Vec<_>>(), x.device())?;
-        let x = x.index_select(&ids, 0)?;
-        let x = self.rms_norm(&x, &self.weights.norm, graph)?;
+    /// Logits of the last block's output (already only the rows asked for).
+    fn head(&self, x: &Tensor, graph: bool) -> Result<Tensor> {
+        let x = self.rms_norm(x, &self.weights.norm, graph)?;
         if graph {
             self.weights.lm_head.forward_graph(&x)
         } else {
@@ -276,16 +304,18 @@ impl Model {
         self.check_call(n, positions, mask, cache.len())?;
         cache.reserve(n)?;
         let rope = Arc::new(self.rope_table(positions));
+        let rows = rows.indices(n);
         let mut path = AttnPath::Cache(cache, mask);
         for l in 0..self.config.n_layers {
-            x = self.block(l, &x, &rope, &mut path)?;
+            // The last block's outputs feed only the logits: none asked, none computed past its K,V.
+            let keep = self.last_block_keep(l, &rows);
+            x = self.block(l, &x, &rope, &mut path, keep)?;
         }
         cache.commit(n);
-        let rows = rows.indices(n);
         if rows.is_empty() {
             return Ok(None);
         }
-        Ok(Some(self.head(&x, &rows, false)?))
+        Ok(Some(self.head(&x, false)?))
     }
 
     /// Plain causal prefill of `tokens` after whatever the cache holds, at the next positions.
@@ -326,7 +356,7 @@ impl Model {
         let rope = Arc::new(self.rope_table(positions));
         let mut x = x.clone();
         for l in layers {
-            x = self.block(l, &x, &rope, &mut AttnPath::Overwrite(cache, &mask, rows))?;
+            x = self.block(l, &x, &rope, &mut AttnPath::Overwrite(cache, &mask, rows), None)?;
         }
         Ok(x)
     }
@@ -359,9 +389,15 @@ impl Model {
         let rope = Arc::new(self.rope_table(positions));
         let mut x = x.clone();
         for l in 0..self.config.n_layers {
-            x = self.block(l, &x, &rope, &mut AttnPath::Graph(mask, frozen))?;
+            x = self.block(
+                l,
+                &x,
+                &rope,
+                &mut AttnPath::Graph(mask, frozen),
+                self.last_block_keep(l, rows),
+            )?;
         }
-        self.head(&x, rows, true)
+        self.head(&x, true)
     }
 
     fn check_graph_call(
@@ -412,12 +448,18 @@ impl Model {
         let mut inputs = vec![x.detach()];
         for l in 0..self.config.n_layers {
             let y = self
-                .block(l, &inputs[l], &rope, &mut AttnPath::Graph(mask, frozen))?
+                .block(
+                    l,
+                    &inputs[l],
+                    &rope,
+                    &mut AttnPath::Graph(mask, frozen),
+                    self.last_block_keep(l, rows),
+                )?
                 .detach();
             inputs.push(y);
         }
         let last = Var::from_tensor(&inputs[self.config.n_layers])?;
-        let value = loss(&self.head(last.as_tensor(), rows, true)?)?;
+        let value = loss(&self.head(last.as_tensor(), true)?)?;
         let mut grad = value
             .backward()?
             .get(last.as_tensor())
@@ -425,7 +467,8 @@ impl Model {
             .unwrap_or(last.as_tensor().zeros_like()?);
         for l in (0..self.config.n_layers).rev() {
             let xin = Var::from_tensor(&inputs[l])?;
-            let y = self.block(l, xin.as_tensor(), &rope, &mut AttnPath::Graph(mask, frozen))?;
+            let keep = self.last_block_keep(l, rows);
+            let y = self.block(l, xin.as_tensor(), &rope, &mut AttnPath::Graph(mask, frozen), keep)?;
             let g = (y * &grad)?.sum_all()?.backward()?;
             grad = g.get(xin.as_tensor()).cloned().unwrap_or(xin.as_tensor().zeros_like()?);
         }
