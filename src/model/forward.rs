@@ -49,6 +49,16 @@ enum AttnPath<'a> {
     Graph(&'a Arc<AttnMask>, Option<&'a FrozenKv<'a>>),
 }
 
+impl AttnPath<'_> {
+    /// The attention mask of this call's query rows.
+    fn mask(&self) -> &AttnMask {
+        match self {
+            AttnPath::Graph(m, _) => m,
+            AttnPath::Cache(_, m) | AttnPath::Overwrite(_, m, _) => m,
+        }
+    }
+}
+
 /// Constant K,V for the rows of a differentiable call that get no gradient. The call's inputs
 /// are only the `live` rows (ascending indices into a sequence of `cache.len()` rows); at each
 /// layer the attention keys are the cache's rows with the live rows' own K,V in their place,
@@ -112,10 +122,12 @@ impl Model {
         }
     }
 
-    /// The rows the block `l` must output: all but in the last block, which needs only the
-    /// rows whose logits are asked for (all rows when none are: a call for K,V only).
-    fn last_block_keep<'r>(&self, l: usize, rows: &'r [usize]) -> Option<&'r [usize]> {
-        (l + 1 == self.config.n_layers && !rows.is_empty()).then_some(rows)
+    /// The rows of `n` that block `l` must output (None: all, in order): every block but the
+    /// last, which needs only the rows whose logits are asked for. A call for K,V only (no
+    /// rows) or for every row in order keeps them all.
+    fn last_block_keep<'r>(&self, l: usize, n: usize, rows: &'r [usize]) -> Option<&'r [usize]> {
+        let all_in_order = rows.len() == n && rows.iter().enumerate().all(|(i, &r)| i == r);
+        (l + 1 == self.config.n_layers && !rows.is_empty() && !all_in_order).then_some(rows)
     }
 
     fn rms_norm(&self, x: &Tensor, w: &Tensor, graph: bool) -> Result<Tensor> {
@@ -181,10 +193,7 @@ impl Model {
             None => (q, x.clone(), None),
             Some(rows) => {
                 let ids = Tensor::new(rows.iter().map(|&r| r as u32).collect::<Vec<_>>(), x.device())?;
-                let mask = match path {
-                    AttnPath::Graph(m, _) => m.select_rows(rows)?,
-                    AttnPath::Cache(_, m) | AttnPath::Overwrite(_, m, _) => m.select_rows(rows)?,
-                };
+                let mask = path.mask().select_rows(rows)?;
                 (q.index_select(&ids, 0)?, x.index_select(&ids, 0)?, Some(Arc::new(mask)))
             }
         };
@@ -307,8 +316,7 @@ impl Model {
         let rows = rows.indices(n);
         let mut path = AttnPath::Cache(cache, mask);
         for l in 0..self.config.n_layers {
-            // The last block's outputs feed only the logits: none asked, none computed past its K,V.
-            let keep = self.last_block_keep(l, &rows);
+            let keep = self.last_block_keep(l, n, &rows);
             x = self.block(l, &x, &rope, &mut path, keep)?;
         }
         cache.commit(n);
@@ -394,7 +402,7 @@ impl Model {
                 &x,
                 &rope,
                 &mut AttnPath::Graph(mask, frozen),
-                self.last_block_keep(l, rows),
+                self.last_block_keep(l, x.dim(0)?, rows),
             )?;
         }
         self.head(&x, true)
@@ -453,7 +461,7 @@ impl Model {
                     &inputs[l],
                     &rope,
                     &mut AttnPath::Graph(mask, frozen),
-                    self.last_block_keep(l, rows),
+                    self.last_block_keep(l, x.dim(0)?, rows),
                 )?
                 .detach();
             inputs.push(y);
@@ -467,7 +475,7 @@ impl Model {
             .unwrap_or(last.as_tensor().zeros_like()?);
         for l in (0..self.config.n_layers).rev() {
             let xin = Var::from_tensor(&inputs[l])?;
-            let keep = self.last_block_keep(l, rows);
+            let keep = self.last_block_keep(l, x.dim(0)?, rows);
             let y = self.block(l, xin.as_tensor(), &rope, &mut AttnPath::Graph(mask, frozen), keep)?;
             let g = (y * &grad)?.sum_all()?.backward()?;
             grad = g.get(xin.as_tensor()).cloned().unwrap_or(xin.as_tensor().zeros_like()?);
