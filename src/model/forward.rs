@@ -4,7 +4,7 @@
 
 use super::Model;
 use super::attention::{AttnInputs, AttnShape, FlashAttention, attention_forward};
-use super::fused::{RmsNormOp, SwiGluOp};
+use super::fused::{MlpOp, RmsNormOp, SwiGluOp};
 use super::kv::KvCache;
 use super::mask::AttnMask;
 use super::rope::{RopeOp, RopeTable};
@@ -235,13 +235,12 @@ impl Model {
         };
         let x = (x + lin(&w.o, &att.reshape((nq, qd))?)?)?;
         let h = self.rms_norm(&x, &w.ffn_norm, graph)?;
-        let gu = lin(&w.gate_up, &h)?;
-        let act = if graph {
-            gu.apply_op1(SwiGluOp)?
-        } else {
-            gu.apply_op1_no_bwd(&SwiGluOp)?
+        let mlp = match (graph, w.gate_up.dense_weight(), w.down.dense_weight()) {
+            (true, Some(gu), Some(down)) => h.apply_op1(MlpOp::new(gu, down)?)?,
+            (true, ..) => bail!("the differentiable path needs f32 weights"),
+            (false, ..) => lin(&w.down, &lin(&w.gate_up, &h)?.apply_op1_no_bwd(&SwiGluOp)?)?,
         };
-        Ok((x + lin(&w.down, &act)?)?)
+        Ok((x + mlp)?)
     }
 
     /// Logits of the last block's output (already only the rows asked for).
@@ -488,7 +487,7 @@ impl Model {
             .weights
             .layers
             .iter()
-            .all(|l| l.qkv.is_dense() && l.o.is_dense() && l.gate_up.is_dense())
+            .all(|l| l.qkv.is_dense() && l.o.is_dense() && l.gate_up.is_dense() && l.down.is_dense())
             && self.weights.lm_head.is_dense();
         if !dense {
             bail!("the differentiable path needs f32 weights, not the GGUF's quantized ones");

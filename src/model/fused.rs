@@ -1,5 +1,5 @@
-//! Fused row-wise ops with hand-written backward passes for the differentiable path:
-//! RMS norm with a frozen weight, and SwiGLU over a fused gate|up projection.
+//! Fused ops with hand-written backward passes for the differentiable path: RMS norm with a
+//! frozen weight, SwiGLU over a fused gate|up projection, and the whole frozen MLP.
 //!
 //! candle builds these from composite ops (`rms_norm_slow`: square, mean, add, sqrt, divide,
 //! multiply; `silu`, two `narrow`s and a multiply), each a separate pass over memory, a fresh
@@ -128,12 +128,48 @@ impl CustomOp1 for RmsNormOp {
     }
 }
 
-/// SwiGLU over a fused projection: input [.., 2·i] holds gate | up side by side; output
-/// [.., i] is `silu(gate) · up`.
+/// SwiGLU over a fused projection (inference; the differentiable path uses [`MlpOp`]): input
+/// [.., 2·i] holds gate | up side by side; output [.., i] is `silu(gate) · up`.
 pub struct SwiGluOp;
 
 fn sigmoid(x: f32) -> f32 {
     1.0 / (1.0 + (-x).exp())
+}
+
+/// `silu(gate) · up` of every row of `gu` [rows, 2·i] (gate | up): [rows, i].
+fn swiglu_rows(gu: &[f32], i: usize) -> Vec<f32> {
+    let mut out = vec![0f32; gu.len() / 2];
+    for_rows(&mut out, i, |r, o| {
+        let (g, u) = gu[r * 2 * i..(r + 1) * 2 * i].split_at(i);
+        for ((o, &g), &u) in o.iter_mut().zip(g).zip(u) {
+            *o = g * sigmoid(g) * u;
+        }
+    });
+    out
+}
+
+/// Replaces each row of `gu` [rows, 2·i] (gate | up) by its gradient given the output's
+/// gradient `dy` [rows, i]: d gate = dy · up · σ(g)(1 + g(1 − σ(g))), d up = dy · silu(g).
+fn swiglu_grad_in_place(gu: &mut [f32], dy: &[f32], i: usize) {
+    for_rows(gu, 2 * i, |r, row| {
+        let dy = &dy[r * i..(r + 1) * i];
+        let (g, u) = row.split_at_mut(i);
+        for j in 0..i {
+            let s = sigmoid(g[j]);
+            let (gj, uj) = (g[j], u[j]);
+            u[j] = dy[j] * gj * s;
+            g[j] = dy[j] * uj * s * (1.0 + gj * (1.0 - s));
+        }
+    });
+}
+
+/// The gate|up width of a SwiGLU input layout, refusing an odd one.
+fn swiglu_half(dims: &[usize]) -> candle_core::Result<usize> {
+    let two_i = *dims.last().unwrap_or(&0);
+    if two_i % 2 != 0 {
+        candle_core::bail!("swiglu: last dimension {two_i} is not gate|up");
+    }
+    Ok(two_i / 2)
 }
 
 impl CustomOp1 for SwiGluOp {
@@ -143,43 +179,79 @@ impl CustomOp1 for SwiGluOp {
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
         let gu = contiguous_f32(s, l, "swiglu")?;
-        let dims = l.dims();
-        let two_i = *dims.last().unwrap_or(&0);
-        if two_i % 2 != 0 {
-            candle_core::bail!("swiglu: last dimension {two_i} is not gate|up");
-        }
-        let i = two_i / 2;
-        let mut out = vec![0f32; gu.len() / 2];
-        for_rows(&mut out, i, |r, o| {
-            let (g, u) = gu[r * two_i..(r + 1) * two_i].split_at(i);
-            for ((o, &g), &u) in o.iter_mut().zip(g).zip(u) {
-                *o = g * sigmoid(g) * u;
-            }
-        });
-        let mut shape = dims.to_vec();
+        let i = swiglu_half(l.dims())?;
+        let mut shape = l.dims().to_vec();
         *shape.last_mut().unwrap() = i;
-        Ok((CpuStorage::F32(out), Shape::from(shape)))
+        Ok((CpuStorage::F32(swiglu_rows(gu, i)), Shape::from(shape)))
+    }
+}
+
+/// The whole MLP of a block with frozen weights as one differentiable op:
+/// `y = swiglu(x·W_guᵀ)·W_downᵀ` for `x` [t, hidden]. Against the same three ops in candle's
+/// graph it keeps only the gate|up activations for the backward (not the SwiGLU output), and
+/// its backward writes the gate|up gradient over them in place: candle would allocate a zeroed
+/// gradient plus a sum for each of the two wide intermediates ([t, 2·i] and [t, i]).
+pub struct MlpOp {
+    gate_up: Tensor,
+    down: Tensor,
+    /// The forward's gate|up activations [t, 2·i], taken by the backward.
+    saved: std::sync::Mutex<Option<Vec<f32>>>,
+}
+
+impl MlpOp {
+    /// The op for a fused gate|up matrix [2·i, hidden] and a down matrix [hidden, i].
+    pub fn new(gate_up: &Tensor, down: &Tensor) -> candle_core::Result<Self> {
+        let (two_i, hidden) = gate_up.dims2()?;
+        if down.dims2()? != (hidden, two_i / 2) || two_i % 2 != 0 {
+            candle_core::bail!(
+                "mlp: gate|up {:?} and down {:?} do not fit",
+                gate_up.dims(),
+                down.dims()
+            );
+        }
+        Ok(Self {
+            gate_up: gate_up.clone(),
+            down: down.clone(),
+            saved: std::sync::Mutex::new(None),
+        })
+    }
+}
+
+impl CustomOp1 for MlpOp {
+    fn name(&self) -> &'static str {
+        "fused-mlp"
     }
 
-    /// d gate = dy · up · σ(g)(1 + g(1 − σ(g))), d up = dy · silu(g).
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (gu, gu_shape) = super::weights::matmul_wt(s, l, &self.gate_up)?;
+        let CpuStorage::F32(gu) = gu else {
+            candle_core::bail!("mlp: f32 only")
+        };
+        let (t, two_i) = gu_shape.dims2()?;
+        let act = CpuStorage::F32(swiglu_rows(&gu, two_i / 2));
+        let out = super::weights::matmul_wt(&act, &Layout::contiguous((t, two_i / 2)), &self.down)?;
+        *self
+            .saved
+            .lock()
+            .map_err(|_| candle_core::Error::Msg("mlp: poisoned".into()))? = Some(gu);
+        Ok(out)
+    }
+
+    /// dx = (swiglu'(gu) ⊙ (dy·W_down))·W_gu, from the forward's saved gate|up activations.
     fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
-        let dy = to_f32(grad)?;
-        let two_i = arg.dims().last().copied().unwrap_or(0);
-        let i = two_i / 2;
-        let mut d = vec![0f32; 2 * dy.len()];
-        with_f32(arg, |gu| {
-            for_rows(&mut d, two_i, |r, d| {
-                let (g, u) = gu[r * two_i..(r + 1) * two_i].split_at(i);
-                let dy = &dy[r * i..(r + 1) * i];
-                let (dg, du) = d.split_at_mut(i);
-                for j in 0..i {
-                    let s = sigmoid(g[j]);
-                    du[j] = dy[j] * g[j] * s;
-                    dg[j] = dy[j] * u[j] * s * (1.0 + g[j] * (1.0 - s));
-                }
-            })
-        })?;
-        Ok(Some(Tensor::from_vec(d, arg.shape(), arg.device())?))
+        let saved = self
+            .saved
+            .lock()
+            .map_err(|_| candle_core::Error::Msg("mlp: poisoned".into()))?
+            .take();
+        let Some(mut gu) = saved else {
+            candle_core::bail!("mlp: backward without a forward, or twice")
+        };
+        let d_act = grad.matmul(&self.down)?;
+        let (t, i) = d_act.dims2()?;
+        with_f32(&d_act, |dy| swiglu_grad_in_place(&mut gu, dy, i))?;
+        let d_gu = Tensor::from_vec(gu, (t, 2 * i), arg.device())?;
+        Ok(Some(d_gu.matmul(&self.gate_up)?))
     }
 }
 
@@ -243,20 +315,38 @@ mod tests {
     }
 
     #[test]
-    fn swiglu_matches_composite_forward_and_gradient() {
+    fn swiglu_matches_composite_forward() {
         for rows in [40, 3] {
             let x = random((rows, 2 * 48), rows as u64 + 1);
+            let fused = x.apply_op1_no_bwd(&SwiGluOp).unwrap();
+            let composite =
+                (x.narrow(D::Minus1, 0, 48).unwrap().silu().unwrap() * x.narrow(D::Minus1, 48, 48).unwrap()).unwrap();
+            assert!(max_diff(&fused, &composite) < 1e-5);
+        }
+    }
+
+    #[test]
+    fn mlp_matches_linear_swiglu_linear_forward_and_gradient() {
+        let (hidden, i) = (32, 48);
+        let gate_up = (random((2 * i, hidden), 3) * 0.2).unwrap();
+        let down = (random((hidden, i), 4) * 0.2).unwrap();
+        for rows in [40, 3] {
+            let x = random((rows, hidden), rows as u64 + 2);
             let (dy, dg) = compare(
                 &x,
-                |x| x.apply_op1(SwiGluOp).unwrap(),
+                |x| x.apply_op1(MlpOp::new(&gate_up, &down).unwrap()).unwrap(),
                 |x| {
-                    (x.narrow(D::Minus1, 0, 48).unwrap().silu().unwrap() * x.narrow(D::Minus1, 48, 48).unwrap())
-                        .unwrap()
+                    let gu = x.matmul(&gate_up.t().unwrap()).unwrap();
+                    let act = (gu.narrow(D::Minus1, 0, i).unwrap().silu().unwrap()
+                        * gu.narrow(D::Minus1, i, i).unwrap())
+                    .unwrap();
+                    act.matmul(&down.t().unwrap()).unwrap()
                 },
             );
-            assert!(dy < 1e-5, "forward differs by {dy}");
+            assert!(dy < 1e-4, "forward differs by {dy}");
             assert!(dg < 1e-4, "gradient differs by {dg}");
         }
+        assert!(MlpOp::new(&gate_up, &gate_up).is_err());
     }
 
     #[test]

@@ -86,6 +86,24 @@ impl Linear {
     pub fn is_dense(&self) -> bool {
         self.dense.is_some()
     }
+
+    /// The f32 matrix [out, in], when held.
+    pub fn dense_weight(&self) -> Option<&Tensor> {
+        self.dense.as_ref()
+    }
+}
+
+/// `x·Wᵀ` for `x` [m, k] in CPU storage (any layout candle's matmul accepts) and a CPU tensor
+/// `w` [n, k]: the result [m, n] as contiguous CPU storage.
+pub(super) fn matmul_wt(x: &CpuStorage, xl: &Layout, w: &Tensor) -> candle_core::Result<(CpuStorage, Shape)> {
+    let (m, k) = xl.shape().dims2()?;
+    let wt = w.t()?;
+    let (guard, wl) = wt.storage_and_layout();
+    let Storage::Cpu(ws) = &*guard else {
+        candle_core::bail!("frozen weights live on the CPU")
+    };
+    let n = wl.dims()[1];
+    Ok((x.matmul(ws, (1, m, n, k), xl, wl)?, Shape::from((m, n))))
 }
 
 /// `x·Wᵀ` with W frozen: forward is one gemm, backward is `grad·W`.
@@ -97,14 +115,7 @@ impl CustomOp1 for FrozenLinear {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (m, k) = l.shape().dims2()?;
-        let wt = self.0.t()?;
-        let (guard, wl) = wt.storage_and_layout();
-        let Storage::Cpu(ws) = &*guard else {
-            candle_core::bail!("frozen-linear runs on the CPU")
-        };
-        let n = wl.dims()[1];
-        Ok((s.matmul(ws, (1, m, n, k), l, wl)?, Shape::from((m, n))))
+        matmul_wt(s, l, &self.0)
     }
 
     fn bwd(&self, _x: &Tensor, _res: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
