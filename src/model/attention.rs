@@ -6,9 +6,7 @@
 //! (kv head, query block) tasks with rayon; masks are per-query key ranges ([`AttnMask`]).
 
 use super::mask::AttnMask;
-use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor};
 use rayon::prelude::*;
-use std::sync::{Arc, Mutex};
 
 /// Keys per block: the score row for one query and one key block lives in registers.
 const BK: usize = 64;
@@ -736,99 +734,14 @@ pub fn attention_backward(a: &AttnInputs, o: &[f32], lse: &[f32], dout: &[f32]) 
     (dq, dk, dv)
 }
 
-/// Attention as a candle op with a backward pass, for the differentiable path.
-/// Inputs: q [nq, n_heads, head_dim], k and v [nk, n_kv_heads, head_dim], all f32.
-pub struct FlashAttention {
-    mask: Arc<AttnMask>,
-    shape: AttnShape,
-    /// Row log-sum-exps saved by the forward pass for the backward pass.
-    lse: Mutex<Option<Vec<f32>>>,
-}
-
-impl FlashAttention {
-    /// An op for one call with the given mask and head layout.
-    pub fn new(mask: Arc<AttnMask>, shape: AttnShape) -> Self {
-        Self {
-            mask,
-            shape,
-            lse: Mutex::new(None),
-        }
-    }
-}
-
-fn contiguous_f32<'a>(s: &'a CpuStorage, l: &Layout) -> candle_core::Result<&'a [f32]> {
-    let data = s.as_slice::<f32>()?;
-    match l.contiguous_offsets() {
-        Some((a, b)) => Ok(&data[a..b]),
-        None => candle_core::bail!("flash attention needs contiguous inputs"),
-    }
-}
-
-fn tensor_vec(t: &Tensor) -> candle_core::Result<Vec<f32>> {
-    t.flatten_all()?.to_vec1::<f32>()
-}
-
-impl CustomOp3 for FlashAttention {
-    fn name(&self) -> &'static str {
-        "flash-attention"
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let inputs = AttnInputs {
-            q: contiguous_f32(s1, l1)?,
-            k: contiguous_f32(s2, l2)?,
-            v: contiguous_f32(s3, l3)?,
-            mask: &self.mask,
-            shape: self.shape,
-        };
-        let (out, lse) = attention_forward(&inputs);
-        *self.lse.lock().unwrap() = Some(lse);
-        Ok((CpuStorage::F32(out), l1.shape().clone()))
-    }
-
-    fn bwd(
-        &self,
-        q: &Tensor,
-        k: &Tensor,
-        v: &Tensor,
-        res: &Tensor,
-        grad_res: &Tensor,
-    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let lse = self.lse.lock().unwrap();
-        let Some(lse) = lse.as_ref() else {
-            candle_core::bail!("flash attention backward before forward")
-        };
-        let (qv, kv, vv) = (tensor_vec(q)?, tensor_vec(k)?, tensor_vec(v)?);
-        let inputs = AttnInputs {
-            q: &qv,
-            k: &kv,
-            v: &vv,
-            mask: &self.mask,
-            shape: self.shape,
-        };
-        let (dq, dk, dv) = attention_backward(&inputs, &tensor_vec(res)?, lse, &tensor_vec(grad_res)?);
-        let dev = q.device();
-        Ok((
-            Some(Tensor::from_vec(dq, q.shape(), dev)?),
-            Some(Tensor::from_vec(dk, k.shape(), dev)?),
-            Some(Tensor::from_vec(dv, v.shape(), dev)?),
-        ))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::model::mask::Segment;
-    use candle_core::{D, Device, Var};
+    use crate::model::qkv_attention::{FrozenLayer, QkvAttention};
+    use crate::model::rope::RopeTable;
+    use candle_core::{D, Device, Tensor, Var};
+    use std::sync::Arc;
 
     fn rand_vec(n: usize, seed: u64) -> Vec<f32> {
         let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
@@ -872,20 +785,43 @@ mod tests {
         crate::model::tiny::max_abs_diff(a, b).unwrap()
     }
 
+    /// The differentiable attention op (from q|k|v rows at position 0, where the rotation is
+    /// the identity; with `n_past` frozen key rows before them) against the dense reference:
+    /// forward and the gradient of every q|k|v input.
     fn check(mask: AttnMask, n_past: usize, s: AttnShape) {
         let nq = mask.len();
-        let nk = n_past + nq;
+        let (qd, kvd) = (s.n_heads * s.head_dim, s.n_kv_heads * s.head_dim);
         let dev = Device::Cpu;
-        let rows = |n: usize, h: usize, seed: u64| {
-            Tensor::from_vec(rand_vec(n * h * s.head_dim, seed), (n, h, s.head_dim), &dev).unwrap()
-        };
-        let q = Var::from_tensor(&rows(nq, s.n_heads, 1)).unwrap();
-        let k = Var::from_tensor(&rows(nk, s.n_kv_heads, 2)).unwrap();
-        let v = Var::from_tensor(&rows(nk, s.n_kv_heads, 3)).unwrap();
-        let r = rows(nq, s.n_heads, 4);
+        let qkv =
+            Var::from_tensor(&Tensor::from_vec(rand_vec(nq * (qd + 2 * kvd), 1), (nq, qd + 2 * kvd), &dev).unwrap())
+                .unwrap();
+        let (past_k, past_v) = (rand_vec(n_past * kvd, 2), rand_vec(n_past * kvd, 3));
+        let r = Tensor::from_vec(rand_vec(nq * qd, 4), (nq, qd), &dev).unwrap();
         let mask = Arc::new(mask);
-        let fast = q.apply_op3(&k, &v, FlashAttention::new(mask.clone(), s)).unwrap();
-        let slow = naive(&q, &k, &v, &mask, s);
+        let rope = Arc::new(RopeTable::new(&vec![1.0; s.head_dim / 2], &vec![0; nq], false));
+        let frozen = (n_past > 0).then(|| FrozenLayer {
+            k: [past_k.clone(), vec![0.0; nq * kvd]].concat(),
+            v: [past_v.clone(), vec![0.0; nq * kvd]].concat(),
+            live: (n_past..n_past + nq).collect(),
+        });
+        let fast = qkv
+            .apply_op1(QkvAttention::new(rope, mask.clone(), s, None, frozen))
+            .unwrap();
+        let part = |from: usize, width: usize, heads: usize| {
+            qkv.narrow(1, from, width)
+                .unwrap()
+                .reshape((nq, heads, s.head_dim))
+                .unwrap()
+        };
+        let with_past = |past: Vec<f32>, x: Tensor| {
+            let past = Tensor::from_vec(past, (n_past, s.n_kv_heads, s.head_dim), &dev).unwrap();
+            Tensor::cat(&[past, x], 0).unwrap()
+        };
+        let k = with_past(past_k, part(qd, kvd, s.n_kv_heads));
+        let v = with_past(past_v, part(qd + kvd, kvd, s.n_kv_heads));
+        let slow = naive(&part(0, qd, s.n_heads), &k, &v, &mask, s)
+            .reshape((nq, qd))
+            .unwrap();
         assert!(
             max_diff(&fast, &slow) < 1e-5,
             "forward differs by {}",
@@ -893,9 +829,10 @@ mod tests {
         );
         let gf = (fast * &r).unwrap().sum_all().unwrap().backward().unwrap();
         let gs = (slow * &r).unwrap().sum_all().unwrap().backward().unwrap();
-        for (name, t) in [("q", &q), ("k", &k), ("v", &v)] {
-            let (a, b) = (gf.get(t).unwrap(), gs.get(t).unwrap());
-            assert!(max_diff(a, b) < 1e-4, "d{name} differs by {}", max_diff(a, b));
+        let (a, b) = (gf.get(&qkv).unwrap(), gs.get(&qkv).unwrap());
+        for (name, from, width) in [("q", 0, qd), ("k", qd, kvd), ("v", qd + kvd, kvd)] {
+            let (a, b) = (a.narrow(1, from, width).unwrap(), b.narrow(1, from, width).unwrap());
+            assert!(max_diff(&a, &b) < 1e-4, "d{name} differs by {}", max_diff(&a, &b));
         }
     }
 

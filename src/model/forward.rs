@@ -3,11 +3,12 @@
 //! per-layer recomputation).
 
 use super::Model;
-use super::attention::{AttnInputs, AttnShape, FlashAttention, attention_forward};
+use super::attention::{AttnInputs, AttnShape, attention_forward};
 use super::fused::{MlpOp, RmsNormOp, SwiGluOp};
 use super::kv::KvCache;
 use super::mask::AttnMask;
-use super::rope::{RopeOp, RopeTable};
+use super::qkv_attention::{FrozenLayer, QkvAttention};
+use super::rope::RopeTable;
 use anyhow::{Result, bail};
 use candle_core::{Tensor, Var};
 use std::sync::Arc;
@@ -83,32 +84,15 @@ impl FrozenKv<'_> {
         Ok(())
     }
 
-    /// The layer's full K (or V) [rows, kv_heads, head_dim]: cached rows, with the live rows
-    /// taken from `live` (a graph tensor, so gradients reach them and only them).
-    fn splice(&self, cached: &[f32], live: &Tensor) -> Result<Tensor> {
-        let (_, heads, dim) = live.dims3()?;
-        let row = heads * dim;
-        let constant =
-            |a: usize, b: usize| Tensor::from_slice(&cached[a * row..b * row], (b - a, heads, dim), live.device());
-        let mut parts = Vec::new();
-        let (mut next, mut i) = (0, 0);
-        while i < self.live.len() {
-            let start = self.live[i];
-            let mut j = i + 1;
-            while j < self.live.len() && self.live[j] == self.live[j - 1] + 1 {
-                j += 1;
-            }
-            if start > next {
-                parts.push(constant(next, start)?);
-            }
-            parts.push(live.narrow(0, i, j - i)?);
-            next = start + j - i;
-            i = j;
+    /// Layer `l`'s K,V of the whole sequence (copied) and the live rows, for the attention op.
+    fn layer(&self, l: usize) -> FrozenLayer {
+        let lay = self.cache.layer(l);
+        let n = self.cache.len() * self.cache.row();
+        FrozenLayer {
+            k: lay.k[..n].to_vec(),
+            v: lay.v[..n].to_vec(),
+            live: self.live.to_vec(),
         }
-        if self.cache.len() > next {
-            parts.push(constant(next, self.cache.len())?);
-        }
-        Ok(Tensor::cat(&parts, 0)?)
     }
 }
 
@@ -167,7 +151,6 @@ impl Model {
         let c = &self.config;
         let w = &self.weights.layers[l];
         let graph = matches!(path, AttnPath::Graph(..));
-        let t = x.dim(0)?;
         let (qd, kvd) = (c.n_heads * c.head_dim, c.n_kv_heads * c.head_dim);
         let h = self.rms_norm(x, &w.attn_norm, graph)?;
         let lin = |l: &super::weights::Linear, x: &Tensor| if graph { l.forward_graph(x) } else { l.forward(x) };
@@ -175,65 +158,65 @@ impl Model {
         if let Some(b) = &w.qkv_bias {
             qkv = qkv.broadcast_add(b)?;
         }
-        let rot = |x: Tensor, heads: usize| -> Result<Tensor> {
-            let x = x.reshape((t, heads, c.head_dim))?.contiguous()?;
-            Ok(if graph {
-                x.apply_op1(RopeOp(rope.clone()))?
-            } else {
-                x.apply_op1_no_bwd(&RopeOp(rope.clone()))?
-            })
-        };
-        let q = rot(qkv.narrow(1, 0, qd)?, c.n_heads)?;
-        let k = rot(qkv.narrow(1, qd, kvd)?, c.n_kv_heads)?;
-        let v = qkv
-            .narrow(1, qd + kvd, kvd)?
-            .reshape((t, c.n_kv_heads, c.head_dim))?
-            .contiguous()?;
-        let (q, x, kept_mask) = match keep {
-            None => (q, x.clone(), None),
-            Some(rows) => {
-                let ids = Tensor::new(rows.iter().map(|&r| r as u32).collect::<Vec<_>>(), x.device())?;
-                let mask = path.mask().select_rows(rows)?;
-                (q.index_select(&ids, 0)?, x.index_select(&ids, 0)?, Some(Arc::new(mask)))
-            }
-        };
-        let nq = q.dim(0)?;
         let rows_to_write = match path {
             AttnPath::Overwrite(_, _, rows) => Some(*rows),
             _ => None,
         };
+        let kept_mask = keep.map(|rows| path.mask().select_rows(rows)).transpose()?;
         let att = match path {
             AttnPath::Graph(mask, frozen) => {
-                let (k, v) = match frozen {
-                    None => (k, v),
-                    Some(f) => {
-                        let lay = f.cache.layer(l);
-                        (f.splice(&lay.k, &k)?, f.splice(&lay.v, &v)?)
-                    }
-                };
-                let mask = kept_mask.unwrap_or_else(|| (*mask).clone());
-                q.apply_op3(&k, &v, FlashAttention::new(mask, self.attn_shape()))?
+                let mask = kept_mask.map_or_else(|| Arc::clone(mask), Arc::new);
+                let frozen = frozen.map(|f| f.layer(l));
+                let op = QkvAttention::new(
+                    rope.clone(),
+                    mask,
+                    self.attn_shape(),
+                    keep.map(<[usize]>::to_vec),
+                    frozen,
+                );
+                qkv.apply_op1(op)?
             }
             AttnPath::Cache(cache, mask) | AttnPath::Overwrite(cache, mask, _) => {
-                let (kv, vv) = (k.flatten_all()?.to_vec1::<f32>()?, v.flatten_all()?.to_vec1::<f32>()?);
+                let part = |from: usize, width: usize, heads: usize, rotate: bool| -> Result<Vec<f32>> {
+                    let mut x = qkv.narrow(1, from, width)?.flatten_all()?.to_vec1::<f32>()?;
+                    if rotate {
+                        rope.apply(&mut x, heads);
+                    }
+                    Ok(x)
+                };
+                let (kv, vv) = (
+                    part(qd, kvd, c.n_kv_heads, true)?,
+                    part(qd + kvd, kvd, c.n_kv_heads, false)?,
+                );
                 match rows_to_write {
                     None => cache.push_layer(l, &kv, &vv),
                     Some(rows) => cache.overwrite_rows(l, rows, &kv, &vv),
                 }
-                let qv = q.flatten_all()?.to_vec1::<f32>()?;
+                let mut qv = part(0, qd, c.n_heads, true)?;
+                if let Some(rows) = keep {
+                    qv = rows.iter().flat_map(|&r| &qv[r * qd..(r + 1) * qd]).copied().collect();
+                }
                 let lay = cache.layer(l);
                 let inputs = AttnInputs {
                     q: &qv,
                     k: &lay.k,
                     v: &lay.v,
-                    mask: kept_mask.as_deref().unwrap_or(mask),
+                    mask: kept_mask.as_ref().unwrap_or(mask),
                     shape: self.attn_shape(),
                 };
                 let (out, _) = attention_forward(&inputs);
-                Tensor::from_vec(out, (nq, c.n_heads, c.head_dim), x.device())?
+                let nq = out.len() / qd;
+                Tensor::from_vec(out, (nq, qd), x.device())?
             }
         };
-        let x = (x + lin(&w.o, &att.reshape((nq, qd))?)?)?;
+        let x = match keep {
+            None => x.clone(),
+            Some(rows) => x.index_select(
+                &Tensor::new(rows.iter().map(|&r| r as u32).collect::<Vec<_>>(), x.device())?,
+                0,
+            )?,
+        };
+        let x = (x + lin(&w.o, &att)?)?;
         let h = self.rms_norm(&x, &w.ffn_norm, graph)?;
         let mlp = match (graph, w.gate_up.dense_weight(), w.down.dense_weight()) {
             (true, Some(gu), Some(down)) => h.apply_op1(MlpOp::new(gu, down)?)?,

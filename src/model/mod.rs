@@ -10,6 +10,7 @@ pub mod fused;
 pub mod generate;
 pub mod kv;
 pub mod mask;
+pub mod qkv_attention;
 pub mod rope;
 pub mod tiny;
 pub mod tokenizer;

@@ -1,9 +1,6 @@
 //! Rotary position embeddings on token-major [tokens, heads, head_dim] data, with one
 //! explicit position per token. Used for new keys/queries and to re-rotate stored keys.
 
-use candle_core::{CpuStorage, CustomOp1, Layout, Shape, Tensor};
-use std::sync::Arc;
-
 /// cos/sin of `position · θ_i` for a list of tokens, [tokens, head_dim/2] each.
 /// Angles are computed in f64 so that rotating by s then by j equals rotating by s + j
 /// to f32 rounding.
@@ -85,29 +82,5 @@ impl RopeTable {
                 }
             }
         }
-    }
-}
-
-/// Rotary embedding as a candle op on a [tokens, heads, head_dim] f32 tensor, with a backward
-/// pass (the inverse rotation), for the differentiable path.
-pub struct RopeOp(pub Arc<RopeTable>);
-
-impl CustomOp1 for RopeOp {
-    fn name(&self) -> &'static str {
-        "rope-token-major"
-    }
-
-    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (a, b) = l
-            .contiguous_offsets()
-            .ok_or_else(|| candle_core::Error::Msg("rope needs contiguous input".into()))?;
-        let mut x = s.as_slice::<f32>()?[a..b].to_vec();
-        let heads = l.dims()[1];
-        self.0.apply(&mut x, heads);
-        Ok((CpuStorage::F32(x), l.shape().clone()))
-    }
-
-    fn bwd(&self, _arg: &Tensor, _res: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
-        Ok(Some(grad.contiguous()?.apply_op1(RopeOp(Arc::new(self.0.inverse())))?))
     }
 }
