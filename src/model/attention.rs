@@ -785,8 +785,8 @@ mod tests {
         crate::model::tiny::max_abs_diff(a, b).unwrap()
     }
 
-    /// The differentiable attention op (from q|k|v rows at position 0, where the rotation is
-    /// the identity; with `n_past` frozen key rows before them) against the dense reference:
+    /// The differentiable attention op (from q|k|v rows plus a bias, at position 0, where the
+    /// rotation is the identity; with `n_past` frozen key rows before them) against the dense reference:
     /// forward and the gradient of every q|k|v input.
     fn check(mask: AttnMask, n_past: usize, s: AttnShape) {
         let nq = mask.len();
@@ -804,11 +804,23 @@ mod tests {
             v: [past_v.clone(), vec![0.0; nq * kvd]].concat(),
             live: (n_past..n_past + nq).collect(),
         });
+        let bias = rand_vec(qd + 2 * kvd, 5);
         let fast = qkv
-            .apply_op1(QkvAttention::new(rope, mask.clone(), s, None, frozen))
+            .apply_op1(QkvAttention::new(
+                Some(bias.clone()),
+                rope,
+                mask.clone(),
+                s,
+                None,
+                frozen,
+            ))
+            .unwrap();
+        let biased = qkv
+            .broadcast_add(&Tensor::from_vec(bias, qd + 2 * kvd, &dev).unwrap())
             .unwrap();
         let part = |from: usize, width: usize, heads: usize| {
-            qkv.narrow(1, from, width)
+            biased
+                .narrow(1, from, width)
                 .unwrap()
                 .reshape((nq, heads, s.head_dim))
                 .unwrap()

@@ -155,7 +155,7 @@ impl Model {
         let h = self.rms_norm(x, &w.attn_norm, graph)?;
         let lin = |l: &super::weights::Linear, x: &Tensor| if graph { l.forward_graph(x) } else { l.forward(x) };
         let mut qkv = lin(&w.qkv, &h)?;
-        if let Some(b) = &w.qkv_bias {
+        if let (Some(b), false) = (&w.qkv_bias, graph) {
             qkv = qkv.broadcast_add(b)?;
         }
         let rows_to_write = match path {
@@ -167,7 +167,9 @@ impl Model {
             AttnPath::Graph(mask, frozen) => {
                 let mask = kept_mask.map_or_else(|| Arc::clone(mask), Arc::new);
                 let frozen = frozen.map(|f| f.layer(l));
+                let bias = w.qkv_bias.as_ref().map(|b| b.to_vec1::<f32>()).transpose()?;
                 let op = QkvAttention::new(
+                    bias,
                     rope.clone(),
                     mask,
                     self.attn_shape(),

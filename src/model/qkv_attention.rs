@@ -1,6 +1,6 @@
 //! The attention half of a block on the differentiable path as one candle op: from the fused
-//! q|k|v projection [t, qd + 2·kvd] (bias added) to the attention output [rows, qd], with the
-//! split, the rotary embedding, the query-row selection and the splice into frozen K,V done
+//! q|k|v projection [t, qd + 2·kvd] to the attention output [rows, qd], with the frozen bias,
+//! the split, the rotary embedding, the query-row selection and the splice into frozen K,V done
 //! inside. In candle's graph the same steps were three `narrow`s, three contiguous copies, two
 //! rope ops and a three-input attention op: the backward then built each of q, k and v's
 //! gradients as a zero-padded copy of the full q|k|v width and summed the three into a zeroed
@@ -32,6 +32,8 @@ struct Saved {
 
 /// Attention from a fused q|k|v projection, with a backward pass to that projection.
 pub struct QkvAttention {
+    /// The q|k|v bias [qd + 2·kvd] (Qwen2), added before the split.
+    bias: Option<Vec<f32>>,
     rope: Arc<RopeTable>,
     /// The mask of the kept query rows.
     mask: Arc<AttnMask>,
@@ -60,10 +62,11 @@ fn poisoned<T>(_: T) -> candle_core::Error {
 }
 
 impl QkvAttention {
-    /// The op for one layer's call: `rope` has one row per input row, `mask` one row per kept
-    /// query row (all input rows when `keep` is None), with key indices over the input rows or,
-    /// with `frozen`, over the whole sequence.
+    /// The op for one layer's call: `bias` is added to every input row, `rope` has one row per
+    /// input row, `mask` one row per kept query row (all input rows when `keep` is None), with
+    /// key indices over the input rows or, with `frozen`, over the whole sequence.
     pub fn new(
+        bias: Option<Vec<f32>>,
         rope: Arc<RopeTable>,
         mask: Arc<AttnMask>,
         shape: AttnShape,
@@ -71,6 +74,7 @@ impl QkvAttention {
         frozen: Option<FrozenLayer>,
     ) -> Self {
         Self {
+            bias,
             rope,
             mask,
             shape,
@@ -97,7 +101,7 @@ impl CustomOp1 for QkvAttention {
         let Some((a, b)) = l.contiguous_offsets() else {
             candle_core::bail!("qkv attention needs a contiguous input")
         };
-        if w != qd + 2 * kvd || self.rope.len() != t {
+        if w != qd + 2 * kvd || self.rope.len() != t || self.bias.as_ref().is_some_and(|b| b.len() != w) {
             candle_core::bail!(
                 "qkv attention: input {:?} against q|k|v width {} and {} positions",
                 l.dims(),
@@ -107,10 +111,17 @@ impl CustomOp1 for QkvAttention {
         }
         let qkv = &s.as_slice::<f32>()?[a..b];
         let part = |from: usize, width: usize| -> Vec<f32> {
-            qkv.chunks(w)
+            let mut x: Vec<f32> = qkv
+                .chunks(w)
                 .flat_map(|row| &row[from..from + width])
                 .copied()
-                .collect()
+                .collect();
+            if let Some(b) = &self.bias {
+                let b = &b[from..from + width];
+                x.chunks_mut(width)
+                    .for_each(|row| row.iter_mut().zip(b).for_each(|(x, b)| *x += b));
+            }
+            x
         };
         let (mut q, mut k, v) = (part(0, qd), part(qd, kvd), part(qd + kvd, kvd));
         self.rope.apply(&mut q, self.shape.n_heads);
