@@ -4,6 +4,7 @@
 
 use super::Model;
 use super::attention::{AttnInputs, AttnShape, attention_forward};
+use super::block_op::BlockOp;
 use super::fused::{MlpOp, RmsNormOp, SwiGluOp};
 use super::kv::KvCache;
 use super::mask::AttnMask;
@@ -148,69 +149,52 @@ impl Model {
         path: &mut AttnPath,
         keep: Option<&[usize]>,
     ) -> Result<Tensor> {
-        let c = &self.config;
-        let w = &self.weights.layers[l];
-        let graph = matches!(path, AttnPath::Graph(..));
-        let (qd, kvd) = (c.n_heads * c.head_dim, c.n_kv_heads * c.head_dim);
-        let h = self.rms_norm(x, &w.attn_norm, graph)?;
-        let lin = |l: &super::weights::Linear, x: &Tensor| if graph { l.forward_graph(x) } else { l.forward(x) };
-        let mut qkv = lin(&w.qkv, &h)?;
-        if let (Some(b), false) = (&w.qkv_bias, graph) {
-            qkv = qkv.broadcast_add(b)?;
-        }
-        let rows_to_write = match path {
-            AttnPath::Overwrite(_, _, rows) => Some(*rows),
-            _ => None,
-        };
         let kept_mask = keep.map(|rows| path.mask().select_rows(rows)).transpose()?;
-        let att = match path {
+        let (cache, mask, rows_to_write) = match path {
             AttnPath::Graph(mask, frozen) => {
                 let mask = kept_mask.map_or_else(|| Arc::clone(mask), Arc::new);
-                let frozen = frozen.map(|f| f.layer(l));
-                let bias = w.qkv_bias.as_ref().map(|b| b.to_vec1::<f32>()).transpose()?;
-                let op = QkvAttention::new(
-                    bias,
-                    rope.clone(),
-                    mask,
-                    self.attn_shape(),
-                    keep.map(<[usize]>::to_vec),
-                    frozen,
-                );
-                qkv.apply_op1(op)?
+                return self.block_graph(l, x, rope, mask, *frozen, keep);
             }
-            AttnPath::Cache(cache, mask) | AttnPath::Overwrite(cache, mask, _) => {
-                let part = |from: usize, width: usize, heads: usize, rotate: bool| -> Result<Vec<f32>> {
-                    let mut x = qkv.narrow(1, from, width)?.flatten_all()?.to_vec1::<f32>()?;
-                    if rotate {
-                        rope.apply(&mut x, heads);
-                    }
-                    Ok(x)
-                };
-                let (kv, vv) = (
-                    part(qd, kvd, c.n_kv_heads, true)?,
-                    part(qd + kvd, kvd, c.n_kv_heads, false)?,
-                );
-                match rows_to_write {
-                    None => cache.push_layer(l, &kv, &vv),
-                    Some(rows) => cache.overwrite_rows(l, rows, &kv, &vv),
-                }
-                let mut qv = part(0, qd, c.n_heads, true)?;
-                if let Some(rows) = keep {
-                    qv = rows.iter().flat_map(|&r| &qv[r * qd..(r + 1) * qd]).copied().collect();
-                }
-                let lay = cache.layer(l);
-                let inputs = AttnInputs {
-                    q: &qv,
-                    k: &lay.k,
-                    v: &lay.v,
-                    mask: kept_mask.as_ref().unwrap_or(mask),
-                    shape: self.attn_shape(),
-                };
-                let (out, _) = attention_forward(&inputs);
-                let nq = out.len() / qd;
-                Tensor::from_vec(out, (nq, qd), x.device())?
-            }
+            AttnPath::Cache(cache, mask) => (cache, mask, None),
+            AttnPath::Overwrite(cache, mask, rows) => (cache, mask, Some(*rows)),
         };
+        let c = &self.config;
+        let w = &self.weights.layers[l];
+        let (qd, kvd) = (c.n_heads * c.head_dim, c.n_kv_heads * c.head_dim);
+        let h = self.rms_norm(x, &w.attn_norm, false)?;
+        let mut qkv = w.qkv.forward(&h)?;
+        if let Some(b) = &w.qkv_bias {
+            qkv = qkv.broadcast_add(b)?;
+        }
+        let part = |from: usize, width: usize, heads: usize, rotate: bool| -> Result<Vec<f32>> {
+            let mut x = qkv.narrow(1, from, width)?.flatten_all()?.to_vec1::<f32>()?;
+            if rotate {
+                rope.apply(&mut x, heads);
+            }
+            Ok(x)
+        };
+        let (kv, vv) = (
+            part(qd, kvd, c.n_kv_heads, true)?,
+            part(qd + kvd, kvd, c.n_kv_heads, false)?,
+        );
+        match rows_to_write {
+            None => cache.push_layer(l, &kv, &vv),
+            Some(rows) => cache.overwrite_rows(l, rows, &kv, &vv),
+        }
+        let mut qv = part(0, qd, c.n_heads, true)?;
+        if let Some(rows) = keep {
+            qv = rows.iter().flat_map(|&r| &qv[r * qd..(r + 1) * qd]).copied().collect();
+        }
+        let lay = cache.layer(l);
+        let inputs = AttnInputs {
+            q: &qv,
+            k: &lay.k,
+            v: &lay.v,
+            mask: kept_mask.as_ref().unwrap_or(mask),
+            shape: self.attn_shape(),
+        };
+        let (out, _) = attention_forward(&inputs);
+        let att = Tensor::from_vec(out, (qv.len() / qd, qd), x.device())?;
         let x = match keep {
             None => x.clone(),
             Some(rows) => x.index_select(
@@ -218,14 +202,49 @@ impl Model {
                 0,
             )?,
         };
-        let x = (x + lin(&w.o, &att)?)?;
-        let h = self.rms_norm(&x, &w.ffn_norm, graph)?;
-        let mlp = match (graph, w.gate_up.dense_weight(), w.down.dense_weight()) {
-            (true, Some(gu), Some(down)) => h.apply_op1(MlpOp::new(gu, down)?)?,
-            (true, ..) => bail!("the differentiable path needs f32 weights"),
-            (false, ..) => lin(&w.down, &lin(&w.gate_up, &h)?.apply_op1_no_bwd(&SwiGluOp)?)?,
-        };
+        let x = (x + w.o.forward(&att)?)?;
+        let h = self.rms_norm(&x, &w.ffn_norm, false)?;
+        let mlp = w.down.forward(&w.gate_up.forward(&h)?.apply_op1_no_bwd(&SwiGluOp)?)?;
         Ok((x + mlp)?)
+    }
+
+    /// The block on the differentiable path: one [`BlockOp`] (`mask` already of the kept rows).
+    fn block_graph(
+        &self,
+        l: usize,
+        x: &Tensor,
+        rope: &Arc<RopeTable>,
+        mask: Arc<AttnMask>,
+        frozen: Option<&FrozenKv>,
+        keep: Option<&[usize]>,
+    ) -> Result<Tensor> {
+        let w = &self.weights.layers[l];
+        let dense = |lin: &super::weights::Linear| {
+            lin.dense_weight()
+                .cloned()
+                .ok_or_else(|| anyhow::anyhow!("the differentiable path needs f32 weights"))
+        };
+        let eps = self.config.rms_norm_eps;
+        let bias = w.qkv_bias.as_ref().map(|b| b.to_vec1::<f32>()).transpose()?;
+        let keep = keep.map(<[usize]>::to_vec);
+        let attn = QkvAttention::new(
+            bias,
+            rope.clone(),
+            mask,
+            self.attn_shape(),
+            keep.clone(),
+            frozen.map(|f| f.layer(l)),
+        );
+        let op = BlockOp::new(
+            RmsNormOp::new(&w.attn_norm, eps)?,
+            dense(&w.qkv)?,
+            attn,
+            dense(&w.o)?,
+            RmsNormOp::new(&w.ffn_norm, eps)?,
+            MlpOp::new(&dense(&w.gate_up)?, &dense(&w.down)?)?,
+            keep,
+        );
+        Ok(x.apply_op1(op)?)
     }
 
     /// Logits of the last block's output (already only the rows asked for).

@@ -104,28 +104,40 @@ impl CustomOp1 for RmsNormOp {
         Ok((CpuStorage::F32(y), l.shape().clone()))
     }
 
-    /// With r = 1/rms(x) and g' = g·w: dx = r·g' − x · r³ · mean(g'·x).
     fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
-        let h = self.weight.len();
-        let g = to_f32(grad)?;
-        let mut dx = vec![0f32; g.len()];
-        with_f32(arg, |x| {
-            for_rows(&mut dx, h, |r, dx| {
-                let (x, g) = (&x[r * h..(r + 1) * h], &g[r * h..(r + 1) * h]);
-                let inv = self.inv_rms(x);
-                let dot: f64 = x
-                    .iter()
-                    .zip(g)
-                    .zip(&self.weight)
-                    .map(|((&x, &g), &w)| (x * g * w) as f64)
-                    .sum();
-                let c = (dot / h as f64) as f32 * inv * inv * inv;
-                for (((d, &x), &g), &w) in dx.iter_mut().zip(x).zip(g).zip(&self.weight) {
-                    *d = inv * g * w - x * c;
-                }
-            })
-        })?;
+        let dx = with_f32(arg, |x| self.grad(x, &to_f32(grad)?))??;
         Ok(Some(Tensor::from_vec(dx, arg.shape(), arg.device())?))
+    }
+}
+
+impl RmsNormOp {
+    /// The input's gradient [rows, hidden] from the input `x` and the output's gradient `g`.
+    /// With r = 1/rms(x) and g' = g·w: dx = r·g' − x · r³ · mean(g'·x).
+    pub fn grad(&self, x: &[f32], g: &[f32]) -> candle_core::Result<Vec<f32>> {
+        let h = self.weight.len();
+        if x.len() != g.len() || h == 0 || x.len() % h != 0 {
+            candle_core::bail!(
+                "rms norm backward: {} inputs, {} gradients, width {h}",
+                x.len(),
+                g.len()
+            );
+        }
+        let mut dx = vec![0f32; g.len()];
+        for_rows(&mut dx, h, |r, dx| {
+            let (x, g) = (&x[r * h..(r + 1) * h], &g[r * h..(r + 1) * h]);
+            let inv = self.inv_rms(x);
+            let dot: f64 = x
+                .iter()
+                .zip(g)
+                .zip(&self.weight)
+                .map(|((&x, &g), &w)| (x * g * w) as f64)
+                .sum();
+            let c = (dot / h as f64) as f32 * inv * inv * inv;
+            for (((d, &x), &g), &w) in dx.iter_mut().zip(x).zip(g).zip(&self.weight) {
+                *d = inv * g * w - x * c;
+            }
+        });
+        Ok(dx)
     }
 }
 
@@ -240,8 +252,15 @@ impl CustomOp1 for MlpOp {
         Ok(out)
     }
 
-    /// dx = (swiglu'(gu) ⊙ (dy·W_down))·W_gu, from the forward's saved gate|up activations.
-    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
+    fn bwd(&self, _arg: &Tensor, _res: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        Ok(Some(self.backward(grad)?))
+    }
+}
+
+impl MlpOp {
+    /// The input's gradient dx = (swiglu'(gu) ⊙ (dy·W_down))·W_gu from the output's gradient,
+    /// using (and consuming) the forward's saved gate|up activations.
+    pub fn backward(&self, grad: &Tensor) -> candle_core::Result<Tensor> {
         let saved = self
             .saved
             .lock()
@@ -253,8 +272,7 @@ impl CustomOp1 for MlpOp {
         let d_act = grad.matmul(&self.down)?;
         let (t, i) = d_act.dims2()?;
         with_f32(&d_act, |dy| swiglu_grad_in_place(&mut gu, dy, i))?;
-        let d_gu = Tensor::from_vec(gu, (t, 2 * i), arg.device())?;
-        Ok(Some(d_gu.matmul(&self.gate_up)?))
+        Tensor::from_vec(gu, (t, 2 * i), grad.device())?.matmul(&self.gate_up)
     }
 }
 

@@ -153,11 +153,21 @@ impl CustomOp1 for QkvAttention {
     /// gradient takes the live rows of dk, dv, puts dq back at its rows, and undoes the
     /// rotation (its transpose) on the q and k parts.
     fn bwd(&self, arg: &Tensor, res: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        let (t, w) = arg.dims2()?;
+        let flat = |x: &Tensor| x.flatten_all()?.to_vec1::<f32>();
+        let d = self.backward(t, &flat(res)?, &flat(grad)?)?;
+        Ok(Some(Tensor::from_vec(d, (t, w), arg.device())?))
+    }
+}
+
+impl QkvAttention {
+    /// The gradient of the q|k|v input [t, qd + 2·kvd] from the forward's output `out` and its
+    /// gradient `dout` [rows, qd] (the forward's saved state is consumed).
+    pub fn backward(&self, t: usize, out: &[f32], dout: &[f32]) -> candle_core::Result<Vec<f32>> {
         let Some(saved) = self.saved.lock().map_err(poisoned)?.take() else {
             candle_core::bail!("qkv attention: backward without a forward, or twice")
         };
         let (qd, kvd) = self.widths();
-        let (t, w) = arg.dims2()?;
         let inputs = AttnInputs {
             q: &saved.q,
             k: &saved.k,
@@ -165,8 +175,7 @@ impl CustomOp1 for QkvAttention {
             mask: &self.mask,
             shape: self.shape,
         };
-        let flat = |x: &Tensor| x.flatten_all()?.to_vec1::<f32>();
-        let (dq, dk, dv) = attention_backward(&inputs, &flat(res)?, &saved.lse, &flat(grad)?);
+        let (dq, dk, dv) = attention_backward(&inputs, out, &saved.lse, dout);
         let (mut dk, dv) = match &self.frozen {
             Some(f) => (gather(&dk, &f.live, kvd), gather(&dv, &f.live, kvd)),
             None => (dk, dv),
@@ -178,12 +187,12 @@ impl CustomOp1 for QkvAttention {
         let inverse = self.rope.inverse();
         inverse.apply(&mut dq, self.shape.n_heads);
         inverse.apply(&mut dk, self.shape.n_kv_heads);
-        let mut d = Vec::with_capacity(t * w);
+        let mut d = Vec::with_capacity(t * (qd + 2 * kvd));
         for r in 0..t {
             d.extend_from_slice(&dq[r * qd..(r + 1) * qd]);
             d.extend_from_slice(&dk[r * kvd..(r + 1) * kvd]);
             d.extend_from_slice(&dv[r * kvd..(r + 1) * kvd]);
         }
-        Ok(Some(Tensor::from_vec(d, (t, w), arg.device())?))
+        Ok(d)
     }
 }
