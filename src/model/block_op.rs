@@ -198,7 +198,11 @@ mod tests {
             .to_vec1()
             .unwrap();
         let positions: Vec<i64> = (0..t as i64).map(|p| p + 3).collect();
-        let rope = Arc::new(RopeTable::new(&[1.0, 0.5, 0.2, 0.1, 0.05, 0.02, 0.01, 0.001], &positions, false));
+        let rope = Arc::new(RopeTable::new(
+            &[1.0, 0.5, 0.2, 0.1, 0.05, 0.02, 0.01, 0.001],
+            &positions,
+            false,
+        ));
         let x = Var::from_tensor(&random((t, d), 8, 1.0)).unwrap();
         let probe_rows = |n| random((n, d), 9, 1.0);
         for keep in [None, Some(vec![t - 2, t - 1])] {
