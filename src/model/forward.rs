@@ -8,7 +8,7 @@ use super::block_op::BlockOp;
 use super::fused::{MlpOp, RmsNormOp, SwiGluOp};
 use super::kv::KvCache;
 use super::mask::AttnMask;
-use super::qkv_attention::{FrozenLayer, QkvAttention};
+use super::qkv_attention::{FrozenLayer, QkvAttention, gather};
 use super::rope::RopeTable;
 use anyhow::{Result, bail};
 use candle_core::{Tensor, Var};
@@ -183,7 +183,7 @@ impl Model {
         }
         let mut qv = part(0, qd, c.n_heads, true)?;
         if let Some(rows) = keep {
-            qv = rows.iter().flat_map(|&r| &qv[r * qd..(r + 1) * qd]).copied().collect();
+            qv = gather(&qv, rows, qd);
         }
         let lay = cache.layer(l);
         let inputs = AttnInputs {

@@ -45,7 +45,7 @@ pub struct QkvAttention {
 }
 
 /// Rows `rows` of `x` (row width `w`), in that order.
-fn gather(x: &[f32], rows: &[usize], w: usize) -> Vec<f32> {
+pub(super) fn gather(x: &[f32], rows: &[usize], w: usize) -> Vec<f32> {
     rows.iter().flat_map(|&r| &x[r * w..(r + 1) * w]).copied().collect()
 }
 
