@@ -63,6 +63,20 @@ pub fn peak_rss_mb() -> f64 {
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
+/// Decode speed: `tokens` single-token steps (at most 128) after a 128-token prompt, in
+/// tokens/s.
+pub fn decode_tok_s(model: &Model, tokens: usize) -> Result<f64> {
+    let prompt = bench_tokens(model, 128)?;
+    let tokens = tokens.min(prompt.len());
+    let mut cache = model.new_cache(128 + tokens + 1);
+    model.prefill(&prompt, &mut cache, &Rows::Last)?;
+    let t0 = Instant::now();
+    for &t in &prompt[..tokens] {
+        model.prefill(&[t], &mut cache, &Rows::Last)?;
+    }
+    Ok(tokens as f64 / t0.elapsed().as_secs_f64())
+}
+
 /// Runs the benchmark: each prefill length once after a 512-token warm-up (weights and
 /// activation memory touched once, as in the PyTorch peer); decode of 64 tokens
 /// after a 128-token prompt; forward+backward of 1000 positions (16 soft tokens + 984 text
@@ -79,14 +93,7 @@ pub fn prefill_bench(model: &Model, lengths: &[usize]) -> Result<PrefillReport> 
         model.prefill(&toks, &mut cache, &Rows::Last)?;
         prefill.insert(n.to_string(), n as f64 / t0.elapsed().as_secs_f64());
     }
-    let prompt = bench_tokens(model, 128)?;
-    let mut cache = model.new_cache(128 + 65);
-    model.prefill(&prompt, &mut cache, &Rows::Last)?;
-    let t0 = Instant::now();
-    for &t in &prompt[..64] {
-        model.prefill(&[t], &mut cache, &Rows::Last)?;
-    }
-    let decode = 64.0 / t0.elapsed().as_secs_f64();
+    let decode = decode_tok_s(model, 64)?;
     let (fb_s, fb_mb) = fwd_bwd_in_child(model, false)?;
     let (ck_s, ck_mb) = fwd_bwd_in_child(model, true)?;
     Ok(PrefillReport {

@@ -278,3 +278,70 @@ fn smollm2_top_k_kl_is_close_to_the_exact_kl() {
         assert!((la - le).abs() <= 0.1 * le.abs() + 0.05, "top-k KL {la} vs exact {le}");
     }
 }
+
+/// Next-token distributions of `m` along the f32 model's greedy path: after the prompt, then
+/// after each of `steps` single-token decode calls (the quantized parts' calls).
+fn decode_logprobs(m: &Model, prompt: &[u32], path: &[u32]) -> Vec<Vec<f32>> {
+    use kvpacket::model::generate::log_softmax;
+    let mut cache = m.new_cache(prompt.len() + path.len() + 1);
+    let mut out = vec![log_softmax(
+        &last_row(&m.prefill(prompt, &mut cache, &Rows::Last).unwrap().unwrap()).unwrap(),
+    )];
+    for &t in path {
+        out.push(log_softmax(
+            &last_row(&m.prefill(&[t], &mut cache, &Rows::Last).unwrap().unwrap()).unwrap(),
+        ));
+    }
+    out
+}
+
+/// Decode over the GGUF file's own blocks (the default) stays as close to the f32 model as the
+/// file's quantization allows: along the f32 greedy path of a chat answer, the per-step KL to
+/// f32 is small and the greedy token agrees; and it is no further from f32 than the Q8_0 copy.
+#[test]
+fn decode_with_the_files_blocks_tracks_f32() {
+    let mut models = vec![("smollm2", smollm2())];
+    models.extend(qwen().map(|m| ("qwen2.5-0.5b", m)));
+    for (name, f32m) in models {
+        let path = fetch::model_path(fetch::known(name).unwrap());
+        let text = f32m
+            .chat_template()
+            .unwrap()
+            .user_turn("Name three rivers of Europe and say where each one ends.")
+            .unwrap();
+        let prompt = f32m.encode_prompt(&text).unwrap();
+        let (toks, _) = greedy(f32m, &prompt, 24);
+        let reference = decode_logprobs(f32m, &prompt, &toks);
+        let mut kl_of = |mode: WeightMode| {
+            let m = Model::load(&path, mode).unwrap();
+            let lp = decode_logprobs(&m, &prompt, &toks);
+            let kls: Vec<f64> = reference
+                .iter()
+                .zip(&lp)
+                .map(|(p, q)| kvpacket::eval::metrics::kl(p, q))
+                .collect();
+            let agree = reference
+                .iter()
+                .zip(&lp)
+                .filter(|(p, q)| argmax(p) == argmax(q))
+                .count();
+            (kls.iter().sum::<f64>() / kls.len() as f64, agree)
+        };
+        let (gguf_kl, gguf_agree) = kl_of(WeightMode::F32GgufDecode);
+        let (q8_kl, q8_agree) = kl_of(WeightMode::F32Q8Decode);
+        eprintln!(
+            "{name}: mean KL to f32 over {} steps: file blocks {gguf_kl:.5} ({gguf_agree} greedy agree), Q8_0 copy {q8_kl:.5} ({q8_agree})",
+            reference.len()
+        );
+        assert!(gguf_kl < 0.02, "{name}: file-block decode KL {gguf_kl}");
+        assert!(
+            gguf_agree + 2 >= reference.len(),
+            "{name}: greedy agreement {gguf_agree}/{}",
+            reference.len()
+        );
+        assert!(
+            gguf_kl <= q8_kl * 3.0 + 1e-3,
+            "{name}: file blocks {gguf_kl} vs Q8_0 copy {q8_kl}"
+        );
+    }
+}

@@ -3,6 +3,7 @@
 //! the training cost per question with shared documents.
 
 use super::ModelArgs;
+use crate::model::WeightMode;
 use anyhow::{Context, Result};
 use clap::Subcommand;
 
@@ -52,6 +53,22 @@ pub enum BenchWhat {
         #[arg(long)]
         json: bool,
     },
+    /// Decode tokens/s of several weight modes, all loaded in one process and measured in
+    /// alternation (same prompt, same sitting): an A/B of how weights are held for decode.
+    Decode {
+        /// Model name or path.
+        #[arg(long, default_value = "smollm2")]
+        model: String,
+        /// Weight modes to compare.
+        #[arg(long, value_enum, value_delimiter = ',', default_values_t = [WeightMode::F32Q8Decode, WeightMode::F32GgufDecode])]
+        modes: Vec<WeightMode>,
+        /// Tokens decoded per round (at most 128).
+        #[arg(long, default_value_t = 64)]
+        tokens: usize,
+        /// Rounds; each mode runs once per round, and the median is reported.
+        #[arg(long, default_value_t = 5)]
+        reps: usize,
+    },
     /// Forward+backward of 1000 positions into 16 soft tokens (f32 weights), `reps` times in
     /// one process (as training steps repeat); prints JSON with the median seconds, every
     /// repetition's seconds and this process's peak RSS. `bench prefill` runs it in a child
@@ -71,6 +88,31 @@ pub enum BenchWhat {
 
 pub fn run(what: BenchWhat) -> Result<()> {
     match what {
+        BenchWhat::Decode {
+            model,
+            modes,
+            tokens,
+            reps,
+        } => {
+            anyhow::ensure!(reps > 0 && tokens > 0, "--reps and --tokens must be at least 1");
+            let path = crate::model::fetch::resolve(&model)?;
+            let models = modes
+                .iter()
+                .map(|&m| crate::model::Model::load(&path, m))
+                .collect::<Result<Vec<_>>>()?;
+            let mut rounds = vec![vec![]; modes.len()];
+            for _ in 0..reps {
+                for (m, r) in models.iter().zip(&mut rounds) {
+                    r.push(crate::bench::decode_tok_s(m, tokens)?);
+                }
+            }
+            println!("| weights | decode tok/s (median of {reps}) | rounds |\n|---|---|---|");
+            for (mode, r) in modes.iter().zip(rounds) {
+                let all = r.iter().map(|v| format!("{v:.1}")).collect::<Vec<_>>().join(" ");
+                println!("| {mode:?} | {:.1} | {all} |", crate::bench::median(r.clone()));
+            }
+            Ok(())
+        }
         BenchWhat::FwdBwd {
             model,
             checkpoint,

@@ -71,9 +71,10 @@ pub struct ModelArgs {
     /// A known model name (smollm2, qwen2.5-0.5b) or a path to a GGUF file or HF folder.
     #[arg(long, default_value = "smollm2")]
     pub model: String,
-    /// Weights in memory: f32 (exact), f32 plus an 8-bit copy for decode (fast decode), or the
-    /// GGUF's own quantization (candle's quantized matmul; slow prefill on this CPU).
-    #[arg(long, value_enum, default_value = "f32-q8-decode")]
+    /// Weights in memory: f32 (exact); f32 plus the GGUF file's own quantized blocks for
+    /// decode (the default, fast decode) or plus an 8-bit copy; or the file's quantization
+    /// only (slow prefill).
+    #[arg(long, value_enum, default_value = "f32-gguf-decode")]
     pub weights: WeightMode,
 }
 

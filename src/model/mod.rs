@@ -2,6 +2,7 @@
 //! pass with explicit positions, masks and KV cache, plus a differentiable path.
 
 pub mod attention;
+pub mod block_gemv;
 pub mod block_op;
 pub mod chat;
 pub mod config;

@@ -1,6 +1,7 @@
 //! Model weights from a GGUF file (dequantized at load, or kept quantized) or from Hugging
 //! Face safetensors, in one layout: fused q|k|v and gate|up projections.
 
+use super::block_gemv::BlockMatrix;
 use super::config::{Arch, Config};
 use anyhow::{Context, Result, bail};
 use candle_core::backend::BackendStorage;
@@ -16,15 +17,62 @@ pub enum WeightMode {
     #[default]
     F32,
     /// f32 for prefill plus an 8-bit (Q8_0) copy used for calls of at most
-    /// [`Q8_MAX_ROWS`] tokens: decode is memory-bound, and 8-bit weights move 4× fewer bytes.
+    /// [`DECODE_MAX_ROWS`] tokens (the default up to session 15).
     #[value(name = "f32-q8-decode")]
     F32Q8Decode,
-    /// Kept in the file's quantized format (GGUF only), using candle's quantized matmul.
+    /// f32 for prefill plus the GGUF file's own quantized blocks for calls of at most
+    /// [`DECODE_MAX_ROWS`] tokens: decode is memory-bound and moves 0.6-0.8 bytes a weight
+    /// (Q4_1 / Q5_0 / k-quants) instead of 1.06; the weights are exactly the ones the f32 path
+    /// dequantizes. Safetensors models get a Q8_0 copy instead.
+    #[value(name = "f32-gguf-decode")]
+    F32GgufDecode,
+    /// Kept in the file's quantized format (GGUF only), for calls of every size.
     Quantized,
 }
 
-/// Largest call (in tokens) that uses the Q8_0 copy in [`WeightMode::F32Q8Decode`].
-pub const Q8_MAX_ROWS: usize = 8;
+/// Largest call (in tokens) that uses the quantized parts in the `f32-*-decode` modes.
+pub const DECODE_MAX_ROWS: usize = 8;
+
+/// A quantized part of a projection: the file's Q4_1 / Q5_0 / Q8_0 blocks under this crate's
+/// kernels (consecutive tensors of one format stacked into one matrix), or candle's quantized
+/// matmul (k-quants, float tensors, Q8_0 copies).
+enum QuantPart {
+    Blocks(BlockMatrix),
+    Candle { mm: QMatMul, rows: usize },
+}
+
+impl QuantPart {
+    /// A GGUF tensor [rows, cols] as stored.
+    fn from_qtensor(t: QTensor) -> Result<Self> {
+        if let Some(b) = BlockMatrix::from_qtensor(&t)? {
+            return Ok(Self::Blocks(b));
+        }
+        let rows = t.shape().dims2()?.0;
+        Ok(Self::Candle {
+            mm: QMatMul::from_arc(Arc::new(t))?,
+            rows,
+        })
+    }
+
+    /// A Q8_0 copy of an f32 matrix [rows, cols], when `cols` is a multiple of 32.
+    fn q8_copy(w: &Tensor) -> Result<Option<Self>> {
+        let (rows, cols) = w.dims2()?;
+        if cols % 32 != 0 {
+            return Ok(None);
+        }
+        Ok(Some(Self::Candle {
+            mm: QMatMul::from_qtensor(QTensor::quantize(w, GgmlDType::Q8_0)?)?,
+            rows,
+        }))
+    }
+
+    fn rows(&self) -> usize {
+        match self {
+            Self::Blocks(b) => b.rows(),
+            Self::Candle { rows, .. } => *rows,
+        }
+    }
+}
 
 /// A projection `y = x·Wᵀ`; a fused projection's outputs are its parts side by side.
 /// Holds an f32 matrix, quantized parts, or both (f32 for large calls, quantized for small).
@@ -32,45 +80,42 @@ pub struct Linear {
     /// f32 matrix [out, in].
     dense: Option<Tensor>,
     /// Quantized parts whose outputs are concatenated along the last dimension.
-    quant: Vec<QMatMul>,
+    quant: Vec<QuantPart>,
 }
 
 impl Linear {
-    fn dense(w: Tensor) -> Self {
-        Self {
-            dense: Some(w),
-            quant: vec![],
-        }
-    }
-
-    /// Adds a Q8_0 copy of the f32 matrix, when its input width allows (multiple of 32).
-    fn add_q8(&mut self) -> Result<()> {
-        if let Some(w) = &self.dense
-            && w.dim(1)? % 32 == 0
-        {
-            self.quant = vec![QMatMul::from_qtensor(QTensor::quantize(w, GgmlDType::Q8_0)?)?];
-        }
-        Ok(())
-    }
-
     /// Applies the projection to `x` [tokens, in] (inference: no gradient).
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let small = x.dim(0)? <= Q8_MAX_ROWS;
+        let small = x.dim(0)? <= DECODE_MAX_ROWS;
         match &self.dense {
             Some(w) if self.quant.is_empty() || !small => Ok(x.matmul(&w.t()?)?),
-            _ => {
-                let outs = self
-                    .quant
-                    .iter()
-                    .map(|p| p.forward(x))
-                    .collect::<candle_core::Result<Vec<_>>>()?;
-                Ok(if outs.len() == 1 {
-                    outs.into_iter().next().unwrap()
-                } else {
-                    Tensor::cat(&outs, 1)?
-                })
-            }
+            _ => self.forward_quant(x),
         }
+    }
+
+    /// The quantized parts' outputs, written side by side into one [tokens, out] buffer.
+    fn forward_quant(&self, x: &Tensor) -> Result<Tensor> {
+        if let [QuantPart::Candle { mm, .. }] = self.quant.as_slice() {
+            return Ok(mm.forward(x)?);
+        }
+        let m = x.dim(0)?;
+        let ld: usize = self.quant.iter().map(QuantPart::rows).sum();
+        let xs = x.flatten_all()?.to_vec1::<f32>()?;
+        let mut out = vec![0f32; m * ld];
+        let mut col0 = 0;
+        for part in &self.quant {
+            match part {
+                QuantPart::Blocks(b) => b.matmul_into(&xs, m, &mut out, ld, col0),
+                QuantPart::Candle { mm, rows } => {
+                    let y = mm.forward(x)?.flatten_all()?.to_vec1::<f32>()?;
+                    for (o, yr) in out.chunks_exact_mut(ld).zip(y.chunks_exact(*rows)) {
+                        o[col0..col0 + rows].copy_from_slice(yr);
+                    }
+                }
+            }
+            col0 += part.rows();
+        }
+        Ok(Tensor::from_vec(out, (m, ld), x.device())?)
     }
 
     /// The projection on the differentiable path: f32 only, and the backward pass computes
@@ -215,24 +260,58 @@ impl Source<'_> {
         }
     }
 
-    fn linear(&self, names: &[String], mode: WeightMode) -> Result<Linear> {
-        if mode == WeightMode::Quantized {
-            let quant = names
-                .iter()
-                .map(|n| Ok(QMatMul::from_arc(Arc::new(self.qtensor(n)?))?))
-                .collect::<Result<_>>()?;
-            return Ok(Linear { dense: None, quant });
+    /// The projection made of the tensors `names` (outputs side by side), held as `mode` says;
+    /// `dense` is its f32 form when that is already loaded (the tied output head).
+    fn linear(&self, names: &[String], mode: WeightMode, dense: Option<Tensor>) -> Result<Linear> {
+        let gguf = matches!(self, Source::Gguf { .. });
+        if mode == WeightMode::Quantized && !gguf {
+            bail!("quantized weights need a GGUF file");
         }
-        let parts = names.iter().map(|n| self.f32(n)).collect::<Result<Vec<_>>>()?;
-        let mut lin = Linear::dense(if parts.len() == 1 {
-            parts[0].clone()
+        let file_blocks = gguf && matches!(mode, WeightMode::F32GgufDecode | WeightMode::Quantized);
+        let mut stored = if file_blocks && dense.is_none() {
+            names.iter().map(|n| self.qtensor(n)).collect::<Result<Vec<_>>>()?
         } else {
-            Tensor::cat(&parts, 0)?
-        });
-        if mode == WeightMode::F32Q8Decode {
-            lin.add_q8()?;
-        }
-        Ok(lin)
+            vec![]
+        };
+        let dense = match dense {
+            Some(d) => Some(d),
+            None if mode == WeightMode::Quantized => None,
+            None => {
+                let parts = if file_blocks {
+                    stored
+                        .iter()
+                        .map(|t| Ok(t.dequantize(&Device::Cpu)?))
+                        .collect::<Result<Vec<_>>>()?
+                } else {
+                    names.iter().map(|n| self.f32(n)).collect::<Result<Vec<_>>>()?
+                };
+                Some(Tensor::cat(&parts, 0)?)
+            }
+        };
+        let quant = if file_blocks {
+            if stored.is_empty() {
+                stored = names.iter().map(|n| self.qtensor(n)).collect::<Result<_>>()?;
+            }
+            let mut parts: Vec<QuantPart> = vec![];
+            for t in stored {
+                let part = QuantPart::from_qtensor(t)?;
+                match (parts.last_mut(), part) {
+                    (Some(QuantPart::Blocks(prev)), QuantPart::Blocks(b)) if prev.format() == b.format() => {
+                        prev.append(b)?
+                    }
+                    (_, part) => parts.push(part),
+                }
+            }
+            parts
+        } else if mode == WeightMode::F32 {
+            vec![]
+        } else {
+            let w = dense
+                .as_ref()
+                .expect("f32 weights are loaded in every mode but quantized");
+            QuantPart::q8_copy(w)?.into_iter().collect()
+        };
+        Ok(Linear { dense, quant })
     }
 }
 
@@ -272,7 +351,11 @@ impl Weights {
         let mut layers = Vec::with_capacity(cfg.n_layers);
         for i in 0..cfg.n_layers {
             let n = |leaf: &str| format!("blk.{i}.{leaf}");
-            let qkv = src.linear(&[n("attn_q.weight"), n("attn_k.weight"), n("attn_v.weight")], mode)?;
+            let qkv = src.linear(
+                &[n("attn_q.weight"), n("attn_k.weight"), n("attn_v.weight")],
+                mode,
+                None,
+            )?;
             let qkv_bias = if cfg.arch == Arch::Qwen2 {
                 let b = [n("attn_q.bias"), n("attn_k.bias"), n("attn_v.bias")];
                 let parts = b.iter().map(|b| src.f32(b)).collect::<Result<Vec<_>>>()?;
@@ -284,10 +367,10 @@ impl Weights {
                 attn_norm: src.f32(&n("attn_norm.weight"))?,
                 qkv,
                 qkv_bias,
-                o: src.linear(&[n("attn_output.weight")], mode)?,
+                o: src.linear(&[n("attn_output.weight")], mode, None)?,
                 ffn_norm: src.f32(&n("ffn_norm.weight"))?,
-                gate_up: src.linear(&[n("ffn_gate.weight"), n("ffn_up.weight")], mode)?,
-                down: src.linear(&[n("ffn_down.weight")], mode)?,
+                gate_up: src.linear(&[n("ffn_gate.weight"), n("ffn_up.weight")], mode, None)?,
+                down: src.linear(&[n("ffn_down.weight")], mode, None)?,
             };
             if let Some(w) = &layer.qkv.dense {
                 check_shape(w, &[qd + 2 * kvd, d], &n("attn_qkv"))?;
@@ -302,13 +385,9 @@ impl Weights {
         }
         let norm = src.f32("output_norm.weight")?;
         let lm_head = if src.has("output.weight") && !cfg.tie_word_embeddings {
-            src.linear(&["output.weight".to_string()], mode)?
+            src.linear(&["output.weight".to_string()], mode, None)?
         } else {
-            let mut head = Linear::dense(embed.clone());
-            if mode == WeightMode::F32Q8Decode {
-                head.add_q8()?;
-            }
-            head
+            src.linear(&["token_embd.weight".to_string()], mode, Some(embed.clone()))?
         };
         Ok(Self {
             embed,
