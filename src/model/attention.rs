@@ -404,17 +404,14 @@ pub fn attention_forward(a: &AttnInputs) -> (Vec<f32>, Vec<f32>) {
         .flat_map(|(kvh, q0)| (0..splits).map(move |c| (kvh, q0, lo + c * chunk)))
         .filter(|&(_, _, k0)| k0 < hi.max(lo + 1))
         .collect();
-    let results: Vec<_> = tasks
-        .par_iter()
-        .map(|&(kvh, q0, k0)| {
-            let (q1, keys) = ((q0 + BQ).min(nq), (k0, (k0 + chunk).min(hi)));
-            if (q1 - q0) * s.group() >= GEMM_MIN_ROWS {
-                forward_task_gemm(a, kvh, q0, q1, keys)
-            } else {
-                by_head_dim!(d, forward_task, a, kvh, q0, q1, keys)
-            }
-        })
-        .collect();
+    let results = pool_map(&tasks, |&(kvh, q0, k0)| {
+        let (q1, keys) = ((q0 + BQ).min(nq), (k0, (k0 + chunk).min(hi)));
+        if (q1 - q0) * s.group() >= GEMM_MIN_ROWS {
+            forward_task_gemm(a, kvh, q0, q1, keys)
+        } else {
+            by_head_dim!(d, forward_task, a, kvh, q0, q1, keys)
+        }
+    });
     // Each task's rows are normalised over its own keys; rows split over several key chunks
     // are merged by their log-sum-exps: out = Σ out_c·e^(lse_c − lse), lse = log Σ e^lse_c.
     let mut out = vec![0f32; nq * h * d];
@@ -436,6 +433,24 @@ pub fn attention_forward(a: &AttnInputs) -> (Vec<f32>, Vec<f32>) {
         }
     }
     (out, lse)
+}
+
+/// `f` over `items` on candle's spin-barrier pool, results in order. The forward pass runs
+/// there rather than on rayon's pool because the projections around it (candle's and
+/// `block_gemv`'s) do: in decode the pool's workers are still spinning from the last
+/// projection when attention starts, and a second pool's threads would compete with them for
+/// the same cores.
+fn pool_map<T: Sync, R: Send + Sync>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let slots: Vec<std::sync::OnceLock<R>> = items.iter().map(|_| std::sync::OnceLock::new()).collect();
+    candle_core::utils::barrier_pool().execute_chunked(items.len(), |range| {
+        for i in range {
+            let _ = slots[i].set(f(&items[i]));
+        }
+    });
+    slots
+        .into_iter()
+        .map(|s| s.into_inner().expect("every task ran"))
+        .collect()
 }
 
 /// Into how many key chunks to split each (kv head, query block) task so that `threads`
