@@ -750,7 +750,7 @@ pub fn attention_backward(a: &AttnInputs, o: &[f32], lse: &[f32], dout: &[f32]) 
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::model::mask::Segment;
     use crate::model::qkv_attention::{FrozenLayer, QkvAttention};
@@ -758,7 +758,8 @@ mod tests {
     use candle_core::{D, Device, Tensor, Var};
     use std::sync::Arc;
 
-    fn rand_vec(n: usize, seed: u64) -> Vec<f32> {
+    /// Deterministic pseudo-random values in [-1, 1) for tests.
+    pub(crate) fn rand_vec(n: usize, seed: u64) -> Vec<f32> {
         let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
         (0..n)
             .map(|_| {

@@ -381,15 +381,7 @@ mod tests {
     use super::*;
     use candle_core::{Device, Tensor};
 
-    fn random(n: usize, seed: u64) -> Vec<f32> {
-        let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        (0..n)
-            .map(|_| {
-                s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-                ((s >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 2.0
-            })
-            .collect()
-    }
+    use crate::model::attention::tests::rand_vec as random;
 
     /// Each format against the f32 product with the dequantized weights (the reference
     /// path), the AVX2 kernels against the scalar ones, and the column offset.
