@@ -470,16 +470,96 @@ struct BwdRows<'a> {
 }
 
 /// Scores of R query rows against the `len` keys of a block, read where they lie (rows
-/// `kv_row` floats apart): one vectorised dot product per (row, key). With so few rows a
-/// transposed copy of the block, as the gemm path's packing makes, costs more than the
-/// products themselves.
+/// `kv_row` floats apart): one dot product per (row, key). With so few rows a transposed
+/// copy of the block, as the gemm path's packing makes, costs more than the products
+/// themselves. Runs the AVX2 kernel when the CPU has it (LLVM left the portable loop's
+/// fused multiply-adds scalar: 16 `vfmadd..ss` and a serial sum per dot product, half of
+/// decode's attention time in `perf annotate`), the portable loop otherwise.
 #[inline(always)]
 fn scores_dot<const D: usize>(q: &[[f32; D]; R], k: &[f32], kv_row: usize, len: usize, s: &mut [[f32; BK]; R]) {
+    assert!(
+        len <= BK && (len == 0 || (len - 1) * kv_row + D <= k.len()),
+        "key block out of range"
+    );
+    #[cfg(target_arch = "x86_64")]
+    if simd_scores::available() {
+        // SAFETY: AVX2 and FMA were detected; the assert above bounds every key row read.
+        unsafe { simd_scores::scores(q, k, kv_row, len, s) };
+        return;
+    }
+    scores_portable(q, k, kv_row, len, s);
+}
+
+/// [`scores_dot`] in plain Rust: the reference the AVX2 kernel is tested against.
+#[inline(always)]
+fn scores_portable<const D: usize>(q: &[[f32; D]; R], k: &[f32], kv_row: usize, len: usize, s: &mut [[f32; BK]; R]) {
     for j in 0..len {
         let krow = &k[j * kv_row..j * kv_row + D];
         for r in 0..R {
             s[r][j] = dot(&q[r], krow);
         }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod simd_scores {
+    //! The 4-row score kernel: each key row is loaded once per 8 lanes and multiplied into 4
+    //! running sums (one per query row); the 4 sums are reduced together by two rounds of
+    //! `hadd` and one cross-lane add, giving the 4 scores of the key in one register.
+    //! Measured on Zen 3 (64-key blocks, head size 64): ~15 ns a key for the 4 rows against
+    //! ~125 ns for the portable loop; two keys a step (8 independent sums) was no faster.
+    use super::{BK, R};
+    use std::arch::x86_64::*;
+
+    /// True when the CPU has AVX2 and FMA.
+    pub fn available() -> bool {
+        is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")
+    }
+
+    /// # Safety
+    /// AVX2 and FMA must be available; `len <= BK` and every key row `j < len` must have `D`
+    /// floats at `k[j * kv_row..]`.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn scores<const D: usize>(
+        q: &[[f32; D]; R],
+        k: &[f32],
+        kv_row: usize,
+        len: usize,
+        s: &mut [[f32; BK]; R],
+    ) {
+        const { assert!(R == 4 && D % 8 == 0) };
+        for j in 0..len {
+            // SAFETY: the caller guarantees D floats at k[j * kv_row..] for j < len.
+            let out = unsafe {
+                let kp = k.as_ptr().add(j * kv_row);
+                let mut acc = [_mm256_setzero_ps(); R];
+                for c in (0..D).step_by(8) {
+                    let kc = _mm256_loadu_ps(kp.add(c));
+                    for r in 0..R {
+                        acc[r] = _mm256_fmadd_ps(_mm256_loadu_ps(q[r].as_ptr().add(c)), kc, acc[r]);
+                    }
+                }
+                sums4(acc)
+            };
+            for r in 0..R {
+                s[r][j] = out[r];
+            }
+        }
+    }
+
+    /// The horizontal sums of 4 registers: two rounds of `hadd`, then the two halves added.
+    #[target_feature(enable = "avx2,fma")]
+    fn sums4(a: [__m256; R]) -> [f32; 4] {
+        let h = _mm256_hadd_ps(_mm256_hadd_ps(a[0], a[1]), _mm256_hadd_ps(a[2], a[3]));
+        let mut out = [0f32; 4];
+        // SAFETY: `out` holds 4 floats.
+        unsafe {
+            _mm_storeu_ps(
+                out.as_mut_ptr(),
+                _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1)),
+            )
+        };
+        out
     }
 }
 
@@ -767,6 +847,32 @@ pub(crate) mod tests {
                 ((s >> 33) as f32 / (1u64 << 31) as f32) * 2.0 - 1.0
             })
             .collect()
+    }
+
+    /// The score kernel that runs (AVX2 where present) equals the portable loop, for full
+    /// and partial key blocks, two head sizes, keys strided as in a GQA cache.
+    #[test]
+    fn score_kernel_matches_portable_loop() {
+        fn check<const D: usize>() {
+            let kv_row = 3 * D;
+            let q: [[f32; D]; R] = std::array::from_fn(|r| rand_vec(D, 7 + r as u64).try_into().unwrap());
+            let k = rand_vec(BK * kv_row, 11);
+            for len in [BK, 37, 1] {
+                let (mut fast, mut plain) = ([[0f32; BK]; R], [[0f32; BK]; R]);
+                scores_dot(&q, &k[D..], kv_row, len, &mut fast);
+                scores_portable(&q, &k[D..], kv_row, len, &mut plain);
+                for r in 0..R {
+                    for j in 0..BK {
+                        assert!(
+                            (fast[r][j] - plain[r][j]).abs() < 1e-4,
+                            "D {D} len {len} row {r} key {j}"
+                        );
+                    }
+                }
+            }
+        }
+        check::<64>();
+        check::<80>();
     }
 
     /// Dense reference attention in candle ops (differentiable through `ops::softmax`).
