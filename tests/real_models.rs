@@ -258,6 +258,7 @@ fn smollm2_top_k_kl_is_close_to_the_exact_kl() {
         chunk_tokens: 0,
         distractors: false,
         lowercase_docs: false,
+        title_questions: false,
         chunk_stride: 0,
         seed: 1,
     };

@@ -67,6 +67,7 @@ fn config(name: &str, batch: usize, epochs: usize) -> TrainConfig {
             chunk_tokens: 0,
             distractors: false,
             lowercase_docs: false,
+            title_questions: false,
             chunk_stride: 0,
             seed: 3,
         },
@@ -379,6 +380,7 @@ fn text_init_is_token_embeddings_and_chunked_samples_are_windows() {
         chunk_tokens: 8,
         distractors: false,
         lowercase_docs: false,
+        title_questions: false,
         chunk_stride: 0,
         seed: 1,
     };
@@ -686,6 +688,58 @@ fn a_qa_sample_keeps_its_supporting_paragraphs_and_validation_entries_are_held_o
             .iter()
             .all(|s| s.docs.len() == 8)
     );
+}
+
+#[test]
+fn title_questions_ask_about_the_samples_own_paragraphs_in_training_draws_only() {
+    let m = model();
+    let entries: Vec<_> = (0..20)
+        .map(|i| {
+            serde_json::json!({"question": format!("question {i}?"), "answers": ["unused"],
+                "ctxs": (0..5).map(|j| serde_json::json!({"title": format!("Place {i}-{j}"),
+                    "text": format!("paragraph {j} of entry {i}")})).collect::<Vec<_>>()})
+        })
+        .collect();
+    let spec = SampleSpec {
+        files: vec![write_data("titles", &serde_json::json!(entries))],
+        count: 12,
+        questions: 4,
+        generic_task_prob: 0.0,
+        title_questions: true,
+        ..config("titles", 1, 1).samples
+    };
+    for s in draw_samples(&m, &spec, Split::Train, 12).unwrap() {
+        assert_eq!(s.tasks.len(), 4, "{:?}", s.tasks);
+        assert!(s.tasks[0].starts_with("question "), "the entry's own question first");
+        let mut asked: Vec<&String> = s
+            .docs
+            .iter()
+            .filter(|d| s.tasks[1..].iter().any(|q| q.contains(&d.title)))
+            .map(|d| &d.title)
+            .collect();
+        asked.dedup();
+        assert_eq!(
+            asked.len(),
+            3,
+            "three distinct paragraphs of the sample asked about: {:?}",
+            s.tasks
+        );
+    }
+    // Entries with fewer titled paragraphs than asked get one question per paragraph.
+    let many = SampleSpec {
+        questions: 9,
+        ..spec.clone()
+    };
+    assert!(
+        draw_samples(&m, &many, Split::Train, 3)
+            .unwrap()
+            .iter()
+            .all(|s| s.tasks.len() == 6)
+    );
+    // Validation keeps the entry's question alone.
+    for s in draw_samples(&m, &spec, Split::Validation, 2).unwrap() {
+        assert_eq!(s.tasks.len(), 1);
+    }
 }
 
 fn validated(name: &str) -> TrainConfig {

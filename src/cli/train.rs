@@ -32,7 +32,8 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 10)]
     pub k_max: usize,
     /// Questions per biography set (distinct; each about one of its people; at most 6 per
-    /// person). The documents are run once for all of them, in teacher and student alike.
+    /// person), or per data-file entry with --title-questions. The documents are run once for
+    /// all of them, in teacher and student alike.
     #[arg(long, default_value_t = 8)]
     pub questions: usize,
     /// Paragraphs kept per data-file entry: the supporting ones (`is_supporting`), then
@@ -65,6 +66,11 @@ pub struct TrainArgs {
     /// questions keep their case.
     #[arg(long)]
     pub lowercase_docs: bool,
+    /// Data-file entries also get questions about single titled paragraphs, by title, up to
+    /// --questions in all (training draws only; validation keeps the entry's own question):
+    /// more questions per document pass, from the data's structure, never its answers.
+    #[arg(long)]
+    pub title_questions: bool,
     #[command(flatten)]
     pub init: super::adapter::InitArgs,
     #[arg(long, default_value_t = 8)]
@@ -171,6 +177,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
             chunk_stride: a.chunk_stride,
             distractors: a.distractors,
             lowercase_docs: a.lowercase_docs,
+            title_questions: a.title_questions,
             seed: a.seed,
         },
         init: a.init.to_init()?,

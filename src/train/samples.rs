@@ -72,7 +72,8 @@ pub struct SampleSpec {
     #[serde(default)]
     pub max_docs: usize,
     /// Questions per biography set (distinct, each about one of its people; at most 6 per
-    /// person). Data-file entries have one (absent in older configs: 1).
+    /// person). Data-file entries have one, or up to this many with `title_questions` (absent
+    /// in older configs: 1).
     #[serde(default = "one")]
     pub questions: usize,
     /// Documents are cut to this many tokens (0: no cut).
@@ -96,6 +97,13 @@ pub struct SampleSpec {
     /// `chunk_tokens`, no overlap).
     #[serde(default)]
     pub chunk_stride: usize,
+    /// Training draws of data-file entries also ask about single titled paragraphs by title
+    /// ("What does the passage about T say?"), up to `questions` in all with the entry's own
+    /// question first: more questions per document pass, from the data's structure only
+    /// (absent in older configs: off). Validation draws keep the entry's question alone, so
+    /// the best checkpoint is picked on the task itself.
+    #[serde(default)]
+    pub title_questions: bool,
     pub seed: u64,
 }
 
@@ -154,6 +162,27 @@ fn chunked(model: &Model, ctxs: &[Document], size: usize, stride: usize) -> Resu
                 ..Default::default()
             })
         })
+        .collect()
+}
+
+/// Wordings of a question about one titled paragraph (`{}`: its title).
+const TITLE_QUESTIONS: [&str; 3] = [
+    "What does the passage about {} say?",
+    "Who or what is {}?",
+    "Give one fact about {} from the passages.",
+];
+
+/// Up to `n` distinct questions about titled paragraphs of `docs`, each paragraph asked about
+/// at most once (in a random order), worded at random.
+fn title_questions(docs: &[Document], n: usize, rng: &mut StdRng) -> Vec<String> {
+    let mut titles: Vec<&str> = docs.iter().map(|d| d.title.trim()).filter(|t| !t.is_empty()).collect();
+    titles.sort_unstable();
+    titles.dedup();
+    titles.shuffle(rng);
+    titles
+        .into_iter()
+        .take(n)
+        .map(|t| TITLE_QUESTIONS[rng.random_range(0..TITLE_QUESTIONS.len())].replace("{}", t))
         .collect()
 }
 
@@ -315,10 +344,11 @@ pub fn draw_samples(model: &Model, spec: &SampleSpec, split: Split, count: usize
             } else {
                 entry.question.clone()
             };
-            out.push(TrainSample {
-                docs,
-                tasks: vec![task],
-            });
+            let mut tasks = vec![task];
+            if spec.title_questions && split == Split::Train {
+                tasks.extend(title_questions(&docs, spec.questions - 1, &mut rng));
+            }
+            out.push(TrainSample { docs, tasks });
         }
     }
     Ok(out)
