@@ -5,7 +5,8 @@
 #    dataset) of the 8+8 biography adapter (runs/smollm2-bio);
 # 2. the quality dial on HotpotQA 50-99 (runs/eval-qwen-dial-qa.sh, ~25 min);
 # 3. the 4+4 adapter's training (runs/smollm2-bio-4x4), then the same evaluation, which adds
-#    only its rows (the issue's 4+4 vs 8+8 check);
+#    only its rows (the issue's 4+4 vs 8+8 check), and SmolLM2 on HotpotQA / MuSiQue
+#    (runs/eval-smollm2-qa.sh, the check before SmolLM2's default changes);
 # 4. Qwen2.5's in-domain multi-hop QA adapter (runs/qwen-qa, 8 questions a document pass,
 #    ~2.5 h);
 # 5. Qwen2.5's biography adapter continued on 4-10-person sets (runs/qwen-bio2, ~4-5 h), for
@@ -21,6 +22,7 @@ runs/smollm2-bio-4x4/run.sh >> runs/smollm2-bio-4x4/train.log 2>&1
 cp runs/smollm2-bio-4x4/adapter.safetensors adapters/smollm2/bio-4x4.safetensors
 log "smollm2-bio-4x4 trained"
 BIO_LIMIT=50 runs/eval-smollm2-bio.sh >> runs/eval-smollm2-bio.log 2>&1; log "smollm2 4+4 evaluated (n = 50)"
+runs/eval-smollm2-qa.sh >> runs/eval-smollm2-qa.log 2>&1; log "smollm2 evaluated on hotpotqa / musique"
 runs/qwen-qa/run.sh >> runs/qwen-qa/train.log 2>&1; log "qwen-qa trained"
 runs/qwen-bio2/run.sh >> runs/qwen-bio2/train.log 2>&1; log "qwen-bio2 trained"
 BIO_LIMIT=100 FULL_NEEDLES=1 runs/eval-smollm2-bio.sh >> runs/eval-smollm2-bio.log 2>&1
