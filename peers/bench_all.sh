@@ -2,7 +2,8 @@
 # Speed of kvpacket against its peers on one GGUF, in one sitting (run on a quiet machine):
 # llama.cpp's llama-bench (-t 2), PyTorch f32 (2 threads; forward+backward with and without
 # gradient checkpointing) and `kvpacket bench prefill`.
-# Prints a markdown table with kvpacket's ratio to each peer.
+# Prefill and llama.cpp's decode are the median of 3 timed runs in every peer. Prints a markdown
+# table with kvpacket's ratio to each peer.
 # Usage: peers/bench_all.sh [MODEL]   (MODEL: smollm2 | qwen2.5-0.5b; needs peers/build and peers/venv)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,15 +12,16 @@ kv=./target/release/kvpacket
 cargo build --release --quiet
 gguf=$($kv models fetch "$model")
 tmp=$(mktemp -d)
-peers/build/llama.cpp/build/bin/llama-bench -m "$gguf" -t 2 -p 512,2048,4096 -n 64 -r 1 -o json > "$tmp/llama.json" 2>/dev/null
+peers/build/llama.cpp/build/bin/llama-bench -m "$gguf" -t 2 -p 512,2048,4096 -n 64 -r 3 -o json > "$tmp/llama.json" 2>/dev/null
 peers/venv/bin/python peers/bench_torch.py "$gguf" 2>/dev/null | tail -1 > "$tmp/torch.json"
 $kv bench prefill --model "$model" --json > "$tmp/kv.json"
 python3 - "$tmp" "$model" <<'PY'
 import json, sys
 d, model = sys.argv[1], sys.argv[2]
 ll = json.load(open(f"{d}/llama.json"))
-llama = {"prefill": {str(r["n_prompt"]): r["avg_ts"] for r in ll if r["n_prompt"] > 0},
-         "decode": next(r["avg_ts"] for r in ll if r["n_gen"] > 0)}
+med = lambda r: sorted(r["samples_ts"])[len(r["samples_ts"]) // 2]  # median of -r 3, as the others
+llama = {"prefill": {str(r["n_prompt"]): med(r) for r in ll if r["n_prompt"] > 0},
+         "decode": next(med(r) for r in ll if r["n_gen"] > 0)}
 torch = json.load(open(f"{d}/torch.json"))
 kv = json.load(open(f"{d}/kv.json"))
 print(f"model: {model}, 2 threads\n")

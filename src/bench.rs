@@ -77,8 +77,13 @@ pub fn decode_tok_s(model: &Model, tokens: usize) -> Result<f64> {
     Ok(tokens as f64 / t0.elapsed().as_secs_f64())
 }
 
-/// Runs the benchmark: each prefill length once after a 512-token warm-up (weights and
-/// activation memory touched once, as in the PyTorch peer); decode of 64 tokens
+/// Timed repetitions of each prefill length (the median is reported: one run on a shared
+/// VM swings by ±20%; the PyTorch and llama.cpp peers in `peers/bench_all.sh` take the same).
+pub const PREFILL_REPS: usize = 3;
+
+/// Runs the benchmark: each prefill length [`PREFILL_REPS`] times after a 512-token warm-up
+/// (weights and activation memory touched once, as in the PyTorch peer), the median
+/// tokens/s of them; decode of 64 tokens
 /// after a 128-token prompt; forward+backward of 1000 positions (16 soft tokens + 984 text
 /// tokens, loss = cross-entropy on the last 64 rows; median of 3 in a child process), without
 /// and with per-layer recomputation.
@@ -88,10 +93,15 @@ pub fn prefill_bench(model: &Model, lengths: &[usize]) -> Result<PrefillReport> 
     model.prefill(&warm, &mut model.new_cache(512), &Rows::Last)?;
     for &n in lengths {
         let toks = bench_tokens(model, n)?;
-        let mut cache = model.new_cache(n);
-        let t0 = Instant::now();
-        model.prefill(&toks, &mut cache, &Rows::Last)?;
-        prefill.insert(n.to_string(), n as f64 / t0.elapsed().as_secs_f64());
+        let speeds = (0..PREFILL_REPS)
+            .map(|_| {
+                let mut cache = model.new_cache(n);
+                let t0 = Instant::now();
+                model.prefill(&toks, &mut cache, &Rows::Last)?;
+                Ok(n as f64 / t0.elapsed().as_secs_f64())
+            })
+            .collect::<Result<Vec<f64>>>()?;
+        prefill.insert(n.to_string(), median(speeds));
     }
     let decode = decode_tok_s(model, 64)?;
     let (fb_s, fb_mb) = fwd_bwd_in_child(model, false)?;
