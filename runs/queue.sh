@@ -4,7 +4,7 @@
 # 1. SmolLM2's evaluation (runs/eval-smollm2-bio.sh: needles, then biographies at n = 50 a
 #    dataset) of the 8+8 biography adapter (runs/smollm2-bio),
 #    and on HotpotQA / MuSiQue (runs/eval-smollm2-qa.sh, the check before SmolLM2's default
-#    changes);
+#    changes; n = 20 first, MuSiQue's `full` costs ~40 s a sample, then n = 50 after step 2);
 # 2. the 4+4 adapter's training (runs/smollm2-bio-4x4), then the same evaluations, which add
 #    only its rows (the issue's 4+4 vs 8+8 check);
 # 3. the quality dial on HotpotQA 50-99 (runs/eval-qwen-dial-qa.sh, ~50 s a sample; n = 29 in
@@ -19,7 +19,7 @@ cd "$(dirname "$0")/.."
 log() { echo "[$(date +%H:%M:%S)] $*"; }
 EVAL_WITHOUT_4X4=1 BIO_LIMIT=50 runs/eval-smollm2-bio.sh >> runs/eval-smollm2-bio.log 2>&1
 log "smollm2 8+8 evaluated (n = 50)"
-runs/eval-smollm2-qa.sh >> runs/eval-smollm2-qa.log 2>&1; log "smollm2 8+8 evaluated on hotpotqa / musique"
+LIMIT=20 runs/eval-smollm2-qa.sh >> runs/eval-smollm2-qa.log 2>&1; log "smollm2 8+8 evaluated on hotpotqa / musique (n = 20)"
 runs/smollm2-bio-4x4/run.sh >> runs/smollm2-bio-4x4/train.log 2>&1
 cp runs/smollm2-bio-4x4/adapter.safetensors adapters/smollm2/bio-4x4.safetensors
 log "smollm2-bio-4x4 trained"
