@@ -2,10 +2,10 @@
 # The CPU queue for issue 15 (2 cores: one job at a time), each step resumable (rerun this
 # script; eval skips the rows it already wrote; a finished training run exits at once; the
 # evaluation scripts add an adapter's rows once its file is in adapters/):
-# 1. SmolLM2's 8+8 biography adapter (runs/smollm2-bio): needles and biographies at n = 50 a
-#    dataset (runs/eval-smollm2-bio.sh), HotpotQA / MuSiQue at n = 20 (runs/eval-smollm2-qa.sh;
-#    MuSiQue's `full` costs ~40 s a sample);
-# 2. the 4+4 adapter (runs/smollm2-bio-4x4), then the same evaluations (the 4+4 vs 8+8 check);
+# 1. (done in session 18: SmolLM2's 8+8 biography adapter on needles and biographies, n = 50,
+#    HotpotQA n = 37, MuSiQue n = 6; the evaluations below complete them);
+# 2. the 4+4 adapter (runs/smollm2-bio-4x4), then the evaluations (runs/eval-smollm2-bio.sh,
+#    runs/eval-smollm2-qa.sh at n = 20; MuSiQue costs ~2 min a sample with cold packets);
 # 3. SmolLM2's mixture adapter (runs/smollm2-mix: biographies + QA with title questions, from
 #    `bio`), the candidate for SmolLM2's default, and the same evaluations at n = 50;
 # 4. the quality dial on HotpotQA 50-99 (runs/eval-qwen-dial-qa.sh, ~50 s a sample; n = 29 in
@@ -27,7 +27,6 @@ train() { # run folder, adapter file it ships as
   cp runs/$1/adapter.safetensors "$2"
   log "$1 trained"
 }
-smollm2_evals 20
 train smollm2-bio-4x4 adapters/smollm2/bio-4x4.safetensors
 smollm2_evals 20
 train smollm2-mix adapters/smollm2/mix.safetensors
