@@ -742,6 +742,34 @@ fn title_questions_ask_about_the_samples_own_paragraphs_in_training_draws_only()
     }
 }
 
+#[test]
+fn validation_draws_mirror_the_training_mixture_of_biographies_and_data_entries() {
+    let m = model();
+    let entries: Vec<_> = (0..40)
+        .map(|i| {
+            serde_json::json!({"question": format!("question {i}?"), "answers": ["unused"],
+                "ctxs": [{"title": format!("t {i}"), "text": format!("paragraph of entry {i}")}]})
+        })
+        .collect();
+    // 36 training entries against 36 biography sets: half and half in both splits.
+    let spec = SampleSpec {
+        files: vec![
+            "synth:biography".into(),
+            write_data("mixture", &serde_json::json!(entries)),
+        ],
+        count: 36,
+        generic_task_prob: 0.0,
+        ..config("mixture", 1, 1).samples
+    };
+    let data_share = |split| {
+        let s = draw_samples(&m, &spec, split, 40).unwrap();
+        s.iter().filter(|s| s.tasks[0].starts_with("question ")).count() as f64 / s.len() as f64
+    };
+    let (train, val) = (data_share(Split::Train), data_share(Split::Validation));
+    assert!((0.4..=0.6).contains(&train), "training share of data entries {train}");
+    assert!((0.4..=0.6).contains(&val), "validation share of data entries {val}");
+}
+
 fn validated(name: &str) -> TrainConfig {
     let mut cfg = config(name, 2, 2);
     cfg.samples.files = vec!["synth:biography".into()];

@@ -247,6 +247,8 @@ impl SampleSpec {
             s => s,
         };
         let mut entries = Vec::new();
+        // Data-file entries of the training split, to size the validation mixture.
+        let mut train_entries = 0usize;
         for f in &self.files {
             let name = f.to_string_lossy();
             if name == "synth:biography" {
@@ -261,6 +263,9 @@ impl SampleSpec {
             let synthetic = name.starts_with("synth:");
             for (i, mut s) in loaded.into_iter().enumerate() {
                 let validation = i % VALIDATION_EVERY == VALIDATION_EVERY - 1;
+                if synthetic || !validation {
+                    train_entries += 1;
+                }
                 if !synthetic && validation != (split == Split::Validation) {
                     continue;
                 }
@@ -277,6 +282,18 @@ impl SampleSpec {
                     entries.push(Entry::Data(s));
                 }
             }
+        }
+        let data_entries = entries.iter().filter(|e| matches!(e, Entry::Data(_))).count();
+        if split == Split::Validation && data_entries > 0 && train_entries > 0 {
+            // Biography sets and data-file entries in the training mixture's proportion
+            // (`count` sets against the files' training entries), so that the best checkpoint
+            // is picked on the mixture it was trained on, not on biographies alone.
+            let keep = (self.count * data_entries).div_ceil(train_entries);
+            let mut seen = 0;
+            entries.retain(|e| {
+                seen += usize::from(matches!(e, Entry::Biography));
+                !matches!(e, Entry::Biography) || seen <= keep
+            });
         }
         if entries.is_empty() {
             match split {
