@@ -5,7 +5,7 @@
 # paragraph, the entry's question plus 7 about single paragraphs by title (--title-questions);
 # ~60% biography sets. 192 sets x 2 epochs, 4 sets = 32 questions a step, one linear decay from
 # 5e-3: 96 steps, 3,072 question passes. Validation mixes held-out biography seeds and every
-# 10th QA entry (its own question). Resumable across sessions: rerun this script.
+# 10th QA entry (its own question), in the training mixture's proportion. Resumable across sessions: rerun this script.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 dir=runs/smollm2-mix
