@@ -53,6 +53,26 @@ fn write_data(name: &str, entries: &serde_json::Value) -> PathBuf {
     p
 }
 
+/// A QA data file of `n` entries ("question I?") of `paragraphs` paragraphs each, titled by
+/// `title(i, j)` and marked supporting by `supporting(i, j)`.
+fn qa_file(
+    name: &str,
+    n: usize,
+    paragraphs: usize,
+    title: impl Fn(usize, usize) -> String,
+    supporting: impl Fn(usize, usize) -> bool,
+) -> PathBuf {
+    let entries: Vec<_> = (0..n)
+        .map(|i| {
+            serde_json::json!({"question": format!("question {i}?"), "answers": ["unused"],
+                "ctxs": (0..paragraphs).map(|j| serde_json::json!({"title": title(i, j),
+                    "text": format!("paragraph {j} of entry {i}"),
+                    "is_supporting": supporting(i, j)})).collect::<Vec<_>>()})
+        })
+        .collect();
+    write_data(name, &serde_json::json!(entries))
+}
+
 fn config(name: &str, batch: usize, epochs: usize) -> TrainConfig {
     TrainConfig {
         samples: SampleSpec {
@@ -637,15 +657,13 @@ fn every_biography_sample_holds_the_people_it_asks_about() {
 fn a_qa_sample_keeps_its_supporting_paragraphs_and_validation_entries_are_held_out() {
     let m = model();
     // 20 entries of 8 paragraphs, of which 2 support (at varying places).
-    let entries: Vec<_> = (0..20)
-        .map(|i| {
-            serde_json::json!({"question": format!("question {i}?"), "answers": ["unused"],
-                "ctxs": (0..8).map(|j| serde_json::json!({"title": format!("p {i}.{j}"),
-                    "text": format!("paragraph {j} of entry {i}"),
-                    "is_supporting": j == i % 8 || j == (i + 3) % 8})).collect::<Vec<_>>()})
-        })
-        .collect();
-    let file = write_data("supporting", &serde_json::json!(entries));
+    let file = qa_file(
+        "supporting",
+        20,
+        8,
+        |i, j| format!("p {i}.{j}"),
+        |i, j| j == i % 8 || j == (i + 3) % 8,
+    );
     let spec = SampleSpec {
         files: vec![file],
         count: 30,
@@ -693,15 +711,8 @@ fn a_qa_sample_keeps_its_supporting_paragraphs_and_validation_entries_are_held_o
 #[test]
 fn title_questions_ask_about_the_samples_own_paragraphs_in_training_draws_only() {
     let m = model();
-    let entries: Vec<_> = (0..20)
-        .map(|i| {
-            serde_json::json!({"question": format!("question {i}?"), "answers": ["unused"],
-                "ctxs": (0..5).map(|j| serde_json::json!({"title": format!("Place {i}-{j}"),
-                    "text": format!("paragraph {j} of entry {i}")})).collect::<Vec<_>>()})
-        })
-        .collect();
     let spec = SampleSpec {
-        files: vec![write_data("titles", &serde_json::json!(entries))],
+        files: vec![qa_file("titles", 20, 5, |i, j| format!("Place {i}-{j}"), |_, _| false)],
         count: 12,
         questions: 4,
         generic_task_prob: 0.0,
@@ -745,18 +756,10 @@ fn title_questions_ask_about_the_samples_own_paragraphs_in_training_draws_only()
 #[test]
 fn validation_draws_mirror_the_training_mixture_of_biographies_and_data_entries() {
     let m = model();
-    let entries: Vec<_> = (0..40)
-        .map(|i| {
-            serde_json::json!({"question": format!("question {i}?"), "answers": ["unused"],
-                "ctxs": [{"title": format!("t {i}"), "text": format!("paragraph of entry {i}")}]})
-        })
-        .collect();
     // 36 training entries against 36 biography sets: half and half in both splits.
+    let file = qa_file("mixture", 40, 1, |i, _| format!("t {i}"), |_, _| false);
     let spec = SampleSpec {
-        files: vec![
-            "synth:biography".into(),
-            write_data("mixture", &serde_json::json!(entries)),
-        ],
+        files: vec!["synth:biography".into(), file],
         count: 36,
         generic_task_prob: 0.0,
         ..config("mixture", 1, 1).samples
