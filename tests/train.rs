@@ -214,6 +214,15 @@ fn resume_reproduces_the_uninterrupted_run() {
     let Outcome::Finished(a) = straight.train(false, None).unwrap() else {
         panic!()
     };
+    // Rerunning a finished run (as runs/queue.sh does) rewrites its log from the checkpoint:
+    // byte for byte, or every committed run folder would show changes.
+    let log = std::fs::read(straight.run.log()).unwrap();
+    assert!(matches!(straight.train(true, None).unwrap(), Outcome::Finished(_)));
+    assert_eq!(
+        std::fs::read(straight.run.log()).unwrap(),
+        log,
+        "the log changed on resume"
+    );
     let split = trainer(&m, config("resume", 2, 2), "split");
     assert!(matches!(split.train(false, Some(2)).unwrap(), Outcome::Interrupted(2)));
     let Outcome::Finished(b) = split.train(true, None).unwrap() else {
