@@ -354,9 +354,10 @@ fn forward_task_gemm(
             j0 += len;
             continue;
         }
-        s.fill(0.0);
+        // Written, not accumulated: columns past `len` keep old values, which the masking
+        // below sets to −∞ like every key the row does not see.
         let k_blk = MatRef::transposed(&a.k[a.kv_off(j0, kvh)..], kv_row);
-        gemm_acc(n, len, d, &mut s, GEMM_KEYS, MatRef::rows(&q, d), k_blk, 1.0);
+        gemm_acc(n, len, d, &mut s, GEMM_KEYS, MatRef::rows(&q, d), k_blk, 1.0, false);
         for (r, &(i, _)) in rows.iter().enumerate() {
             let row = &mut s[r * GEMM_KEYS..(r + 1) * GEMM_KEYS];
             let mut mx = m[r];
@@ -386,7 +387,7 @@ fn forward_task_gemm(
             l[r] += sum;
         }
         let v_blk = MatRef::rows(&a.v[a.kv_off(j0, kvh)..], kv_row);
-        gemm_acc(n, d, len, &mut out, d, MatRef::rows(&s, GEMM_KEYS), v_blk, 1.0);
+        gemm_acc(n, d, len, &mut out, d, MatRef::rows(&s, GEMM_KEYS), v_blk, 1.0, true);
         j0 += len;
     }
     let mut lse = vec![f32::NEG_INFINITY; n];
@@ -648,12 +649,13 @@ impl<'a> MatRef<'a> {
     }
 }
 
-/// `dst` [m × n, row-major, rows `dst_rs` floats apart] += scale · a [m × k] · b [k × n],
+/// `dst` [m × n, row-major, rows `dst_rs` floats apart] += scale · a [m × k] · b [k × n]
+/// (with `acc` false: = instead of +=, the old values never read),
 /// single-threaded (the callers are already parallel tasks). The `gemm` crate (candle's own
 /// matmul kernel) packs the operands and runs its FMA micro-kernel, which register loops over
 /// rows cannot match.
 #[allow(clippy::too_many_arguments)]
-fn gemm_acc(m: usize, n: usize, k: usize, dst: &mut [f32], dst_rs: usize, a: MatRef, b: MatRef, scale: f32) {
+fn gemm_acc(m: usize, n: usize, k: usize, dst: &mut [f32], dst_rs: usize, a: MatRef, b: MatRef, scale: f32, acc: bool) {
     assert!(
         n <= dst_rs && (m == 0 || (m - 1) * dst_rs + n <= dst.len()),
         "destination out of bounds"
@@ -673,7 +675,7 @@ fn gemm_acc(m: usize, n: usize, k: usize, dst: &mut [f32], dst_rs: usize, a: Mat
             dst.as_mut_ptr(),
             1,
             dst_rs as isize,
-            true,
+            acc,
             a.data.as_ptr(),
             a.cs as isize,
             a.rs as isize,
@@ -740,6 +742,7 @@ impl BwdScratch {
             MatRef::rows(&self.q[..n * d], d),
             MatRef::rows(kt, BK),
             1.0,
+            true,
         );
         gemm_acc(
             n,
@@ -750,6 +753,7 @@ impl BwdScratch {
             MatRef::rows(&self.dout[..n * d], d),
             MatRef::rows(vt, BK),
             1.0,
+            true,
         );
         a.p_ds(b, rows, p, ds, j0, len);
     }
@@ -793,9 +797,19 @@ fn key_block_task(a: &AttnInputs, b: &BwdRows, kvh: usize, j0: usize, len: usize
             MatRef::transposed(&w.p[..n * BK], BK),
             MatRef::transposed(&w.ds[..n * BK], BK),
         );
-        gemm_acc(len, d, n, &mut dv, d, pt, MatRef::rows(&w.dout[..n * d], d), 1.0);
-        gemm_acc(len, d, n, &mut dk, d, dst, MatRef::rows(&w.q[..n * d], d), 1.0);
-        gemm_acc(n, d, len, dq_part, d, MatRef::rows(&w.ds[..n * BK], BK), k_blk, scale);
+        gemm_acc(len, d, n, &mut dv, d, pt, MatRef::rows(&w.dout[..n * d], d), 1.0, true);
+        gemm_acc(len, d, n, &mut dk, d, dst, MatRef::rows(&w.q[..n * d], d), 1.0, true);
+        gemm_acc(
+            n,
+            d,
+            len,
+            dq_part,
+            d,
+            MatRef::rows(&w.ds[..n * BK], BK),
+            k_blk,
+            scale,
+            true,
+        );
     }
     KeyBlockGrads { dk, dv, rows, dq }
 }
