@@ -7,13 +7,15 @@
 # 2. the 4+4 adapter (runs/smollm2-bio-4x4), then the evaluations (runs/eval-smollm2-bio.sh,
 #    runs/eval-smollm2-qa.sh at n = 20; MuSiQue costs ~2 min a sample with cold packets);
 # 3. SmolLM2's mixture adapter (runs/smollm2-mix: biographies + QA with title questions, from
-#    `bio`), the candidate for SmolLM2's default, and the same evaluations (QA n = 20 first);
+#    `bio`; trained in session 19), the candidate for SmolLM2's default, and the same
+#    evaluations (QA n = 20 first; under way when session 19 ended);
 # 4. Qwen2.5's in-domain multi-hop QA adapter (runs/qwen-qa, 8 questions a document pass);
 # 5. the quality dial on HotpotQA 50-99 (runs/eval-qwen-dial-qa.sh, ~50 s a sample; n = 29 in
 #    session 18);
 # 6. Qwen2.5's biography adapter continued on 4-10-person sets (runs/qwen-bio2, ~4-5 h), for
 #    the open 10-person target;
-# 7. SmolLM2's QA evaluations at n = 50, then its biographies to n = 100 and `full` on the needles (fidelity), when time is left.
+# 7. SmolLM2's QA evaluations at n = 50, then its biographies to n = 100 and `full` on the
+#    needles (fidelity), when time is left.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 log() { echo "[$(date +%H:%M:%S)] $*"; }
