@@ -2,7 +2,8 @@
 //! FMA peak measured here (the number issue 17 asks for: kernel speed against cores × FMA units
 //! × lanes × 2 × clock):
 //! - the f32 matrix products of a 512-token prefill (SmolLM2-135M and Qwen2.5-0.5B linear
-//!   shapes, `x · Wᵀ` as the model computes them through candle, which calls the gemm crate);
+//!   shapes, `x · Wᵀ` through candle's matmul: the gemm crate's kernel, which the model calls
+//!   directly, without candle's zero-filling of the output);
 //! - causal self-attention of a whole prompt (`attention_forward`, the engine's tiled kernel)
 //!   at 512 / 2048 / 4096 tokens, counting the useful FLOPs only (4 · head_dim per visible
 //!   (query, key, head)).

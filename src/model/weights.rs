@@ -88,16 +88,7 @@ impl Linear {
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let small = x.dim(0)? <= DECODE_MAX_ROWS;
         match &self.dense {
-            Some(w) if self.quant.is_empty() || !small => {
-                let (xs, xl) = x.storage_and_layout();
-                let Storage::Cpu(xs) = &*xs else {
-                    bail!("projections run on the CPU")
-                };
-                match matmul_wt(xs, xl, w)? {
-                    (CpuStorage::F32(out), shape) => Ok(Tensor::from_vec(out, shape, x.device())?),
-                    _ => bail!("projections take f32 activations"),
-                }
-            }
+            Some(w) if self.quant.is_empty() || !small => Ok(x.apply_op1_no_bwd(&FrozenLinear(w.clone()))?),
             _ => self.forward_quant(x),
         }
     }
