@@ -8,8 +8,9 @@
 #    runs/eval-smollm2-qa.sh at n = 20; MuSiQue costs ~2 min a sample with cold packets);
 # 3. SmolLM2's mixture adapter (runs/smollm2-mix: biographies + QA with title questions, from
 #    `bio`; trained in session 19), the candidate for SmolLM2's default, and the same
-#    evaluations (QA n = 20 first; under way when session 19 ended);
-# 4. Qwen2.5's in-domain multi-hop QA adapter (runs/qwen-qa, 8 questions a document pass);
+#    evaluations (QA n = 20 first; HotpotQA 14 of 20 when session 20 moved them after 4.);
+# 4. Qwen2.5's in-domain multi-hop QA adapter (runs/qwen-qa, 8 questions a document pass; the
+#    lever for Qwen2.5's open QA targets, so it goes before SmolLM2's remaining evaluations);
 # 5. the quality dial on HotpotQA 50-99 (runs/eval-qwen-dial-qa.sh, ~50 s a sample; n = 29 in
 #    session 18);
 # 6. Qwen2.5's biography adapter continued on 4-10-person sets (runs/qwen-bio2, ~4-5 h), for
@@ -30,10 +31,9 @@ train() { # run folder, adapter file it ships as
   log "$1 trained"
 }
 train smollm2-bio-4x4 adapters/smollm2/bio-4x4.safetensors
-smollm2_evals 20
 train smollm2-mix adapters/smollm2/mix.safetensors
-smollm2_evals 20
 runs/qwen-qa/run.sh >> runs/qwen-qa/train.log 2>&1; log "qwen-qa trained"
+smollm2_evals 20
 runs/eval-qwen-dial-qa.sh >> runs/eval-qwen-dial-qa.log 2>&1; log "qwen dial on hotpotqa evaluated"
 runs/qwen-bio2/run.sh >> runs/qwen-bio2/train.log 2>&1; log "qwen-bio2 trained"
 smollm2_evals 50
