@@ -2,8 +2,8 @@
 //! FMA peak measured here (the number issue 17 asks for: kernel speed against cores × FMA units
 //! × lanes × 2 × clock):
 //! - the f32 matrix products of a 512-token prefill (SmolLM2-135M and Qwen2.5-0.5B linear
-//!   shapes, `x · Wᵀ` through candle's matmul: the gemm crate's kernel, which the model calls
-//!   directly, without candle's zero-filling of the output);
+//!   shapes, `x · Wᵀ` through the model's own projection, `Linear::forward`: the gemm crate's
+//!   kernel called directly into an unfilled output);
 //! - causal self-attention of a whole prompt (`attention_forward`, the engine's tiled kernel)
 //!   at 512 / 2048 / 4096 tokens, counting the useful FLOPs only (4 · head_dim per visible
 //!   (query, key, head)).
@@ -15,6 +15,7 @@
 use candle_core::{Device, Tensor};
 use kvpacket::model::AttnMask;
 use kvpacket::model::attention::{AttnInputs, AttnShape, attention_forward};
+use kvpacket::model::weights::Linear;
 use std::time::Instant;
 
 /// (model, what, tokens, in, out) of each product.
@@ -144,9 +145,9 @@ fn main() -> candle_core::Result<()> {
     println!("|---|---|---|---|---|");
     for (model, what, m, k, n) in SHAPES {
         let x = Tensor::randn(0f32, 1.0, (m, k), &Device::Cpu)?;
-        let w = Tensor::randn(0f32, 1.0, (n, k), &Device::Cpu)?;
+        let w = Linear::from_dense(Tensor::randn(0f32, 1.0, (n, k), &Device::Cpu)?);
         let g = best_gflops(2.0 * (m * k * n) as f64, || {
-            std::hint::black_box(x.matmul(&w.t().unwrap()).unwrap());
+            std::hint::black_box(w.forward(&x).unwrap());
         });
         println!("| {model} | {what} | {m} × {k} × {n} | {g:.1} | {} |", of_peak(g, peak));
     }

@@ -84,6 +84,15 @@ pub struct Linear {
 }
 
 impl Linear {
+    /// A projection that holds only the f32 matrix `w` [out, in]: every call, large or small,
+    /// goes through the direct gemm path the model's prefill and training use.
+    pub fn from_dense(w: Tensor) -> Self {
+        Self {
+            dense: Some(w),
+            quant: Vec::new(),
+        }
+    }
+
     /// Applies the projection to `x` [tokens, in] (inference: no gradient).
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let small = x.dim(0)? <= DECODE_MAX_ROWS;
