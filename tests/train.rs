@@ -830,6 +830,22 @@ fn resuming_a_copied_run_folder_without_teacher_outputs_continues_the_same_run()
     };
     assert_eq!(losses(&straight), losses(&second));
     assert_eq!(a.fingerprint().unwrap(), b.fingerprint().unwrap());
+    // Resuming the finished folder on yet another machine gives the same result at once,
+    // without recomputing any teacher output.
+    let untouched = tmp("fresh-teacher-never-written");
+    let third = Trainer {
+        teacher_cache: TeacherCache::new(&untouched),
+        ..second
+    };
+    let Outcome::Finished(c) = third.train(true, None).unwrap() else {
+        panic!()
+    };
+    assert_eq!(a.fingerprint().unwrap(), c.fingerprint().unwrap());
+    assert_eq!(
+        std::fs::read_dir(&untouched).unwrap().count(),
+        0,
+        "teacher outputs recomputed"
+    );
 }
 
 #[test]

@@ -330,8 +330,6 @@ impl Trainer<'_> {
             bail!("batch, epochs and validation interval must be at least 1");
         }
         std::fs::create_dir_all(&self.run.0)?;
-        let data = self.prepare()?;
-        let val = self.prepare_validation()?;
         let (mut adapter, mut state) = if resume {
             let (a, s) = load_checkpoint(&self.run, self.model)?;
             if s.config != *cfg {
@@ -359,8 +357,16 @@ impl Trainer<'_> {
         };
         keep_log_until(&self.run.log(), state.step)?;
         keep_val_until(&self.run.val_log(), state.step)?;
-        let per_epoch = data.len().div_ceil(cfg.batch);
+        // `draw_samples` returns exactly `count` samples, so the run's length is known before
+        // the teacher outputs are: a finished run (e.g. a committed one on a fresh machine)
+        // returns its result without regenerating them.
+        let per_epoch = cfg.samples.count.div_ceil(cfg.batch);
         let total = per_epoch * cfg.epochs;
+        if state.step >= total {
+            return Ok(Outcome::Finished(self.result(&adapter, &state, total)?));
+        }
+        let data = self.prepare()?;
+        let val = self.prepare_validation()?;
         let last = max_steps.map_or(total, |m| (state.step + m).min(total));
         let mut val_log = crate::io::open_jsonl_append(&self.run.val_log())?;
         if !val.is_empty() && state.step == 0 && state.best.is_none() {
@@ -444,10 +450,16 @@ impl Trainer<'_> {
         if state.step < total {
             return Ok(Outcome::Interrupted(state.step));
         }
-        if val.is_empty() {
-            return Ok(Outcome::Finished(self.described(&adapter, &state, total)?));
+        Ok(Outcome::Finished(self.result(&adapter, &state, total)?))
+    }
+
+    /// A finished run's result: the best checkpoint by validation, or the last adapter (with
+    /// what made it) when the run has no validation split.
+    fn result(&self, adapter: &Adapter, state: &State, total: usize) -> Result<Adapter> {
+        if self.config.val_samples == 0 {
+            return self.described(adapter, state, total);
         }
-        Ok(Outcome::Finished(Adapter::load(&self.run.best(), Some(self.model))?))
+        Adapter::load(&self.run.best(), Some(self.model))
     }
 
     /// Scores `adapter` on the validation samples, logs it, and keeps it as the run's best
