@@ -25,13 +25,6 @@ smollm2_evals() {
   LIMIT=$1 runs/eval-smollm2-qa.sh >> runs/eval-smollm2-qa.log 2>&1
   log "smollm2 adapters evaluated (biographies n = 50, QA n = $1)"
 }
-train() { # run folder, adapter file it ships as
-  runs/$1/run.sh >> runs/$1/train.log 2>&1
-  cp runs/$1/adapter.safetensors "$2"
-  log "$1 trained"
-}
-train smollm2-bio-4x4 adapters/smollm2/bio-4x4.safetensors
-train smollm2-mix adapters/smollm2/mix.safetensors
 runs/qwen-qa/run.sh >> runs/qwen-qa/train.log 2>&1; log "qwen-qa trained"
 smollm2_evals 20
 runs/eval-qwen-dial-qa.sh >> runs/eval-qwen-dial-qa.log 2>&1; log "qwen dial on hotpotqa evaluated"
