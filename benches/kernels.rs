@@ -70,19 +70,57 @@ fn fma_chains(iters: usize) -> f32 {
     out.iter().sum()
 }
 
-/// Peak GFLOP/s of `threads` cores running the FMA chains at once (None without AVX2 + FMA).
+/// The same chains 16 lanes wide, for machines with AVX-512 (the gemm crate's micro-kernels
+/// run at this width there).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn fma_chains_512(iters: usize) -> f32 {
+    use std::arch::x86_64::*;
+    let mut acc = [_mm512_set1_ps(0.0); 12];
+    let (a, b) = (_mm512_set1_ps(0.999_999), _mm512_set1_ps(1e-7));
+    for _ in 0..iters {
+        for x in &mut acc {
+            *x = _mm512_fmadd_ps(*x, a, b);
+        }
+    }
+    _mm512_reduce_add_ps(acc.iter().fold(_mm512_setzero_ps(), |s, x| _mm512_add_ps(s, *x)))
+}
+
+/// The widest FMA this CPU has, as `(name, FLOPs of one chain step)`, None without AVX2 + FMA.
+fn fma_width() -> Option<(&'static str, usize)> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if is_x86_feature_detected!("avx512f") {
+            return Some(("AVX-512", 32));
+        }
+        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+            return Some(("AVX2", 16));
+        }
+    }
+    None
+}
+
+/// Peak GFLOP/s of `threads` cores running the widest FMA chains at once.
 fn fma_peak(threads: usize) -> Option<f64> {
     #[cfg(target_arch = "x86_64")]
-    if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+    if let Some((_, flops)) = fma_width() {
         let iters = 50_000_000;
         let t = Instant::now();
         let handles: Vec<_> = (0..threads)
-            // SAFETY: the features were detected above.
-            .map(|_| std::thread::spawn(move || unsafe { fma_chains(iters) }))
+            // SAFETY: `fma_width` detected the features each variant needs.
+            .map(|_| {
+                std::thread::spawn(move || unsafe {
+                    if flops == 32 {
+                        fma_chains_512(iters)
+                    } else {
+                        fma_chains(iters)
+                    }
+                })
+            })
             .collect();
         let sink: f32 = handles.into_iter().map(|h| h.join().unwrap()).sum();
         std::hint::black_box(sink);
-        return Some((iters * 12 * 16 * threads) as f64 / t.elapsed().as_secs_f64() / 1e9);
+        return Some((iters * 12 * flops * threads) as f64 / t.elapsed().as_secs_f64() / 1e9);
     }
     None
 }
@@ -140,7 +178,8 @@ fn attention_table(peak: f64) {
 fn main() -> candle_core::Result<()> {
     let threads = rayon::current_num_threads();
     let peak = (0..5).filter_map(|_| fma_peak(threads)).fold(0.0, f64::max);
-    println!("threads: {threads}; FMA peak (AVX2, measured): {peak:.1} GFLOP/s\n");
+    let width = fma_width().map_or("none", |(w, _)| w);
+    println!("threads: {threads}; FMA peak ({width}, measured): {peak:.1} GFLOP/s\n");
     println!("| model | product | tokens × in × out | GFLOP/s | of peak |");
     println!("|---|---|---|---|---|");
     for (model, what, m, k, n) in SHAPES {
