@@ -84,7 +84,7 @@ pub const PREFILL_REPS: usize = 3;
 /// Runs the benchmark: each prefill length [`PREFILL_REPS`] times after a 512-token warm-up
 /// (weights and activation memory touched once, as in the PyTorch peer), the median
 /// tokens/s of them; decode of 64 tokens
-/// after a 128-token prompt; forward+backward of 1000 positions (16 soft tokens + 984 text
+/// after a 128-token prompt (median of [`PREFILL_REPS`] runs, as llama-bench's `-r 3`); forward+backward of 1000 positions (16 soft tokens + 984 text
 /// tokens, loss = cross-entropy on the last 64 rows; median of 3 in a child process), without
 /// and with per-layer recomputation.
 pub fn prefill_bench(model: &Model, lengths: &[usize]) -> Result<PrefillReport> {
@@ -103,7 +103,11 @@ pub fn prefill_bench(model: &Model, lengths: &[usize]) -> Result<PrefillReport> 
             .collect::<Result<Vec<f64>>>()?;
         prefill.insert(n.to_string(), median(speeds));
     }
-    let decode = decode_tok_s(model, 64)?;
+    let decode = median(
+        (0..PREFILL_REPS)
+            .map(|_| decode_tok_s(model, 64))
+            .collect::<Result<Vec<f64>>>()?,
+    );
     let (fb_s, fb_mb) = fwd_bwd_in_child(model, false)?;
     let (ck_s, ck_mb) = fwd_bwd_in_child(model, true)?;
     Ok(PrefillReport {
