@@ -9,8 +9,10 @@
 # 3. SmolLM2's mixture adapter (runs/smollm2-mix: biographies + QA with title questions, from
 #    `bio`; trained in session 19), the candidate for SmolLM2's default, and the same
 #    evaluations (QA n = 20 first; HotpotQA 14 of 20 when session 20 moved them after 4.);
-# 4. Qwen2.5's in-domain multi-hop QA adapter (runs/qwen-qa, 8 questions a document pass; the
-#    lever for Qwen2.5's open QA targets, so it goes before SmolLM2's remaining evaluations);
+# 4. (stopped in session 21 at step 12 of 48: Qwen2.5's multi-hop QA adapter, runs/qwen-qa, with
+#    7 title questions and the entry's own question a document pass; its training loss fell
+#    6.3 -> 2.5-4.0 while the validation KL on the entries' own questions rose 0.81 -> 1.10:
+#    the title questions pull away from the target. Not resumed until its recipe changes);
 # 5. the quality dial on HotpotQA 50-99 (runs/eval-qwen-dial-qa.sh, ~50 s a sample; n = 29 in
 #    session 18);
 # 6. Qwen2.5's biography adapter continued on 4-10-person sets (runs/qwen-bio2, ~4-5 h), for
@@ -25,7 +27,6 @@ smollm2_evals() {
   LIMIT=$1 runs/eval-smollm2-qa.sh >> runs/eval-smollm2-qa.log 2>&1
   log "smollm2 adapters evaluated (biographies n = 50, QA n = $1)"
 }
-runs/qwen-qa/run.sh >> runs/qwen-qa/train.log 2>&1; log "qwen-qa trained"
 smollm2_evals 20
 runs/eval-qwen-dial-qa.sh >> runs/eval-qwen-dial-qa.log 2>&1; log "qwen dial on hotpotqa evaluated"
 runs/qwen-bio2/run.sh >> runs/qwen-bio2/train.log 2>&1; log "qwen-bio2 trained"
