@@ -11,7 +11,7 @@
 
 use super::fused::{MlpOp, RmsNormOp};
 use super::qkv_attention::QkvAttention;
-use super::weights::matmul_wt;
+use super::weights::{matmul_w, matmul_wt};
 use candle_core::{CpuStorage, CustomOp1, Layout, Shape, Tensor};
 use std::sync::Mutex;
 
@@ -139,10 +139,10 @@ impl CustomOp1 for BlockOp {
         add_into(&mut dm, &dy.flatten_all()?.to_vec1::<f32>()?);
         let rows = dm.len() / d;
         let dm_t = Tensor::from_vec(dm, (rows, d), arg.device())?;
-        let d_att = dm_t.matmul(&self.o)?.flatten_all()?.to_vec1::<f32>()?;
+        let d_att = matmul_w(&dm_t, &self.o)?.flatten_all()?.to_vec1::<f32>()?;
         let d_qkv = self.attn.backward(saved.t, &saved.att, &d_att)?;
         let w = d_qkv.len() / t;
-        let d_h = Tensor::from_vec(d_qkv, (t, w), arg.device())?.matmul(&self.qkv)?;
+        let d_h = matmul_w(&Tensor::from_vec(d_qkv, (t, w), arg.device())?, &self.qkv)?;
         let x = arg.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
         let mut dx = self.attn_norm.grad(&x, &d_h.flatten_all()?.to_vec1::<f32>()?)?;
         let dm = dm_t.flatten_all()?.to_vec1::<f32>()?;

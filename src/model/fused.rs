@@ -7,6 +7,7 @@
 //! forward and one backward, parallel over rows, and keeps nothing but its input and output.
 
 use super::attention::fast_exp;
+use super::weights::matmul_w;
 use candle_core::{CpuStorage, CustomOp1, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
@@ -48,7 +49,7 @@ fn to_f32(t: &Tensor) -> candle_core::Result<Vec<f32>> {
 
 /// Runs `f` on the contiguous f32 data of a CPU tensor, borrowed in place when the tensor is
 /// contiguous (the backward's inputs usually are), copied otherwise.
-fn with_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> candle_core::Result<R> {
+pub(super) fn with_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> candle_core::Result<R> {
     let (storage, layout) = t.storage_and_layout();
     if let (candle_core::Storage::Cpu(s), Some((a, b))) = (&*storage, layout.contiguous_offsets()) {
         return Ok(f(&s.as_slice::<f32>()?[a..b]));
@@ -269,10 +270,10 @@ impl MlpOp {
         let Some(mut gu) = saved else {
             candle_core::bail!("mlp: backward without a forward, or twice")
         };
-        let d_act = grad.matmul(&self.down)?;
+        let d_act = matmul_w(grad, &self.down)?;
         let (t, i) = d_act.dims2()?;
         with_f32(&d_act, |dy| swiglu_grad_in_place(&mut gu, dy, i))?;
-        Tensor::from_vec(gu, (t, 2 * i), grad.device())?.matmul(&self.gate_up)
+        matmul_w(&Tensor::from_vec(gu, (t, 2 * i), grad.device())?, &self.gate_up)
     }
 }
 

@@ -3,6 +3,8 @@
 
 use super::block_gemv::BlockMatrix;
 use super::config::{Arch, Config};
+use super::fused::with_f32;
+use super::product::{Rhs, product};
 use anyhow::{Context, Result, bail};
 use candle_core::backend::BackendStorage;
 use candle_core::quantized::{GgmlDType, QMatMul, QTensor, gguf_file};
@@ -168,53 +170,29 @@ pub(super) fn matmul_wt(x: &CpuStorage, xl: &Layout, w: &Tensor) -> candle_core:
     }
 }
 
-/// `x·Wᵀ` for row-major `x` [m, k] and `w` [n, k]: row-major [m, n]. Calls the gemm crate
-/// (the kernel candle's matmul calls, on the same threads) directly so that the output is
-/// written once: candle's matmul zero-fills its output first, ~2.5% of a long prefill.
+/// `x·Wᵀ` for row-major `x` [m, k] and `w` [n, k]: row-major [m, n], on candle's thread
+/// count. Calls the gemm crate (the kernel candle's matmul calls) directly, split by columns
+/// ([`product`]), so that the output is written once: candle's matmul zero-fills its output
+/// first, ~2.5% of a long prefill.
 fn gemm_xwt(x: &[f32], w: &[f32], m: usize, k: usize, n: usize) -> Vec<f32> {
     assert!(x.len() == m * k && w.len() == n * k, "matrix sizes disagree");
-    let mut out = Vec::with_capacity(m * n);
-    if m == 0 || n == 0 {
-        return out;
-    }
-    if k == 0 {
-        out.resize(m * n, 0.0);
-        return out;
+    let wt = Rhs { data: w, rs: 1, cs: k };
+    product(x, m, k, wt, n, candle_core::utils::get_num_threads())
+}
+
+/// `g·W` for `g` [m, n] and a frozen CPU matrix `W` [n, k]: the input gradient of `x·Wᵀ`, by
+/// the same column-split product as the forward, read in place where both are contiguous.
+pub(super) fn matmul_w(g: &Tensor, w: &Tensor) -> candle_core::Result<Tensor> {
+    let (m, n) = g.dims2()?;
+    let (wn, k) = w.dims2()?;
+    if wn != n {
+        candle_core::bail!("gradient [{m}, {n}] against weights [{wn}, {k}]")
     }
     let threads = candle_core::utils::get_num_threads();
-    let parallelism = if threads > 1 {
-        gemm::Parallelism::Rayon(threads)
-    } else {
-        gemm::Parallelism::None
-    };
-    // SAFETY: the views lie inside `x`, `w` (lengths asserted) and `out`'s capacity; with
-    // `read_dst` false gemm writes every one of the m·n outputs without reading them, so they
-    // are initialised before `set_len`.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            out.as_mut_ptr(),
-            1,
-            n as isize,
-            false,
-            x.as_ptr(),
-            1,
-            k as isize,
-            w.as_ptr(),
-            k as isize,
-            1,
-            0.0,
-            1.0,
-            false,
-            false,
-            false,
-            parallelism,
-        );
-        out.set_len(m * n);
-    }
-    out
+    let out = with_f32(g, |gv| {
+        with_f32(w, |wv| product(gv, m, n, Rhs { data: wv, rs: k, cs: 1 }, k, threads))
+    })??;
+    Tensor::from_vec(out, (m, k), g.device())
 }
 
 /// `x·Wᵀ` with W frozen: forward is one gemm, backward is `grad·W`.
@@ -230,7 +208,7 @@ impl CustomOp1 for FrozenLinear {
     }
 
     fn bwd(&self, _x: &Tensor, _res: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
-        Ok(Some(grad.matmul(&self.0)?))
+        Ok(Some(matmul_w(grad, &self.0)?))
     }
 }
 
