@@ -15,9 +15,12 @@
 #    the title questions pull away from the target. Not resumed until its recipe changes);
 # 5. the quality dial on HotpotQA 50-99 (runs/eval-qwen-dial-qa.sh, ~50 s a sample; n = 29 in
 #    session 18);
-# 6. Qwen2.5's biography adapter continued on 4-10-person sets (runs/qwen-bio2, ~4-5 h), for
+# 6. (session 22) Qwen2.5's QA adapter with the entries' own questions only, from `mix`
+#    (runs/qwen-qa2, ~2.3 h, teacher outputs committed), ahead of 7. because its teacher outputs
+#    need no regeneration on a fresh machine and it targets the open QA gap;
+# 7. Qwen2.5's biography adapter continued on 4-10-person sets (runs/qwen-bio2, ~4-5 h), for
 #    the open 10-person target;
-# 7. SmolLM2's QA evaluations at n = 50, then its biographies to n = 100 and `full` on the
+# 8. SmolLM2's QA evaluations at n = 50, then its biographies to n = 100 and `full` on the
 #    needles (fidelity), when time is left.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,6 +32,7 @@ smollm2_evals() {
 }
 smollm2_evals 20
 runs/eval-qwen-dial-qa.sh >> runs/eval-qwen-dial-qa.log 2>&1; log "qwen dial on hotpotqa evaluated"
+runs/qwen-qa2/run.sh >> runs/qwen-qa2/train.log 2>&1; log "qwen-qa2 trained"
 runs/qwen-bio2/run.sh >> runs/qwen-bio2/train.log 2>&1; log "qwen-bio2 trained"
 smollm2_evals 50
 BIO_LIMIT=100 FULL_NEEDLES=1 runs/eval-smollm2-bio.sh >> runs/eval-smollm2-bio.log 2>&1
