@@ -17,7 +17,9 @@
 #    session 18);
 # 6. (session 22) Qwen2.5's QA adapter with the entries' own questions only, from `mix`
 #    (runs/qwen-qa2, ~2.3 h, teacher outputs committed), ahead of 7. because its teacher outputs
-#    need no regeneration on a fresh machine and it targets the open QA gap;
+#    need no regeneration on a fresh machine and it targets the open QA gap; stopped at step 6
+#    of 15 when session 22 ended (validation KL 0.898 -> 0.781), then its evaluation
+#    (runs/eval-qwen-qa2.sh: HotpotQA 50-99 and MuSiQue n = 50, 10-person biographies n = 100);
 # 7. Qwen2.5's biography adapter continued on 4-10-person sets (runs/qwen-bio2, ~4-5 h), for
 #    the open 10-person target;
 # 8. SmolLM2's QA evaluations at n = 50, then its biographies to n = 100 and `full` on the
@@ -33,6 +35,7 @@ smollm2_evals() {
 smollm2_evals 20
 runs/eval-qwen-dial-qa.sh >> runs/eval-qwen-dial-qa.log 2>&1; log "qwen dial on hotpotqa evaluated"
 runs/qwen-qa2/run.sh >> runs/qwen-qa2/train.log 2>&1; log "qwen-qa2 trained"
+runs/eval-qwen-qa2.sh >> runs/eval-qwen-qa2.log 2>&1; log "qwen qa2 evaluated"
 runs/qwen-bio2/run.sh >> runs/qwen-bio2/train.log 2>&1; log "qwen-bio2 trained"
 smollm2_evals 50
 BIO_LIMIT=100 FULL_NEEDLES=1 runs/eval-smollm2-bio.sh >> runs/eval-smollm2-bio.log 2>&1
