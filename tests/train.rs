@@ -869,6 +869,11 @@ fn the_best_checkpoint_by_validation_is_kept_and_deterministic() {
         let data = t.prepare_validation().unwrap();
         let again = t.validate(&best, &data).unwrap().first_token_kl;
         assert!((again - low).abs() < 1e-6, "{again} vs {low}");
+        // The plain packets' level on the same samples is in the run folder and the metadata.
+        let plain: ValLine = serde_json::from_slice(&std::fs::read(t.run.val_plain()).unwrap()).unwrap();
+        let none = t.validate(&Adapter::empty(&m).unwrap(), &data).unwrap();
+        assert_eq!((plain.first_token_kl, plain.questions), (none.first_token_kl, 4));
+        assert_eq!(chosen["plain_packets_kl"], none.first_token_kl);
         results.push((at, best.fingerprint().unwrap(), val));
     }
     assert_eq!(results[0], results[1], "same data and seed, same choice");

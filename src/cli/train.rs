@@ -120,7 +120,7 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 1)]
     pub val_every: usize,
     /// Run directory (config.json, checkpoint.safetensors, best.safetensors, log.jsonl,
-    /// val.jsonl, loss.svg): small, so it can be committed and resumed on another machine
+    /// val.jsonl, val_plain.json (plain packets' validation KL, the level to beat), loss.svg): small, so it can be committed and resumed on another machine
     /// (teacher outputs missing there are recomputed).
     #[arg(long)]
     pub run_dir: Option<PathBuf>,

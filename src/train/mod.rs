@@ -143,6 +143,11 @@ impl RunDir {
     pub fn plot(&self) -> PathBuf {
         self.0.join("loss.svg")
     }
+    /// The validation KL of plain packets (no adapter, the `none` method) on the run's
+    /// validation samples: the level an adapter must beat (one [`ValLine`], step 0).
+    pub fn val_plain(&self) -> PathBuf {
+        self.0.join("val_plain.json")
+    }
 }
 
 fn save_checkpoint(run: &RunDir, adapter: &Adapter, state: &State) -> Result<()> {
@@ -352,6 +357,10 @@ impl Trainer<'_> {
             };
             std::fs::write(self.run.log(), b"")?;
             std::fs::write(self.run.val_log(), b"")?;
+            // A fresh run may have new validation samples: its plain-packet level is redone.
+            if self.run.val_plain().exists() {
+                std::fs::remove_file(self.run.val_plain())?;
+            }
             atomic_write(&self.run.config(), &serde_json::to_vec_pretty(cfg)?)?;
             (a, s)
         };
@@ -369,8 +378,10 @@ impl Trainer<'_> {
         let val = self.prepare_validation()?;
         let last = max_steps.map_or(total, |m| (state.step + m).min(total));
         let mut val_log = crate::io::open_jsonl_append(&self.run.val_log())?;
+        let plain = self.plain_validation(&val)?;
+        let plain_kl = plain.as_ref().map(|p| p.first_token_kl);
         if !val.is_empty() && state.step == 0 && state.best.is_none() {
-            self.record_validation(&adapter, &val, &mut state, &mut val_log, total)?;
+            self.record_validation(&adapter, &val, &mut state, &mut val_log, total, plain_kl)?;
         }
         let bar = self.bar(total, "train")?;
         bar.set_position(state.step as u64);
@@ -432,11 +443,12 @@ impl Trainer<'_> {
             };
             crate::io::append_jsonl(&mut log, &line)?;
             if !val.is_empty() && (state.step % cfg.val_every == 0 || state.step == total) {
-                self.record_validation(&adapter, &val, &mut state, &mut val_log, total)?;
+                self.record_validation(&adapter, &val, &mut state, &mut val_log, total, plain_kl)?;
             }
-            let best = state
-                .best
-                .map_or(String::new(), |(s, k)| format!("  best val KL {k:.4} @{s}"));
+            let best = state.best.map_or(String::new(), |(s, k)| {
+                let plain = plain_kl.map_or(String::new(), |p| format!(" (none {p:.4})"));
+                format!("  best val KL {k:.4} @{s}{plain}")
+            });
             bar.set_message(format!(
                 "loss {:.4}  {:.2} samples/s{best}",
                 line.loss, line.samples_per_s
@@ -462,8 +474,26 @@ impl Trainer<'_> {
         Adapter::load(&self.run.best(), Some(self.model))
     }
 
+    /// The validation KL of plain packets, from the run folder or (first time) computed and
+    /// written there; `None` without validation samples.
+    fn plain_validation(&self, val: &Prepared) -> Result<Option<ValLine>> {
+        if val.is_empty() {
+            return Ok(None);
+        }
+        let path = self.run.val_plain();
+        if let Ok(bytes) = std::fs::read(&path) {
+            return Ok(Some(
+                serde_json::from_slice(&bytes).with_context(|| format!("reading {}", path.display()))?,
+            ));
+        }
+        let line = self.validate(&Adapter::empty(self.model)?, val)?;
+        atomic_write(&path, &serde_json::to_vec_pretty(&line)?)?;
+        Ok(Some(line))
+    }
+
     /// Scores `adapter` on the validation samples, logs it, and keeps it as the run's best
-    /// when its KL is strictly below the best so far (ties keep the earlier step).
+    /// when its KL is strictly below the best so far (ties keep the earlier step), with the
+    /// plain packets' KL on the same samples beside it in the metadata.
     fn record_validation(
         &self,
         adapter: &Adapter,
@@ -471,6 +501,7 @@ impl Trainer<'_> {
         state: &mut State,
         log: &mut std::fs::File,
         total: usize,
+        plain_kl: Option<f64>,
     ) -> Result<()> {
         let mut line = self.validate(adapter, val)?;
         line.step = state.step;
@@ -482,6 +513,7 @@ impl Trainer<'_> {
                 "best_step": state.step,
                 "first_token_kl": line.first_token_kl,
                 "questions": line.questions,
+                "plain_packets_kl": plain_kl,
             });
             best.save(&self.run.best())?;
         }
@@ -541,6 +573,14 @@ pub fn plot_log(log: &Path, out: &Path, steps_per_epoch: usize) -> Result<()> {
             "validation first-token KL".to_string(),
             val.iter().map(|v| (v.step as f64, v.first_token_kl)).collect(),
         ));
+        if let Ok(bytes) = std::fs::read(log.with_file_name("val_plain.json")) {
+            let plain: ValLine = serde_json::from_slice(&bytes)?;
+            let ends = [val[0].step, val[val.len() - 1].step];
+            series.push((
+                "validation, plain packets (none)".to_string(),
+                ends.iter().map(|&s| (s as f64, plain.first_token_kl)).collect(),
+            ));
+        }
     }
     crate::plot::line_chart(out, "training loss", "optimizer step", "loss per question", &series)
 }
