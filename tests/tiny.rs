@@ -244,11 +244,13 @@ fn bad_inputs_give_clear_errors() {
     assert!(e.contains("unsupported architecture"), "{e}");
 }
 
+/// Runs the CLI: (success, stdout, stderr).
 fn cli(args: &[&str]) -> (bool, String, String) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kvpacket"))
-        .args(args)
-        .output()
-        .unwrap();
+    cli_with(std::process::Command::new(env!("CARGO_BIN_EXE_kvpacket")).args(args))
+}
+
+fn cli_with(cmd: &mut std::process::Command) -> (bool, String, String) {
+    let out = cmd.output().unwrap();
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).into(),
@@ -325,16 +327,12 @@ fn a_folder_as_current_transformers_writes_it_loads_as_a_chat_model() {
     assert!(e.contains("model_type `mamba`"), "{e}");
 }
 
+/// Runs the CLI with `home` as its KVPACKET_HOME.
 fn cli_in(home: &std::path::Path, args: &[&str]) -> (bool, String, String) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kvpacket"))
-        .args(args)
-        .env("KVPACKET_HOME", home)
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into(),
-        String::from_utf8_lossy(&out.stderr).into(),
+    cli_with(
+        std::process::Command::new(env!("CARGO_BIN_EXE_kvpacket"))
+            .args(args)
+            .env("KVPACKET_HOME", home),
     )
 }
 
