@@ -23,7 +23,21 @@ fn keep_freed_memory_warm() {
     }
 }
 
+/// A closed stdout (`kvpacket adapter show A | head -1`) ends the process quietly, as it does
+/// other Unix tools, instead of a panic inside `println!`: Rust's runtime ignores SIGPIPE, so a
+/// write to a closed pipe returns an error that `println!` turns into a panic. The server keeps
+/// SIGPIPE ignored: a client that hangs up must never end it.
+#[cfg(unix)]
+fn quiet_on_closed_stdout() {
+    if std::env::args().nth(1).as_deref() != Some("serve") {
+        // SAFETY: restores the default action of one signal before any other thread starts.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    }
+}
+
 fn main() {
+    #[cfg(unix)]
+    quiet_on_closed_stdout();
     keep_freed_memory_warm();
     if let Err(e) = kvpacket::cli::run() {
         // One line: candle errors may carry a backtrace after their message.

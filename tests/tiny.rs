@@ -480,3 +480,33 @@ fn every_row_of_the_robustness_table() {
     assert!(ok, "{err}");
     assert!(fresh.join("packets").is_dir());
 }
+
+#[cfg(unix)]
+#[test]
+fn a_closed_stdout_ends_the_cli_quietly_without_a_panic() {
+    // `kvpacket tokenize … | head -1`: the reader goes away. The output (token ids of a long
+    // prompt) is larger than a pipe's buffer, so the CLI writes into the closed pipe whatever
+    // the timing.
+    use std::os::unix::process::ExitStatusExt;
+    let (_, model_dir) = tiny(TinySpec::default(), "closed-stdout-model");
+    let prompt = model_dir.join("long-prompt.txt");
+    std::fs::write(&prompt, "the quick brown fox jumps ".repeat(20_000)).unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_kvpacket"))
+        .args([
+            "tokenize",
+            "--model",
+            model_dir.to_str().unwrap(),
+            "--raw",
+            "--prompt-file",
+        ])
+        .arg(&prompt)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(out.status.signal(), Some(libc::SIGPIPE), "{:?}: {err}", out.status);
+}
