@@ -20,8 +20,12 @@
 #    need no regeneration on a fresh machine and it targets the open QA gap; stopped at step 6
 #    of 15 when session 22 ended (validation KL 0.898 -> 0.781), then its evaluation
 #    (runs/eval-qwen-qa2.sh: HotpotQA 50-99 and MuSiQue n = 50, 10-person biographies n = 100);
+#    Session 23: its step-6 checkpoint on HotpotQA 50-99 (n = 50) read first-token KL 0.83
+#    against none's 0.77 and mix's 0.86 (fidelity +0.04 [-0.06, +0.15] against none) while its
+#    validation KL sat flat (0.781 at step 6, 0.782 at step 8; none 0.891 on the same
+#    questions): it was stopped at step 8 and moved behind 7.;
 # 7. Qwen2.5's biography adapter continued on 4-10-person sets (runs/qwen-bio2, ~4-5 h), for
-#    the open 10-person target;
+#    the open 10-person target (first since session 23);
 # 8. SmolLM2's QA evaluations at n = 50, then its biographies to n = 100 and `full` on the
 #    needles (fidelity), when time is left.
 set -euo pipefail
@@ -34,9 +38,9 @@ smollm2_evals() {
 }
 smollm2_evals 20
 runs/eval-qwen-dial-qa.sh >> runs/eval-qwen-dial-qa.log 2>&1; log "qwen dial on hotpotqa evaluated"
+runs/qwen-bio2/run.sh >> runs/qwen-bio2/train.log 2>&1; log "qwen-bio2 trained"
 runs/qwen-qa2/run.sh >> runs/qwen-qa2/train.log 2>&1; log "qwen-qa2 trained"
 runs/eval-qwen-qa2.sh >> runs/eval-qwen-qa2.log 2>&1; log "qwen qa2 evaluated"
-runs/qwen-bio2/run.sh >> runs/qwen-bio2/train.log 2>&1; log "qwen-bio2 trained"
 smollm2_evals 50
 BIO_LIMIT=100 FULL_NEEDLES=1 runs/eval-smollm2-bio.sh >> runs/eval-smollm2-bio.log 2>&1
 log "smollm2 adapters evaluated (n = 100, full on needles)"
