@@ -304,7 +304,14 @@ fn the_students_first_step_equals_composed_packets_with_the_adapter() {
 }
 
 fn first_step_equals_composed_packets(m: &Model, dir: &std::path::Path) {
-    let adapter = Adapter::fresh(m, 2, 3, &AdapterInit::Random, 4).unwrap();
+    // 2+3 soft tokens, and a trailer alone (0+3: the document rows stay plain packets').
+    for (nh, nt) in [(2, 3), (0, 3)] {
+        let adapter = Adapter::fresh(m, nh, nt, &AdapterInit::Random, 4).unwrap();
+        first_step_equals_composed_packets_with(m, dir, &adapter);
+    }
+}
+
+fn first_step_equals_composed_packets_with(m: &Model, dir: &std::path::Path, adapter: &Adapter) {
     let docs: Vec<kvpacket::data::Document> = ["first doc here", "a second, longer document", "third"]
         .iter()
         .map(|t| kvpacket::data::Document {
@@ -346,7 +353,7 @@ fn first_step_equals_composed_packets(m: &Model, dir: &std::path::Path) {
     for freeze_header in [false, true] {
         let student = student_grad(
             m,
-            &adapter,
+            adapter,
             &sample,
             std::slice::from_ref(&uniform),
             mode(false, freeze_header),
@@ -356,7 +363,9 @@ fn first_step_equals_composed_packets(m: &Model, dir: &std::path::Path) {
         let (err, effect) = ((student - with_adapter).abs(), (with_adapter - without).abs());
         assert!(
             err < 1e-4 * with_adapter && effect > 100.0 * err,
-            "student {student} vs composed {with_adapter} (none: {without}; frozen header: {freeze_header})"
+            "student {student} vs composed {with_adapter} (none: {without}; frozen header: {freeze_header}; {}+{} rows)",
+            adapter.meta.n_header,
+            adapter.meta.n_trailer
         );
     }
 }
