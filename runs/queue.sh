@@ -25,7 +25,12 @@
 #    validation KL sat flat (0.781 at step 6, 0.782 at step 8; none 0.891 on the same
 #    questions): it was stopped at step 8 and moved behind 7.;
 # 7. Qwen2.5's biography adapter continued on 4-10-person sets (runs/qwen-bio2, ~4-5 h), for
-#    the open 10-person target (first since session 23);
+#    the open 10-person target. Session 23 ran 11 of its 64 steps (~1.5 min a step): validation
+#    KL 0.815 (`bio`, step 0; plain packets 1.442) -> 0.862 (step 4) -> 0.850 (step 8), worse
+#    than its start at LR 1e-3; moved behind 6b.;
+# 6b. (session 23, first) Qwen2.5's trailer-only QA adapter (runs/qwen-qa-trailer: no header,
+#    mix's trailer as the start, qwen-qa2's entries and teacher outputs), then its evaluation
+#    (runs/eval-qwen-run.sh qwen-qa-trailer qa-trailer);
 # 8. SmolLM2's QA evaluations at n = 50, then its biographies to n = 100 and `full` on the
 #    needles (fidelity), when time is left.
 set -euo pipefail
@@ -38,6 +43,8 @@ smollm2_evals() {
 }
 smollm2_evals 20
 runs/eval-qwen-dial-qa.sh >> runs/eval-qwen-dial-qa.log 2>&1; log "qwen dial on hotpotqa evaluated"
+runs/qwen-qa-trailer/run.sh >> runs/qwen-qa-trailer/train.log 2>&1; log "qwen-qa-trailer trained"
+runs/eval-qwen-run.sh qwen-qa-trailer qa-trailer >> runs/eval-qwen-qa-trailer.log 2>&1; log "qwen qa-trailer evaluated"
 runs/qwen-bio2/run.sh >> runs/qwen-bio2/train.log 2>&1; log "qwen-bio2 trained"
 runs/qwen-qa2/run.sh >> runs/qwen-qa2/train.log 2>&1; log "qwen-qa2 trained"
 runs/eval-qwen-qa2.sh >> runs/eval-qwen-qa2.log 2>&1; log "qwen qa2 evaluated"
