@@ -27,12 +27,17 @@
 # 7. Qwen2.5's biography adapter continued on 4-10-person sets (runs/qwen-bio2, ~4-5 h), for
 #    the open 10-person target. Session 23 ran 11 of its 64 steps (~1.5 min a step): validation
 #    KL 0.815 (`bio`, step 0; plain packets 1.442) -> 0.862 (step 4) -> 0.850 (step 8), worse
-#    than its start at LR 1e-3; moved behind 6b.;
-# 6b. (session 23, first) Qwen2.5's trailer-only QA adapter (runs/qwen-qa-trailer: no header,
-#    mix's trailer as the start, qwen-qa2's entries and teacher outputs), then its evaluation
-#    (runs/eval-qwen-run.sh qwen-qa-trailer qa-trailer);
+#    than its start at LR 1e-3; superseded by 6c. and not resumed;
+# 6b. (session 23, stopped at step 2, not resumed) Qwen2.5's trailer-only QA adapter
+#    (runs/qwen-qa-trailer): its validation rose 0.824 -> 0.845, and its start (mix's trailer
+#    alone), 7% below plain packets on that validation, was 18% above them in first-token KL on
+#    HotpotQA 50-99 (n = 50): the 15 QA validation questions do not predict held-out HotpotQA;
+# 6c. (session 23, first) `mix` continued on qwen-bio2's biography sets at LR 3e-4
+#    (runs/qwen-bio3), then its evaluation (runs/eval-qwen-run.sh qwen-bio3 bio3: HotpotQA,
+#    MuSiQue, 10-person biographies) as the next candidate for Qwen2.5's default;
 # 8. SmolLM2's QA evaluations at n = 50, then its biographies to n = 100 and `full` on the
-#    needles (fidelity), when time is left.
+#    needles (fidelity), when time is left; then qwen-qa2's last 7 steps (low priority: flat
+#    validation, step 6 level with plain packets on HotpotQA).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 log() { echo "[$(date +%H:%M:%S)] $*"; }
@@ -43,11 +48,10 @@ smollm2_evals() {
 }
 smollm2_evals 20
 runs/eval-qwen-dial-qa.sh >> runs/eval-qwen-dial-qa.log 2>&1; log "qwen dial on hotpotqa evaluated"
-runs/qwen-qa-trailer/run.sh >> runs/qwen-qa-trailer/train.log 2>&1; log "qwen-qa-trailer trained"
-runs/eval-qwen-run.sh qwen-qa-trailer qa-trailer >> runs/eval-qwen-qa-trailer.log 2>&1; log "qwen qa-trailer evaluated"
-runs/qwen-bio2/run.sh >> runs/qwen-bio2/train.log 2>&1; log "qwen-bio2 trained"
-runs/qwen-qa2/run.sh >> runs/qwen-qa2/train.log 2>&1; log "qwen-qa2 trained"
-runs/eval-qwen-qa2.sh >> runs/eval-qwen-qa2.log 2>&1; log "qwen qa2 evaluated"
+runs/qwen-bio3/run.sh >> runs/qwen-bio3/train.log 2>&1; log "qwen-bio3 trained"
+runs/eval-qwen-run.sh qwen-bio3 bio3 >> runs/eval-qwen-bio3.log 2>&1; log "qwen bio3 evaluated"
 smollm2_evals 50
 BIO_LIMIT=100 FULL_NEEDLES=1 runs/eval-smollm2-bio.sh >> runs/eval-smollm2-bio.log 2>&1
 log "smollm2 adapters evaluated (n = 100, full on needles)"
+runs/qwen-qa2/run.sh >> runs/qwen-qa2/train.log 2>&1; log "qwen-qa2 trained"
+runs/eval-qwen-qa2.sh >> runs/eval-qwen-qa2.log 2>&1; log "qwen qa2 evaluated"
