@@ -265,6 +265,8 @@ fn smollm2_top_k_kl_is_close_to_the_exact_kl() {
         distractors: false,
         lowercase_docs: false,
         title_questions: false,
+        holdout_every: 0,
+        val_files: Vec::new(),
         chunk_stride: 0,
         seed: 1,
     };

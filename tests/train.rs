@@ -88,6 +88,8 @@ fn config(name: &str, batch: usize, epochs: usize) -> TrainConfig {
             distractors: false,
             lowercase_docs: false,
             title_questions: false,
+            holdout_every: 0,
+            val_files: Vec::new(),
             chunk_stride: 0,
             seed: 3,
         },
@@ -419,6 +421,8 @@ fn text_init_is_token_embeddings_and_chunked_samples_are_windows() {
         distractors: false,
         lowercase_docs: false,
         title_questions: false,
+        holdout_every: 0,
+        val_files: Vec::new(),
         chunk_stride: 0,
         seed: 1,
     };
@@ -769,6 +773,49 @@ fn title_questions_ask_about_the_samples_own_paragraphs_in_training_draws_only()
     for s in draw_samples(&m, &spec, Split::Validation, 2).unwrap() {
         assert_eq!(s.tasks.len(), 1);
     }
+}
+
+#[test]
+fn validation_can_come_from_one_file_with_more_entries_held_out() {
+    // `--val-data A --holdout-every 5`: every 5th entry of A validates and never trains; B
+    // holds nothing out.
+    let m = model();
+    let a = qa_file("val-a", 20, 1, |i, _| format!("a {i}"), |_, _| false);
+    let b = qa_file("val-b", 20, 1, |i, _| format!("b {i}"), |_, _| false);
+    let spec = SampleSpec {
+        files: vec![a.clone(), b.clone()],
+        count: 36,
+        generic_task_prob: 0.0,
+        holdout_every: 5,
+        val_files: vec![a.clone()],
+        ..config("val-files", 1, 1).samples
+    };
+    let drawn = |split| -> std::collections::BTreeSet<String> {
+        draw_samples(&m, &spec, split, 36)
+            .unwrap()
+            .iter()
+            .map(|s| s.docs[0].title.clone())
+            .collect()
+    };
+    let held: std::collections::BTreeSet<String> = [4, 9, 14, 19].iter().map(|i| format!("a {i}")).collect();
+    assert_eq!(drawn(Split::Validation), held);
+    let train = drawn(Split::Train);
+    assert_eq!(train.len(), 36, "16 entries of A and all 20 of B");
+    assert!(train.is_disjoint(&held));
+    // A validation file must be one of the data files, and one entry in one cannot be the rule.
+    let foreign = SampleSpec {
+        val_files: vec!["elsewhere.json".into()],
+        ..spec.clone()
+    };
+    let err = draw_samples(&m, &foreign, Split::Validation, 1)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("not among the training data files"), "{err}");
+    let all = SampleSpec {
+        holdout_every: 1,
+        ..spec.clone()
+    };
+    assert!(draw_samples(&m, &all, Split::Train, 1).is_err());
 }
 
 #[test]

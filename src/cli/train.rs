@@ -71,6 +71,14 @@ pub struct TrainArgs {
     /// more questions per document pass, from the data's structure, never its answers.
     #[arg(long)]
     pub title_questions: bool,
+    /// Every this many entries of a validation data file, the last one is held out for
+    /// validation (default 10).
+    #[arg(long)]
+    pub holdout_every: Option<usize>,
+    /// Validation draws from this data file only (one of --data; repeatable). The other
+    /// files then hold nothing out. Default: every data file.
+    #[arg(long = "val-data")]
+    pub val_data: Vec<PathBuf>,
     #[command(flatten)]
     pub init: super::adapter::InitArgs,
     #[arg(long, default_value_t = 8)]
@@ -178,6 +186,8 @@ pub fn run(a: TrainArgs) -> Result<()> {
             distractors: a.distractors,
             lowercase_docs: a.lowercase_docs,
             title_questions: a.title_questions,
+            holdout_every: a.holdout_every.unwrap_or(0),
+            val_files: a.val_data.clone(),
             seed: a.seed,
         },
         init: a.init.to_init()?,

@@ -104,6 +104,14 @@ pub struct SampleSpec {
     /// the best checkpoint is picked on the task itself.
     #[serde(default)]
     pub title_questions: bool,
+    /// Every this many entries of a data file, the last one is held out for validation (0, and
+    /// absent in older configs: [`VALIDATION_EVERY`]).
+    #[serde(default)]
+    pub holdout_every: usize,
+    /// The data files validation draws from, among `files`; the others hold nothing out and
+    /// train on every entry (empty, and absent in older configs: all of them).
+    #[serde(default)]
+    pub val_files: Vec<PathBuf>,
     pub seed: u64,
 }
 
@@ -210,7 +218,21 @@ fn keep_paragraphs(ctxs: &[Document], max: usize, rng: &mut StdRng) -> Vec<usize
 }
 
 impl SampleSpec {
+    /// Every this many entries of a validation file, the last one is held out.
+    fn every(&self) -> usize {
+        match self.holdout_every {
+            0 => VALIDATION_EVERY,
+            n => n,
+        }
+    }
+
     fn check(&self) -> Result<()> {
+        if self.holdout_every == 1 {
+            bail!("holding out every entry leaves nothing to train on (use 2 or more)");
+        }
+        if let Some(f) = self.val_files.iter().find(|f| !self.files.contains(f)) {
+            bail!("validation file {} is not among the training data files", f.display());
+        }
         if self.chunk_stride > 0 && (self.chunk_tokens == 0 || self.chunk_stride > self.chunk_tokens) {
             bail!(
                 "a window stride of {} needs windows of at least that many tokens (got {}); a larger stride would skip text",
@@ -261,8 +283,10 @@ impl SampleSpec {
             });
             let (_, loaded) = load_dataset(&name, usize::MAX, seed)?;
             let synthetic = name.starts_with("synth:");
+            let every = self.every();
+            let holds_out = self.val_files.is_empty() || self.val_files.contains(f);
             for (i, mut s) in loaded.into_iter().enumerate() {
-                let validation = i % VALIDATION_EVERY == VALIDATION_EVERY - 1;
+                let validation = holds_out && i % every == every - 1;
                 if synthetic || !validation {
                     train_entries += 1;
                 }
@@ -299,7 +323,8 @@ impl SampleSpec {
             match split {
                 Split::Train => bail!("no entries with documents in the training data"),
                 Split::Validation => bail!(
-                    "no validation entries: every {VALIDATION_EVERY}th entry of a data file is held out for validation, so a file needs at least {VALIDATION_EVERY}"
+                    "no validation entries: every {n}th entry of a validation data file is held out, so such a file needs at least {n}",
+                    n = self.every()
                 ),
             }
         }
