@@ -128,8 +128,9 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 1)]
     pub val_every: usize,
     /// Run directory (config.json, checkpoint.safetensors, best.safetensors, log.jsonl,
-    /// val.jsonl, val_plain.json (plain packets' validation KL, the level to beat), loss.svg): small, so it can be committed and resumed on another machine
-    /// (teacher outputs missing there are recomputed).
+    /// val.jsonl, val_plain.json with plain packets' validation KL, loss.svg): small, so it can
+    /// be committed and resumed on another machine (teacher outputs missing there are
+    /// recomputed).
     #[arg(long)]
     pub run_dir: Option<PathBuf>,
     /// Where to write the trained adapter.

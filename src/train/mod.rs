@@ -481,10 +481,8 @@ impl Trainer<'_> {
             return Ok(None);
         }
         let path = self.run.val_plain();
-        if let Ok(bytes) = std::fs::read(&path) {
-            return Ok(Some(
-                serde_json::from_slice(&bytes).with_context(|| format!("reading {}", path.display()))?,
-            ));
+        if let Some(line) = read_val_plain(&path)? {
+            return Ok(Some(line));
         }
         let line = self.validate(&Adapter::empty(self.model)?, val)?;
         atomic_write(&path, &serde_json::to_vec_pretty(&line)?)?;
@@ -524,6 +522,17 @@ impl Trainer<'_> {
 /// Reads a training log.
 pub fn read_log(path: &Path) -> Result<Vec<LogLine>> {
     crate::io::read_jsonl(path)
+}
+
+/// A run's plain-packet validation level ([`RunDir::val_plain`]); `None` when not written yet.
+fn read_val_plain(path: &Path) -> Result<Option<ValLine>> {
+    match std::fs::read(path) {
+        Ok(bytes) => Ok(Some(
+            serde_json::from_slice(&bytes).with_context(|| format!("reading {}", path.display()))?,
+        )),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+    }
 }
 
 /// Drops log lines after `step` (steps redone after a resume).
@@ -573,8 +582,8 @@ pub fn plot_log(log: &Path, out: &Path, steps_per_epoch: usize) -> Result<()> {
             "validation first-token KL".to_string(),
             val.iter().map(|v| (v.step as f64, v.first_token_kl)).collect(),
         ));
-        if let Ok(bytes) = std::fs::read(log.with_file_name("val_plain.json")) {
-            let plain: ValLine = serde_json::from_slice(&bytes)?;
+        if let Some(plain) = read_val_plain(&RunDir(log.parent().unwrap_or(Path::new(".")).to_path_buf()).val_plain())?
+        {
             let ends = [val[0].step, val[val.len() - 1].step];
             series.push((
                 "validation, plain packets (none)".to_string(),
