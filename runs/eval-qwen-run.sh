@@ -3,14 +3,16 @@
 # runs/RUN/adapter.safetensors (the best checkpoint by validation) to
 # adapters/qwen2.5-0.5b/NAME.safetensors, then evaluates `kvpacket=NAME` against the `full`,
 # `none` and `mix` rows already in docs/results/issue15/qwen2.5-0.5b/results.jsonl, on issue 15's
-# acceptance sets: HotpotQA entries 50-99 (held out of every training run), MuSiQue (musique_s,
-# n = 50) and 10-person biographies (n = 100). Resumable: eval skips the rows already written.
+# acceptance sets, biographies first (what the biography runs train for): 10- and 5-person
+# biographies (n = 100 each), HotpotQA entries 50-99 (held out of every training run) and MuSiQue
+# (musique_s, n = 50). Resumable: eval skips the rows already written.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 run=$1 name=$2
 [ -f runs/$run/adapter.safetensors ] || { echo "runs/$run has not finished"; exit 1; }
 [ -f adapters/qwen2.5-0.5b/$name.safetensors ] || cp runs/$run/adapter.safetensors adapters/qwen2.5-0.5b/$name.safetensors
 kv() { ./target/release/kvpacket eval --model qwen2.5-0.5b --out docs/results/issue15/qwen2.5-0.5b "$@"; }
+kv --data synth:biography:10 --methods kvpacket=$name --limit 100
+kv --data synth:biography:5 --methods kvpacket=$name --limit 100
 kv --data "../shared/data/hotpotqa_train100.json#50..100" --methods kvpacket=$name --limit 50
 kv --data ../shared/data/musique_s.json --methods kvpacket=$name --limit 50
-kv --data synth:biography:10 --methods kvpacket=$name --limit 100
