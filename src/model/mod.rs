@@ -12,7 +12,6 @@ pub mod fused;
 pub mod generate;
 pub mod kv;
 pub mod mask;
-pub mod packed_gemm;
 pub mod product;
 pub mod qkv_attention;
 pub mod rope;

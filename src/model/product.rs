@@ -1,7 +1,6 @@
-//! The f32 products of the dense projections (`x·Wᵀ` forward, `g·W` backward), split by columns
-//! among the threads: each thread runs one single-threaded gemm over its own columns of the
-//! output, on this crate's packed AVX-512 kernel where the CPU has AVX-512 F
-//! (`super::packed_gemm`), on the gemm crate's (candle's own matmul kernel) elsewhere.
+//! The f32 products of the dense projections (`x·Wᵀ` forward, `g·W` backward) on the gemm crate
+//! (candle's own matmul kernel), split by columns among the threads: each thread runs one
+//! single-threaded gemm over its own columns of the output.
 //!
 //! Why not the crate's own threading (`Parallelism::Rayon`): on a 2-core AVX-512 Xeon the split
 //! ran the models' projections 1.03-1.45× faster (`cargo bench --bench kernels`, each way three
@@ -32,45 +31,9 @@ impl Out {
     }
 }
 
-/// The single-threaded kernel each thread of a product runs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Kernel {
-    /// The gemm crate's micro-kernels (AVX2 or AVX-512, picked by the crate at run time).
-    GemmCrate,
-    /// `super::packed_gemm` (AVX-512 F only).
-    Packed,
-}
-
-impl Kernel {
-    /// The faster kernel this CPU runs for a left operand of `m` rows: `Packed` where AVX-512 F
-    /// is present, except for a single row (the gemm crate's matrix-vector path is ~3× faster
-    /// there than packing the whole right operand for one row; 2 rows and more favour packing).
-    /// `KVPACKET_GEMM=crate` in the environment keeps the gemm crate everywhere (an A/B of the
-    /// two kernels with one binary, e.g. `kvpacket bench fwd-bwd`).
-    pub fn best(m: usize) -> Self {
-        static CRATE_ONLY: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-        let crate_only = *CRATE_ONLY.get_or_init(|| std::env::var("KVPACKET_GEMM").is_ok_and(|v| v == "crate"));
-        if m > 1 && !crate_only && super::packed_gemm::available() {
-            Self::Packed
-        } else {
-            Self::GemmCrate
-        }
-    }
-}
-
 /// `a·b` for row-major `a` [m, k] and `b` [k, n]: a new row-major [m, n], on up to `threads`
-/// threads, with `Kernel::best(m)`. Panics if `a` or `b` is too small for the shape.
+/// threads. Panics if `a` or `b` is too small for the shape.
 pub fn product(a: &[f32], m: usize, k: usize, b: Rhs, n: usize, threads: usize) -> Vec<f32> {
-    product_on(Kernel::best(m), a, m, k, b, n, threads)
-}
-
-/// `product` on a chosen kernel (the benchmark compares them). Panics if `a` or `b` is too small
-/// for the shape, or if `kernel` is `Packed` on a CPU without AVX-512 F.
-pub fn product_on(kernel: Kernel, a: &[f32], m: usize, k: usize, b: Rhs, n: usize, threads: usize) -> Vec<f32> {
-    assert!(
-        kernel == Kernel::GemmCrate || super::packed_gemm::available(),
-        "the packed kernel needs AVX-512 F"
-    );
     assert!(a.len() >= m * k, "left operand too small");
     assert!(
         k == 0 || n == 0 || (k - 1) * b.rs + (n - 1) * b.cs < b.data.len(),
@@ -88,25 +51,7 @@ pub fn product_on(kernel: Kernel, a: &[f32], m: usize, k: usize, b: Rhs, n: usiz
         let (j0, j1) = (cols(t), cols(t + 1));
         // SAFETY: rows of `a` and columns j0..j1 of `b` lie in their slices (asserted above);
         // this thread writes columns j0..j1 of every row of `out`'s capacity, no other thread
-        // does, and nothing reads them (`read_dst` false; the packed kernel never reads its
-        // output's first depth block); the packed kernel runs only where AVX-512 F is (asserted).
-        #[cfg(target_arch = "x86_64")]
-        if kernel == Kernel::Packed {
-            let lhs = super::packed_gemm::Strided {
-                ptr: a.as_ptr(),
-                rs: k,
-                cs: 1,
-            };
-            let rhs = super::packed_gemm::Strided {
-                ptr: b.data.as_ptr().wrapping_add(j0 * b.cs),
-                rs: b.rs,
-                cs: b.cs,
-            };
-            if j1 > j0 {
-                unsafe { super::packed_gemm::gemm(m, j1 - j0, k, lhs, rhs, dst.at(j0), n) };
-            }
-            return;
-        }
+        // does, and nothing reads them (`read_dst` false).
         unsafe {
             gemm::gemm(
                 m,
@@ -180,9 +125,8 @@ mod tests {
                     cs: k,
                 },
             ] {
-                let kernels = [Kernel::GemmCrate, Kernel::best(m.max(2))];
-                for (threads, kernel) in [1, 2, 3, 64].into_iter().flat_map(|t| kernels.map(|x| (t, x))) {
-                    let got = product_on(kernel, &a, m, k, b, n, threads);
+                for threads in [1, 2, 3, 64] {
+                    let got = product(&a, m, k, b, n, threads);
                     assert_eq!(got.len(), m * n);
                     for (g, w) in got.iter().zip(&want) {
                         assert!(
