@@ -4,8 +4,9 @@
 # adapters/qwen2.5-0.5b/NAME.safetensors, then evaluates `kvpacket=NAME` against the `full`,
 # `none` and `mix` rows already in docs/results/issue15/qwen2.5-0.5b/results.jsonl, on issue 15's
 # acceptance sets, biographies first (what the biography runs train for): 10- and 5-person
-# biographies (n = 100 each), HotpotQA entries 50-99 (held out of every training run) and MuSiQue
-# (musique_s, n = 50). Resumable: eval skips the rows already written.
+# biographies (n = 100 each), HotpotQA entries 50-99 (held out of every training run), MuSiQue
+# (musique_s, n = 50) and 10-person biographies in wording no training used (n = 60).
+# Resumable: eval skips the rows already written.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 run=$1 name=$2
@@ -16,3 +17,4 @@ kv --data synth:biography:10 --methods kvpacket=$name --limit 100
 kv --data synth:biography:5 --methods kvpacket=$name --limit 100
 kv --data "../shared/data/hotpotqa_train100.json#50..100" --methods kvpacket=$name --limit 50
 kv --data ../shared/data/musique_s.json --methods kvpacket=$name --limit 50
+kv --data synth:biography-heldout:10 --methods kvpacket=$name --limit 60

@@ -35,8 +35,10 @@
 # 6c. (session 23, first) `mix` continued on qwen-bio2's biography sets at LR 3e-4
 #    (runs/qwen-bio3), then its evaluation (runs/eval-qwen-run.sh qwen-bio3 bio3: HotpotQA,
 #    MuSiQue, 10-person biographies) as the next candidate for Qwen2.5's default;
-#    session 24: biographies first (10 and 5 people), and `mix` (the default, never measured on
-#    5 people) on the 5-person set;
+#    session 24: biographies first (10 and 5 people), held-out wording last; bio3 reached 0.70x full's gold F1 on 10 people (51% of the
+#    gap; mix 32%) and 0.91x on 5 (78%);
+# 6d. (session 24) bio3 continued on new sets (runs/qwen-bio4: seed 3, LR 2e-4, 32 steps; ~35
+#    min of teacher outputs, then ~1.5 h), then its evaluation, for the 10-person target;
 # 8. SmolLM2's QA evaluations at n = 50, then its biographies to n = 100 and `full` on the
 #    needles (fidelity), when time is left; then qwen-qa2's last 7 steps (low priority: flat
 #    validation, step 6 level with plain packets on HotpotQA).
@@ -52,9 +54,8 @@ smollm2_evals 20
 runs/eval-qwen-dial-qa.sh >> runs/eval-qwen-dial-qa.log 2>&1; log "qwen dial on hotpotqa evaluated"
 runs/qwen-bio3/run.sh >> runs/qwen-bio3/train.log 2>&1; log "qwen-bio3 trained"
 runs/eval-qwen-run.sh qwen-bio3 bio3 >> runs/eval-qwen-bio3.log 2>&1; log "qwen bio3 evaluated"
-./target/release/kvpacket eval --model qwen2.5-0.5b --out docs/results/issue15/qwen2.5-0.5b \
-  --data synth:biography:5 --methods kvpacket=mix --limit 100 >> runs/eval-qwen-bio3.log 2>&1
-log "qwen mix (the default) evaluated on 5-person biographies"
+runs/qwen-bio4/run.sh >> runs/qwen-bio4/train.log 2>&1; log "qwen-bio4 trained"
+runs/eval-qwen-run.sh qwen-bio4 bio4 >> runs/eval-qwen-bio4.log 2>&1; log "qwen bio4 evaluated"
 smollm2_evals 50
 BIO_LIMIT=100 FULL_NEEDLES=1 runs/eval-smollm2-bio.sh >> runs/eval-smollm2-bio.log 2>&1
 log "smollm2 adapters evaluated (n = 100, full on needles)"
