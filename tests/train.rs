@@ -400,7 +400,17 @@ fn text_init_is_token_embeddings_and_chunked_samples_are_windows() {
     };
     let b = Adapter::fresh(&m, 5, 3, &from, 9).unwrap();
     assert_eq!(b.fingerprint().unwrap(), a.fingerprint().unwrap());
-    assert!(Adapter::fresh(&m, 4, 3, &from, 0).is_err(), "row counts must match");
+    assert!(Adapter::fresh(&m, 4, 3, &from, 0).is_err(), "a part cannot shrink");
+    // A part may grow: the file's rows first, then copies of them in order.
+    let wide = Adapter::fresh(&m, 5, 7, &from, 0).unwrap();
+    assert_eq!(
+        wide.header.to_vec2::<f32>().unwrap(),
+        a.header.to_vec2::<f32>().unwrap()
+    );
+    let t = a.trailer.to_vec2::<f32>().unwrap();
+    let want: Vec<Vec<f32>> = (0..7).map(|i| t[i % 3].clone()).collect();
+    assert_eq!(wide.trailer.to_vec2::<f32>().unwrap(), want);
+    assert_eq!((wide.meta.n_header, wide.meta.n_trailer), (5, 7));
     Adapter::fresh(&m, 5, 3, &AdapterInit::Random, 1)
         .unwrap()
         .save(&file)

@@ -33,8 +33,10 @@ pub enum AdapterInit {
     /// The token embeddings of a header text and a trailer text, each repeated or cut to
     /// fill N_h / N_t rows: a real-text start, like prompt tuning's vocabulary init.
     Text { header: String, trailer: String },
-    /// The values of an existing adapter file (continued training); its N_h / N_t and model
-    /// must match. `fingerprint` records which values that file held when training began.
+    /// The values of an existing adapter file (continued training); its model must match. Its
+    /// N_h / N_t are kept or grown: a part asked larger than the file's (non-empty) one gets
+    /// the file's rows followed by copies of them, cyclically, so the trained rows keep their
+    /// positions. `fingerprint` records which values that file held when training began.
     File { path: String, fingerprint: String },
 }
 
@@ -109,22 +111,26 @@ impl Adapter {
             AdapterInit::Random => Self::init(model, n_header, n_trailer, seed),
             AdapterInit::Text { header, trailer } => Self::from_text(model, n_header, n_trailer, header, trailer),
             AdapterInit::File { path, fingerprint } => {
-                let a = Self::load(Path::new(path), Some(model))?;
-                if (a.meta.n_header, a.meta.n_trailer) != (n_header, n_trailer) {
-                    bail!(
-                        "{path} has {}+{} header/trailer rows but {n_header}+{n_trailer} were asked for",
-                        a.meta.n_header,
-                        a.meta.n_trailer
-                    );
-                }
+                let mut a = Self::load(Path::new(path), Some(model))?;
                 if &a.fingerprint()? != fingerprint {
                     bail!(
                         "{path} changed since this run started (fingerprint {})",
                         short(fingerprint)
                     );
                 }
-                let mut a = a;
-                a.meta.made_by = serde_json::json!({"kind": "init", "from": path, "fingerprint": fingerprint});
+                let (h, t) = (a.meta.n_header, a.meta.n_trailer);
+                let grows = |have: usize, want: usize| want == have || (have > 0 && want > have);
+                if !grows(h, n_header) || !grows(t, n_trailer) {
+                    bail!(
+                        "{path} has {h}+{t} header/trailer rows; {n_header}+{n_trailer} were asked for (a part can only keep its size or grow from a non-empty start)"
+                    );
+                }
+                a.header = repeat_rows(&a.header, n_header)?;
+                a.trailer = repeat_rows(&a.trailer, n_trailer)?;
+                a.meta.n_header = n_header;
+                a.meta.n_trailer = n_trailer;
+                a.meta.made_by =
+                    serde_json::json!({"kind": "init", "from": path, "fingerprint": fingerprint, "from_rows": [h, t]});
                 Ok(a)
             }
         }
@@ -352,6 +358,20 @@ pub fn provenance(meta: &AdapterMeta) -> String {
         m["wall_time_s"].as_f64().unwrap_or(0.0) / 3600.0,
         m["threads"],
     )
+}
+
+/// `rows` extended to `n` rows by repeating its rows cyclically after them (unchanged when it
+/// already has `n`). Errors when it has none and `n` > 0.
+fn repeat_rows(rows: &Tensor, n: usize) -> Result<Tensor> {
+    let have = rows.dim(0)?;
+    if have == n {
+        return Ok(rows.clone());
+    }
+    if have == 0 {
+        bail!("no rows to repeat into {n}");
+    }
+    let idx: Vec<u32> = (0..n).map(|i| (i % have) as u32).collect();
+    Ok(rows.index_select(&Tensor::new(idx.as_slice(), &Device::Cpu)?, 0)?)
 }
 
 /// The first 12 hex digits of a fingerprint, for messages.

@@ -27,6 +27,8 @@ pub struct InitArgs {
     #[arg(long, default_value = TRAILER_TEXT)]
     pub trailer_text: String,
     /// Start from this adapter file's values instead (continue training a trained adapter).
+    /// --header / --trailer may be larger than the file's: the added rows start as copies of
+    /// its rows, after them.
     #[arg(long, conflicts_with = "init")]
     pub init_from: Option<PathBuf>,
 }
