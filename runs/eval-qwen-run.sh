@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Evaluates a finished Qwen2.5 training run's adapter: `runs/eval-qwen-run.sh RUN NAME` copies
-# runs/RUN/adapter.safetensors (the best checkpoint by validation) to
+# Evaluates a Qwen2.5 training run's adapter: `runs/eval-qwen-run.sh RUN NAME` copies
+# runs/RUN/adapter.safetensors (the best checkpoint by validation; best.safetensors, the best so
+# far, for a run stopped early) to
 # adapters/qwen2.5-0.5b/NAME.safetensors, then evaluates `kvpacket=NAME` against the `full`,
 # `none` and `mix` rows already in docs/results/issue15/qwen2.5-0.5b/results.jsonl, on issue 15's
 # acceptance sets, biographies first (what the biography runs train for): 10- and 5-person
@@ -10,8 +11,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 run=$1 name=$2
-[ -f runs/$run/adapter.safetensors ] || { echo "runs/$run has not finished"; exit 1; }
-[ -f adapters/qwen2.5-0.5b/$name.safetensors ] || cp runs/$run/adapter.safetensors adapters/qwen2.5-0.5b/$name.safetensors
+# A run stopped before its end is evaluated at its best checkpoint so far.
+best=runs/$run/adapter.safetensors; [ -f $best ] || best=runs/$run/best.safetensors
+[ -f $best ] || { echo "runs/$run has no checkpoint"; exit 1; }
+[ -f adapters/qwen2.5-0.5b/$name.safetensors ] || cp $best adapters/qwen2.5-0.5b/$name.safetensors
 kv() { ./target/release/kvpacket eval --model qwen2.5-0.5b --out docs/results/issue15/qwen2.5-0.5b "$@"; }
 kv --data synth:biography:10 --methods kvpacket=$name --limit 100
 kv --data synth:biography:5 --methods kvpacket=$name --limit 100

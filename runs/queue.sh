@@ -42,6 +42,11 @@
 #    it ran in session 24 (~1 min a step; teacher ~20 min): validation 0.959 (bio3) -> 0.944
 #    (step 8) -> 0.983 (step 20) while its training loss fell: it overfits 128 sets, and its
 #    best is within 2% of bio3 on validation, so its evaluation was taken out of the queue;
+# 6e. (session 25) bio3 on 192 new sets of 7-10 people (runs/qwen-bio5, LR 1.5e-4, 96 questions
+#    a step): validation flat (0.795 -> 0.797-0.806 over 10 steps), stopped, not evaluated;
+#    the same samples with bio3's trailer grown to 16 rows (runs/qwen-wide, LR 3e-4): 0.858
+#    (step 0) -> 0.777 (step 10) -> 0.784 (step 18), stopped; its step 10 (`wide`) evaluated
+#    in session 25 (the line after qwen-bio4's below finishes what is missing);
 # 8. SmolLM2's QA evaluations at n = 50, then its biographies to n = 100 and `full` on the
 #    needles (fidelity), when time is left; then qwen-qa2's last 7 steps (low priority: flat
 #    validation, step 6 level with plain packets on HotpotQA).
@@ -58,6 +63,7 @@ runs/eval-qwen-dial-qa.sh >> runs/eval-qwen-dial-qa.log 2>&1; log "qwen dial on 
 runs/qwen-bio3/run.sh >> runs/qwen-bio3/train.log 2>&1; log "qwen-bio3 trained"
 runs/eval-qwen-run.sh qwen-bio3 bio3 >> runs/eval-qwen-bio3.log 2>&1; log "qwen bio3 evaluated"
 runs/qwen-bio4/run.sh >> runs/qwen-bio4/train.log 2>&1; log "qwen-bio4 trained"
+runs/eval-qwen-run.sh qwen-wide wide >> runs/eval-qwen-wide.log 2>&1; log "qwen wide evaluated"
 smollm2_evals 50
 BIO_LIMIT=100 FULL_NEEDLES=1 runs/eval-smollm2-bio.sh >> runs/eval-smollm2-bio.log 2>&1
 log "smollm2 adapters evaluated (n = 100, full on needles)"
