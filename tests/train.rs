@@ -4,7 +4,7 @@
 
 mod common;
 
-use kvpacket::adapter::{Adapter, AdapterInit};
+use kvpacket::adapter::{Adapter, AdapterInit, provenance};
 use kvpacket::methods::layout::segments;
 use kvpacket::methods::{Method, Packets, Resources};
 use kvpacket::model::generate::last_row;
@@ -163,6 +163,16 @@ fn a_training_step_lowers_the_loss_and_only_the_adapter_changes() {
     assert_eq!(trained.meta.made_by["kind"], "trained");
     assert_eq!(trained.meta.made_by["steps"], 1);
     assert!(trained.meta.made_by["config"]["samples"]["files"].is_array());
+    // `adapter show` names the file a continued run started from (none here: a random start).
+    assert!(!provenance(&trained.meta).contains("continued"));
+    let mut meta = trained.meta.clone();
+    meta.made_by["config"]["init"] = serde_json::to_value(AdapterInit::File {
+        path: "runs/x/adapter.safetensors".into(),
+        fingerprint: "f".into(),
+    })
+    .unwrap();
+    let line = provenance(&meta);
+    assert!(line.contains("continued from runs/x/adapter.safetensors"), "{line}");
 }
 
 #[test]

@@ -322,8 +322,8 @@ pub fn shipped(model: &Model) -> Result<Adapter> {
     named(model, "default")
 }
 
-/// One line on what made an adapter: its training data, steps, question passes and time, or
-/// how an untrained one was initialised.
+/// One line on what made an adapter: its training data, the adapter file it continued (if
+/// any), steps, question passes and time, or how an untrained one was initialised.
 pub fn provenance(meta: &AdapterMeta) -> String {
     let m = &meta.made_by;
     let size = format!("{}+{} soft tokens", meta.n_header, meta.n_trailer);
@@ -338,6 +338,10 @@ pub fn provenance(meta: &AdapterMeta) -> String {
     let passes = m["question_passes"]
         .as_u64()
         .map_or(String::new(), |q| format!(", {q} question passes"));
+    let start = match (c["init"]["kind"].as_str(), c["init"]["path"].as_str()) {
+        (Some("file"), Some(path)) => format!(", continued from {path}"),
+        _ => String::new(),
+    };
     let val = match &m["validation"] {
         serde_json::Value::Null => String::new(),
         v => format!(
@@ -347,7 +351,7 @@ pub fn provenance(meta: &AdapterMeta) -> String {
         ),
     };
     format!(
-        "{size}, trained on {} ({} samples, lr {}, batch {}, {} epochs): {} of {} steps{passes}, {:.1} h at {} threads{val}",
+        "{size}, trained on {} ({} samples, lr {}, batch {}, {} epochs{start}): {} of {} steps{passes}, {:.1} h at {} threads{val}",
         files.join(" + "),
         c["samples"]["count"],
         c["lr"],
