@@ -47,6 +47,8 @@
 #    the same samples with bio3's trailer grown to 16 rows (runs/qwen-wide, LR 3e-4): 0.858
 #    (step 0) -> 0.777 (step 10) -> 0.784 (step 18), stopped; its step 10 (`wide`) evaluated
 #    in session 25 (the line after qwen-bio4's below finishes what is missing);
+# 6f. (session 25) `wide` continued on `mix`'s samples (runs/qwen-wide-mix; their teacher outputs
+#    are committed in runs/qwen-mix/teacher), then its evaluation: can 8+16 be the default?
 # 8. SmolLM2's QA evaluations at n = 50, then its biographies to n = 100 and `full` on the
 #    needles (fidelity), when time is left; then qwen-qa2's last 7 steps (low priority: flat
 #    validation, step 6 level with plain packets on HotpotQA).
@@ -64,6 +66,8 @@ runs/qwen-bio3/run.sh >> runs/qwen-bio3/train.log 2>&1; log "qwen-bio3 trained"
 runs/eval-qwen-run.sh qwen-bio3 bio3 >> runs/eval-qwen-bio3.log 2>&1; log "qwen bio3 evaluated"
 runs/qwen-bio4/run.sh >> runs/qwen-bio4/train.log 2>&1; log "qwen-bio4 trained"
 runs/eval-qwen-run.sh qwen-wide wide >> runs/eval-qwen-wide.log 2>&1; log "qwen wide evaluated"
+runs/qwen-wide-mix/run.sh >> runs/qwen-wide-mix/train.log 2>&1; log "qwen-wide-mix trained"
+runs/eval-qwen-run.sh qwen-wide-mix widemix >> runs/eval-qwen-widemix.log 2>&1; log "qwen wide-mix evaluated"
 smollm2_evals 50
 BIO_LIMIT=100 FULL_NEEDLES=1 runs/eval-smollm2-bio.sh >> runs/eval-smollm2-bio.log 2>&1
 log "smollm2 adapters evaluated (n = 100, full on needles)"
