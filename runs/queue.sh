@@ -49,6 +49,11 @@
 #    in session 25 (the line after qwen-bio4's below finishes what is missing);
 # 6f. (session 25) `wide` continued on `mix`'s samples (runs/qwen-wide-mix; their teacher outputs
 #    are committed in runs/qwen-mix/teacher), then its evaluation: can 8+16 be the default?
+#    Session 26: its validation sat flat then rose (0.803, 0.802, 0.801 at step 8, 0.824, 0.817 at
+#    step 16); stopped at step 19 of 24, evaluated at its best (step 8);
+# 6g. (session 26) 10-person biographies and HotpotQA first for wide-mix (the two sets that decide
+#    it), then `wide`'s trailer grown again, 16 -> 32 (runs/qwen-wide32, qwen-wide's samples, ~40
+#    min), the same two sets for it, then both adapters' remaining sets;
 # 8. SmolLM2's QA evaluations at n = 50, then its biographies to n = 100 and `full` on the
 #    needles (fidelity), when time is left; then qwen-qa2's last 7 steps (low priority: flat
 #    validation, step 6 level with plain packets on HotpotQA).
@@ -66,8 +71,13 @@ runs/qwen-bio3/run.sh >> runs/qwen-bio3/train.log 2>&1; log "qwen-bio3 trained"
 runs/eval-qwen-run.sh qwen-bio3 bio3 >> runs/eval-qwen-bio3.log 2>&1; log "qwen bio3 evaluated"
 runs/qwen-bio4/run.sh >> runs/qwen-bio4/train.log 2>&1; log "qwen-bio4 trained"
 runs/eval-qwen-run.sh qwen-wide wide >> runs/eval-qwen-wide.log 2>&1; log "qwen wide evaluated"
-runs/qwen-wide-mix/run.sh >> runs/qwen-wide-mix/train.log 2>&1; log "qwen-wide-mix trained"
+runs/eval-qwen-run.sh qwen-wide-mix widemix bio10 hotpotqa >> runs/eval-qwen-widemix.log 2>&1
+log "qwen wide-mix evaluated on 10-person biographies and HotpotQA"
+runs/qwen-wide32/run.sh >> runs/qwen-wide32/train.log 2>&1; log "qwen-wide32 trained"
+runs/eval-qwen-run.sh qwen-wide32 wide32 bio10 hotpotqa >> runs/eval-qwen-wide32.log 2>&1
+log "qwen wide32 evaluated on 10-person biographies and HotpotQA"
 runs/eval-qwen-run.sh qwen-wide-mix widemix >> runs/eval-qwen-widemix.log 2>&1; log "qwen wide-mix evaluated"
+runs/eval-qwen-run.sh qwen-wide32 wide32 >> runs/eval-qwen-wide32.log 2>&1; log "qwen wide32 evaluated"
 smollm2_evals 50
 BIO_LIMIT=100 FULL_NEEDLES=1 runs/eval-smollm2-bio.sh >> runs/eval-smollm2-bio.log 2>&1
 log "smollm2 adapters evaluated (n = 100, full on needles)"
