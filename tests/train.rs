@@ -110,6 +110,7 @@ fn config(name: &str, batch: usize, epochs: usize) -> TrainConfig {
         first_token_weight: 1.0,
         val_samples: 0,
         val_every: 1,
+        patience: 0,
     }
 }
 
@@ -953,4 +954,44 @@ fn the_best_checkpoint_by_validation_is_kept_and_deterministic() {
         results.push((at, best.fingerprint().unwrap(), val));
     }
     assert_eq!(results[0], results[1], "same data and seed, same choice");
+}
+
+#[test]
+fn a_run_out_of_patience_stops_with_its_best_checkpoint() {
+    // A learning rate far too large for the adapter rows: validation gets worse after step 0,
+    // so the run must stop once `patience` validations in a row found nothing better.
+    let m = model();
+    let steep = |patience: usize| {
+        let mut cfg = validated("patience");
+        cfg.lr = 1.0;
+        cfg.patience = patience;
+        cfg
+    };
+    let full = trainer(&m, steep(0), "patience-full");
+    assert!(matches!(full.train(false, None).unwrap(), Outcome::Finished(_)));
+    let curve: Vec<ValLine> = kvpacket::io::read_jsonl(&full.run.val_log()).unwrap();
+    // Where a patience of 1 ends, from the uninterrupted run's curve: the first validation
+    // that is not below the best before it.
+    let stop = (1..curve.len())
+        .find(|&i| curve[..i].iter().any(|v| curve[i].first_token_kl >= v.first_token_kl))
+        .map(|i| curve[i].step)
+        .expect("a step that does not improve on the best");
+    assert!(stop < 4, "the steep run improves at every step");
+    let early = trainer(&m, steep(1), "patience-early");
+    let Outcome::Finished(best) = early.train(false, None).unwrap() else {
+        panic!("a run out of patience finishes")
+    };
+    assert_eq!(read_log(&early.run.log()).unwrap().len(), stop, "steps run");
+    let val: Vec<ValLine> = kvpacket::io::read_jsonl(&early.run.val_log()).unwrap();
+    assert_eq!(val, curve[..=stop], "the same curve up to the stop");
+    assert_eq!(best.meta.made_by["stopped_early_at"], stop);
+    let kept = Adapter::load(&early.run.best(), Some(&m)).unwrap();
+    assert_eq!(best.fingerprint().unwrap(), kept.fingerprint().unwrap());
+    assert!(provenance(&best.meta).contains(&format!("stopped early at step {stop}")));
+    // Resuming the stopped run finishes at once with the same result, no step run.
+    let Outcome::Finished(again) = early.train(true, None).unwrap() else {
+        panic!()
+    };
+    assert_eq!(again.fingerprint().unwrap(), best.fingerprint().unwrap());
+    assert_eq!(read_log(&early.run.log()).unwrap().len(), stop);
 }

@@ -342,10 +342,13 @@ pub fn provenance(meta: &AdapterMeta) -> String {
         (Some("file"), Some(path)) => format!(", continued from {path}"),
         _ => String::new(),
     };
+    let stopped = m["stopped_early_at"]
+        .as_u64()
+        .map_or(String::new(), |s| format!(", stopped early at step {s}"));
     let val = match &m["validation"] {
         serde_json::Value::Null => String::new(),
         v => format!(
-            ", best by validation at step {} (first-token KL {:.4})",
+            ", best by validation at step {} (first-token KL {:.4}){stopped}",
             v["best_step"],
             v["first_token_kl"].as_f64().unwrap_or(f64::NAN)
         ),

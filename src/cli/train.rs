@@ -127,6 +127,10 @@ pub struct TrainArgs {
     /// Validate after every this many steps.
     #[arg(long, default_value_t = 1)]
     pub val_every: usize,
+    /// Stop early once this many validations in a row found nothing better than the best so
+    /// far; the result is the best checkpoint (0: run every step).
+    #[arg(long, default_value_t = 0)]
+    pub patience: usize,
     /// Run directory (config.json, checkpoint.safetensors, best.safetensors, log.jsonl,
     /// val.jsonl, val_plain.json with plain packets' validation KL, loss.svg): small, so it can
     /// be committed and resumed on another machine (teacher outputs missing there are
@@ -208,6 +212,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
         first_token_weight: a.first_token_weight,
         val_samples: a.val_samples,
         val_every: a.val_every,
+        patience: a.patience,
     };
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();

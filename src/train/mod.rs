@@ -66,6 +66,10 @@ pub struct TrainConfig {
     pub val_samples: usize,
     #[serde(default = "one_step")]
     pub val_every: usize,
+    /// Early stop: the run ends once this many validations in a row found nothing better than
+    /// its best, and its result is that best checkpoint (0, and absent in older configs: never).
+    #[serde(default)]
+    pub patience: usize,
 }
 
 fn one() -> f32 {
@@ -113,6 +117,18 @@ struct State {
     /// The best validation so far: (step, mean first-token KL).
     #[serde(default)]
     best: Option<(usize, f64)>,
+}
+
+impl State {
+    /// True when the run validates with a patience and its last `patience` validations (every
+    /// `val_every` steps) found nothing better than its best.
+    fn out_of_patience(&self) -> bool {
+        let c = &self.config;
+        match self.best {
+            Some((best, _)) if c.patience > 0 && c.val_samples > 0 => self.step - best >= c.patience * c.val_every,
+            _ => false,
+        }
+    }
 }
 
 /// Files of a training run inside its directory.
@@ -371,7 +387,7 @@ impl Trainer<'_> {
         // returns its result without regenerating them.
         let per_epoch = cfg.samples.count.div_ceil(cfg.batch);
         let total = per_epoch * cfg.epochs;
-        if state.step >= total {
+        if state.step >= total || state.out_of_patience() {
             return Ok(Outcome::Finished(self.result(&adapter, &state, total)?));
         }
         let data = self.prepare()?;
@@ -454,24 +470,33 @@ impl Trainer<'_> {
                 line.loss, line.samples_per_s
             ));
             bar.inc(1);
-            if state.step % cfg.checkpoint_every == 0 || state.step == last {
+            let stop_early = state.out_of_patience();
+            if state.step % cfg.checkpoint_every == 0 || state.step == last || stop_early {
                 save_checkpoint(&self.run, &adapter, &state)?;
+            }
+            if stop_early {
+                break;
             }
         }
         bar.finish_and_clear();
-        if state.step < total {
+        if state.step < total && !state.out_of_patience() {
             return Ok(Outcome::Interrupted(state.step));
         }
         Ok(Outcome::Finished(self.result(&adapter, &state, total)?))
     }
 
-    /// A finished run's result: the best checkpoint by validation, or the last adapter (with
-    /// what made it) when the run has no validation split.
+    /// A finished run's result: the best checkpoint by validation (noting where a run out of
+    /// patience stopped), or the last adapter (with what made it) when the run has no
+    /// validation split.
     fn result(&self, adapter: &Adapter, state: &State, total: usize) -> Result<Adapter> {
         if self.config.val_samples == 0 {
             return self.described(adapter, state, total);
         }
-        Adapter::load(&self.run.best(), Some(self.model))
+        let mut best = Adapter::load(&self.run.best(), Some(self.model))?;
+        if state.step < total {
+            best.meta.made_by["stopped_early_at"] = state.step.into();
+        }
+        Ok(best)
     }
 
     /// The validation KL of plain packets, from the run folder or (first time) computed and
