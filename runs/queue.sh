@@ -57,7 +57,8 @@
 #    10 people (wide 0.397, bio3 0.367) and 0.470 HotpotQA fidelity (wide 0.419, bio3 0.480):
 #    bio3 again, so its remaining sets were dropped; wide32's validation stayed above wide's
 #    (0.832 at step 0, the copies; 0.786 at step 10; wide 0.777), so only its 10-person score
-#    is measured, for the capacity curve;
+#    is measured, for the capacity curve (0.398, wide 0.397; then HotpotQA by hand: fidelity
+#    0.388); runs/sink-header (an untrained `<|im_start|>` header) was evaluated by hand too;
 # 8. SmolLM2's QA evaluations at n = 50, then its biographies to n = 100 and `full` on the
 #    needles (fidelity), when time is left; then qwen-qa2's last 7 steps (low priority: flat
 #    validation, step 6 level with plain packets on HotpotQA).
