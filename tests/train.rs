@@ -994,4 +994,16 @@ fn a_run_out_of_patience_stops_with_its_best_checkpoint() {
     };
     assert_eq!(again.fingerprint().unwrap(), best.fingerprint().unwrap());
     assert_eq!(read_log(&early.run.log()).unwrap().len(), stop);
+    // A run started without a patience may be given one when resumed, and then stops alike.
+    let later = trainer(&m, steep(0), "patience-later");
+    assert!(matches!(later.train(false, Some(1)).unwrap(), Outcome::Interrupted(1)));
+    let later = Trainer {
+        config: steep(1),
+        ..later
+    };
+    let Outcome::Finished(late) = later.train(true, None).unwrap() else {
+        panic!("a resumed run out of patience finishes")
+    };
+    assert_eq!(late.fingerprint().unwrap(), best.fingerprint().unwrap());
+    assert_eq!(read_log(&later.run.log()).unwrap().len(), stop);
 }

@@ -352,7 +352,9 @@ impl Trainer<'_> {
         }
         std::fs::create_dir_all(&self.run.0)?;
         let (mut adapter, mut state) = if resume {
-            let (a, s) = load_checkpoint(&self.run, self.model)?;
+            let (a, mut s) = load_checkpoint(&self.run, self.model)?;
+            // The patience only decides when the run ends: a resumed run may set or change it.
+            s.config.patience = cfg.patience;
             if s.config != *cfg {
                 bail!(
                     "resuming with different settings than the checkpoint (see {})",
