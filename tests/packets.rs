@@ -112,7 +112,7 @@ fn packets_at_offsets_equal_a_block_diagonal_prefill_and_f16_error_is_bounded() 
     let n = x.dim(0).unwrap();
     let pos: Vec<i64> = (0..n as i64).collect();
     let logits = m
-        .forward_graph(&x, &pos, &Arc::new(AttnMask::segments(0, &segs)), &[n - 1])
+        .forward_graph(&x, &pos, &Arc::new(AttnMask::segments(0, &segs).unwrap()), &[n - 1])
         .unwrap();
     let want = logits.get(0).unwrap().to_vec1::<f32>().unwrap();
     assert!(

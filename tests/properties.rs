@@ -29,39 +29,61 @@ fn segment() -> impl Strategy<Value = Segment> {
         (1usize..40).prop_map(Segment::Isolated),
         (1usize..40).prop_map(Segment::Global),
         (1usize..40).prop_map(Segment::Branch),
+        (1usize..40, 0usize..3).prop_map(|(n, j)| Segment::Conditioned(n, j)),
     ]
+}
+
+/// Up to three leading context segments, then others (a `Conditioned` segment's index is
+/// taken modulo the number of contexts; without contexts it becomes `Isolated`).
+fn segments() -> impl Strategy<Value = Vec<Segment>> {
+    (
+        prop::collection::vec(1usize..20, 0..3),
+        prop::collection::vec(segment(), 1..7),
+    )
+        .prop_map(|(contexts, rest)| {
+            let c = contexts.len();
+            contexts
+                .into_iter()
+                .map(Segment::Context)
+                .chain(rest.into_iter().map(|s| match s {
+                    Segment::Conditioned(n, j) if c > 0 => Segment::Conditioned(n, j % c),
+                    Segment::Conditioned(n, _) => Segment::Isolated(n),
+                    s => s,
+                }))
+                .collect()
+        })
 }
 
 /// The mask of `segs` written out key by key from the segment definitions.
 fn naive(n_past: usize, segs: &[Segment]) -> Vec<Vec<bool>> {
-    let total = n_past
-        + segs
-            .iter()
-            .map(|s| match *s {
-                Segment::Isolated(n) | Segment::Global(n) | Segment::Branch(n) => n,
-            })
-            .sum::<usize>();
+    let len = |s: &Segment| match *s {
+        Segment::Isolated(n) | Segment::Global(n) | Segment::Branch(n) | Segment::Context(n) => n,
+        Segment::Conditioned(n, _) => n,
+    };
+    let total = n_past + segs.iter().map(len).sum::<usize>();
     let mut rows = Vec::new();
     let (mut start, mut fork) = (n_past, None);
+    let mut contexts: Vec<(usize, usize)> = Vec::new();
     for s in segs {
-        let (n, kind) = match *s {
-            Segment::Isolated(n) => (n, 0),
-            Segment::Global(n) => (n, 1),
-            Segment::Branch(n) => (n, 2),
-        };
-        if kind == 2 && fork.is_none() {
+        let n = len(s);
+        if let Segment::Context(_) = s {
+            contexts.push((start, start + n));
+        }
+        if matches!(s, Segment::Branch(_)) && fork.is_none() {
             fork = Some(start);
         }
+        let in_context = |k: usize| contexts.iter().any(|&(a, b)| k >= a && k < b);
         for i in 0..n {
             let me = start + i;
             rows.push(
                 (0..total)
                     .map(|k| {
                         k <= me
-                            && match kind {
-                                0 => k >= start,
-                                1 => true,
-                                _ => k >= start || k < fork.unwrap(),
+                            && match *s {
+                                Segment::Isolated(_) | Segment::Context(_) => k >= start,
+                                Segment::Conditioned(_, j) => k >= start || (k >= contexts[j].0 && k < contexts[j].1),
+                                Segment::Global(_) => !in_context(k),
+                                Segment::Branch(_) => k >= start || (k < fork.unwrap() && !in_context(k)),
                             }
                     })
                     .collect(),
@@ -76,8 +98,9 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
 
     #[test]
-    fn the_mask_builder_matches_a_naive_mask(n_past in 0usize..20, segs in prop::collection::vec(segment(), 1..7)) {
-        let mask = AttnMask::segments(n_past, &segs);
+    fn the_mask_builder_matches_a_naive_mask(n_past in 0usize..20, segs in segments()) {
+        let n_past = if matches!(segs[0], Segment::Context(_)) { 0 } else { n_past };
+        let mask = AttnMask::segments(n_past, &segs).unwrap();
         let want = naive(n_past, &segs);
         prop_assert_eq!(mask.len(), want.len());
         for (i, row) in want.iter().enumerate() {
@@ -151,7 +174,7 @@ proptest! {
         let x = candle_core::Tensor::cat(&parts, 0).unwrap();
         let n = x.dim(0).unwrap();
         let pos: Vec<i64> = (0..n as i64).collect();
-        let want = m.forward_graph(&x, &pos, &Arc::new(AttnMask::segments(0, &segs)), &[n - 1]).unwrap();
+        let want = m.forward_graph(&x, &pos, &Arc::new(AttnMask::segments(0, &segs).unwrap()), &[n - 1]).unwrap();
         let want = want.get(0).unwrap().to_vec1::<f32>().unwrap();
         let err = want.iter().zip(&composed.first_logits).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
         prop_assert!(err < 1e-4, "order {:?}: logits differ by {}", picks, err);

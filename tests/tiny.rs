@@ -63,7 +63,7 @@ fn block_diagonal_mask_equals_separate_runs_with_shifted_positions() {
     let b = tokens(&m, "then the second one");
     let ab: Vec<u32> = a.iter().chain(&b).copied().collect();
     let pos: Vec<i64> = (0..ab.len() as i64).collect();
-    let mask = AttnMask::segments(0, &[Segment::Isolated(a.len()), Segment::Isolated(b.len())]);
+    let mask = AttnMask::segments(0, &[Segment::Isolated(a.len()), Segment::Isolated(b.len())]).unwrap();
     let mut c = m.new_cache(64);
     let joint = m
         .forward(Input::Tokens(&ab), &pos, &mask, &mut c, &Rows::All)
@@ -125,7 +125,7 @@ fn checkpointed_gradient_matches_full_graph_and_finite_differences() {
     let n = ids.len();
     let x = m.embed(&ids).unwrap();
     let pos: Vec<i64> = (0..n as i64).collect();
-    let mask = Arc::new(AttnMask::segments(0, &[Segment::Isolated(3), Segment::Global(n - 3)]));
+    let mask = Arc::new(AttnMask::segments(0, &[Segment::Isolated(3), Segment::Global(n - 3)]).unwrap());
     let rows: Vec<usize> = (n - 4..n).collect();
     let target = Tensor::new(&ids[n - 4..], &Device::Cpu).unwrap();
     let loss = |logits: &Tensor| -> anyhow::Result<Tensor> {

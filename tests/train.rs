@@ -96,6 +96,7 @@ fn config(name: &str, batch: usize, epochs: usize) -> TrainConfig {
         n_header: 2,
         n_trailer: 2,
         init: AdapterInit::Random,
+        context_header: false,
         gen_tokens: 6,
         top_k: 16,
         loss: LossKind::Kl,
@@ -317,9 +318,13 @@ fn the_students_first_step_equals_composed_packets_with_the_adapter() {
 }
 
 fn first_step_equals_composed_packets(m: &Model, dir: &std::path::Path) {
-    // 2+3 soft tokens, and a trailer alone (0+3: the document rows stay plain packets').
-    for (nh, nt) in [(2, 3), (0, 3)] {
-        let adapter = Adapter::fresh(m, nh, nt, &AdapterInit::Random, 4).unwrap();
+    // 2+3 soft tokens, a trailer alone (0+3: the document rows stay plain packets'), and a
+    // context-only header (4+2: packets keep no header row, the tails see none).
+    for (nh, nt, context) in [(2, 3, false), (0, 3, false), (4, 2, true)] {
+        let adapter = Adapter::fresh(m, nh, nt, &AdapterInit::Random, 4)
+            .unwrap()
+            .with_context_header(context)
+            .unwrap();
         first_step_equals_composed_packets_with(m, dir, &adapter);
     }
 }
@@ -630,14 +635,19 @@ fn the_shared_document_student_equals_separate_runs_per_question() {
         questions: 3,
         ..config("shared", 1, 1).samples
     };
-    let adapter = Adapter::init(&m, 2, 3, 7).unwrap();
-    for sample in draw_samples(&m, &spec, Split::Train, 2).unwrap() {
+    let plain = Adapter::init(&m, 2, 3, 7).unwrap();
+    let context = plain.clone().with_context_header(true).unwrap();
+    for (sample, adapter) in draw_samples(&m, &spec, Split::Train, 2)
+        .unwrap()
+        .into_iter()
+        .zip([&plain, &context])
+    {
         assert_eq!(sample.tasks.len(), 3);
         let teachers = run_teacher(&m, &sample, 4, 32).unwrap();
         for (ck, freeze_header) in [(false, false), (true, false), (false, true)] {
             let mut md = mode(ck, freeze_header);
             md.first_token_weight = 3.0;
-            let shared = student_grad(&m, &adapter, &sample, &teachers, md).unwrap();
+            let shared = student_grad(&m, adapter, &sample, &teachers, md).unwrap();
             assert_eq!(shared.questions, 3);
             let (mut loss, mut header, mut trailer) =
                 (0f32, vec![0f32; shared.header.len()], vec![0f32; shared.trailer.len()]);
@@ -646,7 +656,7 @@ fn the_shared_document_student_equals_separate_runs_per_question() {
                     docs: sample.docs.clone(),
                     tasks: vec![task.clone()],
                 };
-                let g = student_grad(&m, &adapter, &one, std::slice::from_ref(t), md).unwrap();
+                let g = student_grad(&m, adapter, &one, std::slice::from_ref(t), md).unwrap();
                 loss += g.loss;
                 header.iter_mut().zip(&g.header).for_each(|(a, b)| *a += b);
                 trailer.iter_mut().zip(&g.trailer).for_each(|(a, b)| *a += b);
@@ -1006,4 +1016,50 @@ fn a_run_out_of_patience_stops_with_its_best_checkpoint() {
     };
     assert_eq!(late.fingerprint().unwrap(), best.fingerprint().unwrap());
     assert_eq!(read_log(&later.run.log()).unwrap().len(), stop);
+}
+
+#[test]
+fn a_context_only_headers_gradient_matches_finite_differences() {
+    // The header copies of a context-only header sit apart from their documents in the
+    // student's sequence; the gradient summed over them must still be d loss / d header.
+    let m = model();
+    let spec = SampleSpec {
+        files: vec!["synth:biography".into()],
+        count: 1,
+        k_min: 3,
+        k_max: 3,
+        questions: 2,
+        ..config("ctx-fd", 1, 1).samples
+    };
+    let adapter = Adapter::init(&m, 2, 2, 11).unwrap().with_context_header(true).unwrap();
+    let sample = draw_samples(&m, &spec, Split::Train, 1).unwrap().remove(0);
+    // Uniform targets: the tiny model's own continuation is so close to its student that the
+    // loss (~1e-5) leaves finite differences in f32 rounding.
+    let vocab = m.config.vocab_size;
+    let uniform = TeacherOut {
+        tokens: vec![0, 1],
+        top_ids: vec![(0..vocab as u32).collect(); 2],
+        top_logp: vec![vec![-(vocab as f32).ln(); vocab]; 2],
+    };
+    let teachers = vec![uniform; sample.tasks.len()];
+    let g = student_grad(&m, &adapter, &sample, &teachers, mode(false, false)).unwrap();
+    let j = (0..g.header.len())
+        .max_by(|&a, &b| g.header[a].abs().total_cmp(&g.header[b].abs()))
+        .unwrap();
+    let loss_at = |delta: f32| {
+        let mut a = adapter.clone();
+        let mut h = a.header.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        h[j] += delta;
+        a.header = candle_core::Tensor::from_vec(h, a.header.shape(), &candle_core::Device::Cpu).unwrap();
+        student_grad(&m, &a, &sample, &teachers, mode(false, false))
+            .unwrap()
+            .loss
+    };
+    let eps = 1e-2;
+    let fd = (loss_at(eps) - loss_at(-eps)) / (2.0 * eps);
+    assert!(
+        (fd - g.header[j]).abs() <= 0.05 * g.header[j].abs(),
+        "finite difference {fd} vs gradient {}",
+        g.header[j]
+    );
 }

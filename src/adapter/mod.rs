@@ -21,6 +21,11 @@ pub struct AdapterMeta {
     pub n_trailer: usize,
     pub hidden_size: usize,
     pub made_by: serde_json::Value,
+    /// A context-only header: each document's rows are computed after the header, but its
+    /// packet keeps only `[D; T]` (re-rotated to start at position 0), so a request's cache
+    /// holds no header rows and the preamble's first token stays the only attention sink.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub context_header: bool,
 }
 
 /// How a fresh adapter's entries are set before training.
@@ -65,6 +70,7 @@ impl Adapter {
             n_trailer: 0,
             hidden_size: d,
             made_by: serde_json::json!({"kind": "empty"}),
+            context_header: false,
         };
         Ok(Self {
             header: z.clone(),
@@ -97,6 +103,7 @@ impl Adapter {
             n_trailer,
             hidden_size: d,
             made_by: serde_json::json!({"kind": "init", "seed": seed, "embedding_mean": mean, "embedding_std": std}),
+            context_header: false,
         };
         Ok(Self {
             header: draw(n_header)?,
@@ -167,6 +174,7 @@ impl Adapter {
             n_trailer,
             hidden_size: model.config.hidden_size,
             made_by: serde_json::json!({"kind": "init", "header_text": header_text, "trailer_text": trailer_text}),
+            context_header: false,
         };
         Ok(Self {
             header: rows(header_text, n_header, "header")?,
@@ -180,16 +188,45 @@ impl Adapter {
         self.meta.n_header == 0 && self.meta.n_trailer == 0
     }
 
+    /// This adapter with its header made context-only (`on`), or as it was: see
+    /// [`AdapterMeta::context_header`]. Errors when asked for an adapter without a header.
+    pub fn with_context_header(mut self, on: bool) -> Result<Self> {
+        if on {
+            if self.meta.n_header == 0 {
+                bail!("a context-only header needs header rows (N_h > 0)");
+            }
+            self.meta.context_header = true;
+        }
+        Ok(self)
+    }
+
+    /// Header rows a packet keeps: N_h, or 0 for a context-only header.
+    pub fn packet_header_rows(&self) -> usize {
+        if self.meta.context_header {
+            0
+        } else {
+            self.meta.n_header
+        }
+    }
+
+    /// Rows a packet holds besides its document's tokens.
+    pub fn packet_extra_rows(&self) -> usize {
+        self.packet_header_rows() + self.meta.n_trailer
+    }
+
     /// Identifies the adapter's values: "none" for the empty adapter, else a hex sha256 of
-    /// the sizes and the f32 bytes of header and trailer.
+    /// the sizes, whether the header is context-only, and the f32 bytes of header and trailer.
     pub fn fingerprint(&self) -> Result<String> {
         if self.is_empty() {
             return Ok("none".into());
         }
         let mut h = Sha256::new();
         h.update(format!(
-            "{}x{}x{}",
-            self.meta.n_header, self.meta.n_trailer, self.meta.hidden_size
+            "{}x{}x{}{}",
+            self.meta.n_header,
+            self.meta.n_trailer,
+            self.meta.hidden_size,
+            if self.meta.context_header { "c" } else { "" }
         ));
         h.update(f32_bytes(&self.header.flatten_all()?.to_vec1::<f32>()?));
         h.update(f32_bytes(&self.trailer.flatten_all()?.to_vec1::<f32>()?));
@@ -326,7 +363,12 @@ pub fn shipped(model: &Model) -> Result<Adapter> {
 /// any), steps, question passes and time, or how an untrained one was initialised.
 pub fn provenance(meta: &AdapterMeta) -> String {
     let m = &meta.made_by;
-    let size = format!("{}+{} soft tokens", meta.n_header, meta.n_trailer);
+    let context = if meta.context_header {
+        " (context-only header)"
+    } else {
+        ""
+    };
+    let size = format!("{}+{} soft tokens{context}", meta.n_header, meta.n_trailer);
     if m["kind"] != "trained" {
         return format!("{size}, untrained ({})", m);
     }

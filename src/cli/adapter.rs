@@ -31,9 +31,23 @@ pub struct InitArgs {
     /// its rows, after them.
     #[arg(long, conflicts_with = "init")]
     pub init_from: Option<PathBuf>,
+    /// Make the header context-only: each document is computed after it, but packets keep
+    /// only the document and trailer rows (a file's own setting is kept otherwise).
+    #[arg(long)]
+    pub context_header: bool,
 }
 
 impl InitArgs {
+    /// Whether the adapter's header is context-only: asked by --context-header, or so in the
+    /// --init-from file.
+    pub fn context_header(&self) -> Result<bool> {
+        Ok(self.context_header
+            || match &self.init_from {
+                Some(p) => Adapter::load(p, None)?.meta.context_header,
+                None => false,
+            })
+    }
+
     /// The chosen start (reads the --init-from file to record its fingerprint).
     pub fn to_init(&self) -> Result<AdapterInit> {
         if let Some(p) = &self.init_from {
@@ -98,13 +112,19 @@ pub fn run(action: AdapterAction) -> Result<()> {
             out,
         } => {
             let m = model.load()?;
-            let a = Adapter::fresh(&m, header, trailer, &init.to_init()?, seed)?;
+            let a = Adapter::fresh(&m, header, trailer, &init.to_init()?, seed)?
+                .with_context_header(init.context_header()?)?;
             a.save(&out)?;
             println!(
-                "{} ({}+{} soft tokens, fingerprint {})",
+                "{} ({}+{} soft tokens{}, fingerprint {})",
                 out.display(),
                 header,
                 trailer,
+                if a.meta.context_header {
+                    ", context-only header"
+                } else {
+                    ""
+                },
                 a.fingerprint()?
             );
             Ok(())

@@ -196,6 +196,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
             seed: a.seed,
         },
         init: a.init.to_init()?,
+        context_header: a.init.context_header()?,
         n_header: a.header,
         n_trailer: a.trailer,
         gen_tokens: a.gen_tokens,

@@ -279,7 +279,7 @@ impl Engine {
             seg.prompt = self.model.encode_prompt(&format!("{pre}{}{post}", req.question))?;
         }
         seg.docs = docs;
-        let adapter_rows = self.adapter.as_ref().map_or(0, |a| a.meta.n_header + a.meta.n_trailer) * seg.docs.len();
+        let adapter_rows = self.adapter.as_ref().map_or(0, |a| a.packet_extra_rows()) * seg.docs.len();
         self.check_fits(seg.concat().len() + adapter_rows, req.max_tokens)?;
         Ok(seg)
     }

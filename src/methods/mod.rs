@@ -331,8 +331,7 @@ pub fn compose_and_prefill(
         };
         packets.push(p);
     }
-    let adapter_len = adapter.meta.n_header + adapter.meta.n_trailer;
-    let mut cache = engine.cache_for(seg, true, adapter_len);
+    let mut cache = engine.cache_for(seg, true, adapter.packet_extra_rows());
     let t0 = Instant::now();
     if let Some(p) = &preamble {
         p.append_to(m, &mut cache)?;

@@ -101,12 +101,12 @@ impl AttnInputs<'_> {
     #[inline(always)]
     fn mask_scores(&self, i: usize, j0: usize, len: usize, s: &mut [f32]) {
         let (lo, hi) = self.mask.range(i);
-        let pre = self.mask.prefix(i);
-        let visible = len == BK && ((j0 >= lo && j0 + BK <= hi) || j0 + BK <= pre);
+        let (a, b) = self.mask.extra(i);
+        let visible = len == BK && ((j0 >= lo && j0 + BK <= hi) || (j0 >= a && j0 + BK <= b));
         if !visible {
             for (j, x) in s.iter_mut().enumerate() {
                 let key = j0 + j;
-                if !((key >= lo && key < hi) || key < pre) || j >= len {
+                if !((key >= lo && key < hi) || (key >= a && key < b)) || j >= len {
                     *x = f32::NEG_INFINITY;
                 }
             }
@@ -1045,7 +1045,7 @@ pub(crate) mod tests {
         // The second set of segments crosses the gemm rounds of keys.
         let (g, i) = (Segment::Global, Segment::Isolated);
         for segs in [[g(10), i(70), i(33), g(20)], [g(30), i(300), i(270), g(40)]] {
-            check(AttnMask::segments(0, &segs), 0, s);
+            check(AttnMask::segments(0, &segs).unwrap(), 0, s);
         }
     }
 
@@ -1080,7 +1080,7 @@ pub(crate) mod tests {
             Segment::Branch(1),
             Segment::Branch(75),
         ];
-        let mask = AttnMask::segments(0, &segs);
+        let mask = AttnMask::segments(0, &segs).unwrap();
         assert!(mask.sees(119 + 37, 0) && mask.sees(119 + 37, 118) && !mask.sees(119 + 37, 119));
         check(mask, 0, s);
     }

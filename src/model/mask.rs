@@ -1,17 +1,18 @@
-//! Attention masks as one key range per query row, optionally after a shared prefix of keys:
-//! no dense n×n tensor is ever built.
+//! Attention masks as one key range per query row, optionally with a second range of earlier
+//! keys: no dense n×n tensor is ever built.
 
 use anyhow::{Result, bail};
 
 /// For each query row `i`, the half-open range of key indices `[lo, hi)` it attends to, and
-/// optionally a shared prefix `[0, p)` with `p ≤ lo` that it also attends to. Causal, prefix
-/// and block-diagonal masks are one range per row; the prefix adds branches: several
-/// question tails that each see the same documents and only themselves (`Segment::Branch`).
+/// optionally a second range `[a, b)` with `b ≤ lo` that it also attends to. Causal, prefix
+/// and block-diagonal masks are one range per row; the second range adds branches (several
+/// question tails that each see the same documents and only themselves, `Segment::Branch`)
+/// and context-only headers (`Segment::Context`, `Segment::Conditioned`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AttnMask {
     ranges: Vec<(u32, u32)>,
-    /// Per row, the end of the shared key prefix (empty: no row has one).
-    prefix: Vec<u32>,
+    /// Per row, the second key range (empty: no row has one).
+    extra: Vec<(u32, u32)>,
 }
 
 impl AttnMask {
@@ -20,7 +21,7 @@ impl AttnMask {
     pub fn causal(n_past: usize, n_new: usize) -> Self {
         Self {
             ranges: (0..n_new).map(|i| (0, (n_past + i + 1) as u32)).collect(),
-            prefix: Vec::new(),
+            extra: Vec::new(),
         }
     }
 
@@ -29,31 +30,50 @@ impl AttnMask {
     /// alone; a `Global(len)` segment attends causally to everything before it, cache
     /// included; a `Branch(len)` segment attends causally to itself and to every key before
     /// the first branch, not to other branches. This is the block-diagonal student mask of
-    /// training (with branches: one document set, several questions).
-    pub fn segments(n_past: usize, segs: &[Segment]) -> Self {
+    /// training (with branches: one document set, several questions). `Context(len)` segments,
+    /// which must come first, are isolated blocks that only the `Conditioned(len, j)` segments
+    /// naming them (the j-th context, from 0) see; `Global` and `Branch` segments see none of
+    /// them (context-only headers: rows a document is computed after but that no request's
+    /// cache holds). Errors on a context after another segment or cached keys, or on an unknown
+    /// context index.
+    pub fn segments(n_past: usize, segs: &[Segment]) -> Result<Self> {
         let mut ranges = Vec::new();
-        let mut prefix = Vec::new();
+        let mut extra = Vec::new();
         let mut start = n_past;
+        let mut contexts = Vec::new();
         let mut fork = None;
-        for s in segs {
-            let (len, lo, shared) = match *s {
-                Segment::Isolated(len) => (len, start, 0),
-                Segment::Global(len) => (len, 0, 0),
+        let mut floor = 0;
+        for (k, s) in segs.iter().enumerate() {
+            let (len, lo, second) = match *s {
+                Segment::Context(len) => {
+                    if contexts.len() != k || n_past != 0 {
+                        bail!("segment {k}: context segments must come first, with no cached keys before them");
+                    }
+                    contexts.push((start, start + len));
+                    floor = start + len;
+                    (len, start, (0, 0))
+                }
+                Segment::Isolated(len) => (len, start, (0, 0)),
+                Segment::Conditioned(len, j) => match contexts.get(j) {
+                    Some(&c) => (len, start, c),
+                    None => bail!("segment {k} is conditioned on context {j}, which does not exist"),
+                },
+                Segment::Global(len) => (len, floor, (0, 0)),
                 Segment::Branch(len) => {
                     let f = *fork.get_or_insert(start);
-                    (len, start, f)
+                    (len, start, (floor, f))
                 }
             };
             for i in 0..len {
                 ranges.push((lo as u32, (start + i + 1) as u32));
-                prefix.push(shared as u32);
+                extra.push((second.0 as u32, second.1 as u32));
             }
             start += len;
         }
-        if prefix.iter().all(|&p| p == 0) {
-            prefix.clear();
+        if extra.iter().all(|&(a, b)| a >= b) {
+            extra.clear();
         }
-        Self { ranges, prefix }
+        Ok(Self { ranges, extra })
     }
 
     /// A general mask from explicit per-query ranges. Each range must be non-empty and,
@@ -66,7 +86,7 @@ impl AttnMask {
         }
         Ok(Self {
             ranges,
-            prefix: Vec::new(),
+            extra: Vec::new(),
         })
     }
 
@@ -77,9 +97,9 @@ impl AttnMask {
         }
         Ok(Self {
             ranges: rows.iter().map(|&r| self.ranges[r]).collect(),
-            prefix: match self.prefix.is_empty() {
+            extra: match self.extra.is_empty() {
                 true => Vec::new(),
-                false => rows.iter().map(|&r| self.prefix[r]).collect(),
+                false => rows.iter().map(|&r| self.extra[r]).collect(),
             },
         })
     }
@@ -94,35 +114,38 @@ impl AttnMask {
         self.ranges.is_empty()
     }
 
-    /// The key range of query row `i` (besides its shared prefix, see [`AttnMask::prefix`]).
+    /// The key range of query row `i` (besides its second range, see [`AttnMask::extra`]).
     pub fn range(&self, i: usize) -> (usize, usize) {
         let (lo, hi) = self.ranges[i];
         (lo as usize, hi as usize)
     }
 
-    /// End of the shared key prefix `[0, p)` query row `i` also sees (0: none).
+    /// The second key range `[a, b)` query row `i` also sees (empty, `a ≥ b`: none).
     #[inline]
-    pub fn prefix(&self, i: usize) -> usize {
-        self.prefix.get(i).map_or(0, |&p| p as usize)
+    pub fn extra(&self, i: usize) -> (usize, usize) {
+        self.extra.get(i).map_or((0, 0), |&(a, b)| (a as usize, b as usize))
     }
 
     /// The smallest range holding every key row `i` sees.
     pub fn span(&self, i: usize) -> (usize, usize) {
         let (lo, hi) = self.range(i);
-        (if self.prefix(i) > 0 { 0 } else { lo }, hi)
+        let (a, b) = self.extra(i);
+        (if a < b { a.min(lo) } else { lo }, hi)
     }
 
     /// True when row `i` sees key `key`.
     #[inline]
     pub fn sees(&self, i: usize, key: usize) -> bool {
         let (lo, hi) = self.range(i);
-        (key >= lo && key < hi) || key < self.prefix(i)
+        let (a, b) = self.extra(i);
+        (key >= lo && key < hi) || (key >= a && key < b)
     }
 
     /// True when row `i` sees any key of `[j0, j1)`.
     pub fn touches(&self, i: usize, j0: usize, j1: usize) -> bool {
         let (lo, hi) = self.range(i);
-        (lo < j1 && hi > j0) || j0 < self.prefix(i)
+        let (a, b) = self.extra(i);
+        (lo < j1 && hi > j0) || (a < b && a < j1 && b > j0)
     }
 
     /// The largest key index any row reads, plus one.
@@ -136,6 +159,12 @@ impl AttnMask {
 pub enum Segment {
     /// Attends only to itself, causally (a packet block `[H; D; T]`).
     Isolated(usize),
+    /// Attends only to itself, causally, and is seen only by the `Conditioned` segments that
+    /// name it (a context-only header); every context comes before all other segments.
+    Context(usize),
+    /// Attends causally to itself and to the whole of the given context segment (by index,
+    /// from 0): a `[D; T]` block computed after a header its packet does not keep.
+    Conditioned(usize, usize),
     /// Attends causally to everything before it.
     Global(usize),
     /// Attends causally to itself and to everything before the first branch of the mask,

@@ -119,7 +119,9 @@ impl Packet {
     }
 
     /// Computes the packet of `tokens` wrapped by `adapter`: one causal forward of
-    /// `[header; Emb(tokens); trailer]` at positions 0.., nothing before it.
+    /// `[header; Emb(tokens); trailer]` at positions 0.., nothing before it. A context-only
+    /// header's rows are then dropped and the remaining keys rotated back by N_h, so the
+    /// packet is `[D; T]` at positions 0.. (RoPE: R(−N_h)·R(N_h + j) = R(j)).
     pub fn build(model: &Model, adapter: &Adapter, tokens: &[u32], dtype: KvDtype) -> Result<Self> {
         let c = &model.config;
         let n = adapter.meta.n_header + tokens.len() + adapter.meta.n_trailer;
@@ -139,6 +141,15 @@ impl Packet {
             &Rows::None,
         )?;
         let (mut k, mut v): (Vec<_>, Vec<_>) = cache.into_layers().into_iter().map(|l| (l.k, l.v)).unzip();
+        let dropped = adapter.meta.n_header - adapter.packet_header_rows();
+        if dropped > 0 {
+            let row = c.n_kv_heads * c.head_dim;
+            let back = model.rope_table(&[-(dropped as i64)]);
+            for x in k.iter_mut().chain(v.iter_mut()) {
+                x.drain(..dropped * row);
+            }
+            k.iter_mut().for_each(|x| back.apply(x, c.n_kv_heads));
+        }
         k.iter_mut()
             .chain(v.iter_mut())
             .for_each(|x| codec::round(dtype, x, c.head_dim));
@@ -149,7 +160,7 @@ impl Packet {
             model_fingerprint: model.fingerprint.clone(),
             adapter_fingerprint: adapter_fp,
             tokens: tokens.to_vec(),
-            n_header: adapter.meta.n_header,
+            n_header: adapter.packet_header_rows(),
             n_trailer: adapter.meta.n_trailer,
             n_layers: c.n_layers,
             n_kv_heads: c.n_kv_heads,

@@ -38,6 +38,10 @@ pub struct TrainConfig {
     /// How the adapter starts (absent in configs of older runs: random).
     #[serde(default)]
     pub init: AdapterInit,
+    /// Make the header context-only (see [`crate::adapter::AdapterMeta::context_header`]);
+    /// absent in older configs: as the start has it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub context_header: bool,
     /// Teacher tokens per sample (G).
     pub gen_tokens: usize,
     /// Teacher log-probs kept per step (the rest is one bucket).
@@ -218,7 +222,8 @@ fn load_checkpoint(run: &RunDir, model: &Model) -> Result<(Adapter, State)> {
             &Device::Cpu,
         )?)
     };
-    let mut adapter = Adapter::init(model, nh, nt, state.config.seed)?;
+    let mut adapter =
+        Adapter::init(model, nh, nt, state.config.seed)?.with_context_header(state.config.context_header)?;
     adapter.header = read("header", nh)?;
     adapter.trailer = read("trailer", nt)?;
     state.adam.m = floats("adam_m", nh + nt)?;
@@ -363,7 +368,8 @@ impl Trainer<'_> {
             }
             (a, s)
         } else {
-            let a = Adapter::fresh(self.model, cfg.n_header, cfg.n_trailer, &cfg.init, cfg.seed)?;
+            let a = Adapter::fresh(self.model, cfg.n_header, cfg.n_trailer, &cfg.init, cfg.seed)?
+                .with_context_header(cfg.context_header)?;
             let n = (cfg.n_header + cfg.n_trailer) * self.model.config.hidden_size;
             let s = State {
                 config: cfg.clone(),

@@ -96,13 +96,16 @@ pub struct StudentMode {
 
 /// The student's sequence for one sample: `preamble, [H;D1;T], …, [H;Dk;T]`, then one tail
 /// per question. Each tail sits at the positions right after the documents and attends to
-/// them and to itself only (`Segment::Branch`), exactly as if it were asked alone.
+/// them and to itself only (`Segment::Branch`), exactly as if it were asked alone. With a
+/// context-only header, the k header copies come first instead (`Segment::Context`), each at
+/// the positions just before its document's, and only its `[D; T]` block sees it: the tails
+/// see `preamble, [D1;T1], …`, the rows a composed cache holds.
 struct Sequence {
     x: Tensor,
     positions: Vec<i64>,
     mask: AttnMask,
-    /// (first row, tokens) of each document's text, inside its `[H; D; T]` block.
-    docs: Vec<(usize, usize)>,
+    /// (first header row, first row of the document's text, tokens) of each document.
+    docs: Vec<(usize, usize, usize)>,
     /// Rows whose logits are scored, in order: the last `scored[j]` rows of each tail j.
     rows: Vec<usize>,
 }
@@ -115,20 +118,40 @@ fn sequence(
     scored: &[usize],
 ) -> Result<Sequence> {
     let (nh, nt) = (adapter.meta.n_header, adapter.meta.n_trailer);
+    let kept = adapter.packet_header_rows();
     let seg = segments(model, &sample.docs, "")?;
-    let mut parts = vec![model.embed(&seg.preamble)?];
-    let mut segs = vec![Segment::Global(seg.preamble.len())];
-    let mut docs = Vec::with_capacity(seg.docs.len());
-    let mut at = seg.preamble.len();
-    for d in &seg.docs {
-        docs.push((at + nh, d.len()));
-        parts.extend([adapter.header.clone(), model.embed(d)?, adapter.trailer.clone()]);
-        segs.push(Segment::Isolated(nh + d.len() + nt));
-        at += nh + d.len() + nt;
+    let (mut parts, mut segs, mut positions) = (Vec::new(), Vec::new(), Vec::<i64>::new());
+    // Context-only headers first: copy i at the positions just before document i's.
+    let context_copies = if kept < nh { seg.docs.len() } else { 0 };
+    let mut at = seg.preamble.len() as i64;
+    for d in seg.docs.iter().take(context_copies) {
+        parts.push(adapter.header.clone());
+        segs.push(Segment::Context(nh));
+        positions.extend(at - nh as i64..at);
+        at += (d.len() + nt) as i64;
     }
-    let mut positions: Vec<i64> = (0..at as i64).collect();
+    let mut row = context_copies * nh;
+    parts.push(model.embed(&seg.preamble)?);
+    segs.push(Segment::Global(seg.preamble.len()));
+    row += seg.preamble.len();
+    let mut docs = Vec::with_capacity(seg.docs.len());
+    for (i, d) in seg.docs.iter().enumerate() {
+        let block = kept + d.len() + nt;
+        if kept < nh {
+            parts.extend([model.embed(d)?, adapter.trailer.clone()]);
+            segs.push(Segment::Conditioned(block, i));
+            docs.push((i * nh, row, d.len()));
+        } else {
+            parts.extend([adapter.header.clone(), model.embed(d)?, adapter.trailer.clone()]);
+            segs.push(Segment::Isolated(block));
+            docs.push((row, row + nh, d.len()));
+        }
+        row += block;
+    }
+    positions.extend(0..(seg.preamble.len() + seg.docs.iter().map(|d| kept + d.len() + nt).sum::<usize>()) as i64);
+    let at = positions.len() - context_copies * nh;
     let mut rows = Vec::new();
-    let mut end = at;
+    let mut end = row;
     for (tail, &g) in tails.iter().zip(scored) {
         ensure!(g <= tail.len(), "a tail of {} tokens cannot score {g} rows", tail.len());
         parts.push(model.embed(tail)?);
@@ -137,10 +160,14 @@ fn sequence(
         end += tail.len();
         rows.extend(end - g..end);
     }
+    // A header copy may start before position 0 (a header longer than the preamble): RoPE
+    // sees only differences of positions, so the whole sequence moves up by that much.
+    let low = positions.iter().copied().min().unwrap_or(0).min(0);
+    positions.iter_mut().for_each(|p| *p -= low);
     Ok(Sequence {
         x: Tensor::cat(&parts, 0)?,
         positions,
-        mask: AttnMask::segments(0, &segs),
+        mask: AttnMask::segments(0, &segs)?,
         docs,
         rows,
     })
@@ -218,8 +245,8 @@ pub fn student_grad(
             None,
         )?;
         let grad = grad.flatten_all()?.to_vec1::<f32>()?;
-        for &(s, len) in &sq.docs {
-            add(&mut header, &grad, s - nh, nh);
+        for &(h, s, len) in &sq.docs {
+            add(&mut header, &grad, h, nh);
             add(&mut trailer, &grad, s + len, nt);
         }
         return Ok(StudentGrad {
@@ -240,7 +267,7 @@ pub fn student_grad(
         &Rows::None,
     )?;
     let tails_start = n - tails.iter().map(|t| t.len()).sum::<usize>();
-    let mut live: Vec<usize> = sq.docs.iter().flat_map(|&(s, len)| s + len..s + len + nt).collect();
+    let mut live: Vec<usize> = sq.docs.iter().flat_map(|&(_, s, len)| s + len..s + len + nt).collect();
     live.extend(tails_start..n);
     let ids = Tensor::new(live.iter().map(|&r| r as u32).collect::<Vec<_>>(), sq.x.device())?;
     let live_pos: Vec<i64> = live.iter().map(|&r| sq.positions[r]).collect();
