@@ -59,6 +59,8 @@
 #    (0.832 at step 0, the copies; 0.786 at step 10; wide 0.777), so only its 10-person score
 #    is measured, for the capacity curve (0.398, wide 0.397; then HotpotQA by hand: fidelity
 #    0.388); runs/sink-header (an untrained `<|im_start|>` header) was evaluated by hand too;
+# 7b. session 27: runs/ctx-wide (wide with a context-only header, trained in that layout), the
+#    new default `ctxwide`, evaluated on all five sets;
 # 8. SmolLM2's QA evaluations at n = 50, then its biographies to n = 100 and `full` on the
 #    needles (fidelity), when time is left; then qwen-qa2's last 7 steps (low priority: flat
 #    validation, step 6 level with plain packets on HotpotQA).
@@ -81,6 +83,9 @@ log "qwen wide-mix evaluated on 10-person biographies and HotpotQA"
 runs/qwen-wide32/run.sh >> runs/qwen-wide32/train.log 2>&1; log "qwen-wide32 trained"
 runs/eval-qwen-run.sh qwen-wide32 wide32 bio10 >> runs/eval-qwen-wide32.log 2>&1
 log "qwen wide32 evaluated on 10-person biographies"
+runs/ctx-wide/run.sh >> runs/ctx-wide/train.log 2>&1; log "ctx-wide trained"
+runs/eval-qwen-run.sh ctx-wide ctxwide bio10 hotpotqa bio5 heldout musique >> runs/eval-qwen-ctxwide.log 2>&1
+log "qwen ctxwide evaluated"
 smollm2_evals 50
 BIO_LIMIT=100 FULL_NEEDLES=1 runs/eval-smollm2-bio.sh >> runs/eval-smollm2-bio.log 2>&1
 log "smollm2 adapters evaluated (n = 100, full on needles)"
