@@ -7,8 +7,8 @@
 #   real preamble, with no spurious attention sink at each packet's start.
 # - pre-wide (make_init.py): ctxpre's header with `wide`'s 16 trailer rows.
 # - wide-ctx: `wide` with its header made context-only (runs/ctx-wide's start).
-# Scored on qwen-wide's validation (`train ... --score`) and evaluated on HotpotQA 50-99 and
-# 10-person biographies. Resumable: rerun.
+# Scored on qwen-wide's validation (`train ... --score`); ctxpre evaluated on HotpotQA 50-99.
+# Resumable: rerun.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 dir=runs/ctx-header
@@ -23,8 +23,7 @@ pre=$'<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are a help
 ./target/release/kvpacket train --model qwen2.5-0.5b --data synth:biography \
   --samples 192 --k-min 7 --k-max 10 --questions 8 --batch 12 --epochs 2 --lr 3e-4 \
   --gen-tokens 16 --header 8 --trailer 16 --val-samples 12 --val-every 2 --seed 4 \
-  --run-dir $dir/score --score $dir/pre-wide.safetensors --score $dir/wide-ctx.safetensors \
+  --run-dir "$(mktemp -d)" --score $dir/pre-wide.safetensors --score $dir/wide-ctx.safetensors \
   --score $dir/ctxpre.safetensors | tee $dir/score.txt
 kv() { ./target/release/kvpacket eval --model qwen2.5-0.5b --out docs/results/issue15/qwen2.5-0.5b "$@"; }
 kv --data "../shared/data/hotpotqa_train100.json#50..100" --methods kvpacket=$dir/ctxpre.safetensors --limit 50
-kv --data synth:biography:10 --methods kvpacket=$dir/ctxpre.safetensors --limit 100
