@@ -60,7 +60,9 @@
 #    is measured, for the capacity curve (0.398, wide 0.397; then HotpotQA by hand: fidelity
 #    0.388); runs/sink-header (an untrained `<|im_start|>` header) was evaluated by hand too;
 # 7b. session 27: runs/ctx-wide (wide with a context-only header, trained in that layout), the
-#    new default `ctxwide`, evaluated on all five sets;
+#    new default `ctxwide`, evaluated on all five sets; then runs/ctx-qa (a QA trailer on the
+#    preamble context header `ctxpre`, header frozen; started in session 27) and its evaluation,
+#    QA first (delete adapters/qwen2.5-0.5b/ctxqa.safetensors unless it is shipped);
 # 8. SmolLM2's QA evaluations at n = 50, then its biographies to n = 100 and `full` on the
 #    needles (fidelity), when time is left; then qwen-qa2's last 7 steps (low priority: flat
 #    validation, step 6 level with plain packets on HotpotQA).
@@ -86,6 +88,9 @@ log "qwen wide32 evaluated on 10-person biographies"
 runs/ctx-wide/run.sh >> runs/ctx-wide/train.log 2>&1; log "ctx-wide trained"
 runs/eval-qwen-run.sh ctx-wide ctxwide bio10 hotpotqa bio5 heldout musique >> runs/eval-qwen-ctxwide.log 2>&1
 log "qwen ctxwide evaluated"
+runs/ctx-qa/run.sh >> runs/ctx-qa/train.log 2>&1; log "ctx-qa trained"
+runs/eval-qwen-run.sh ctx-qa ctxqa hotpotqa musique bio10 >> runs/eval-qwen-ctxqa.log 2>&1
+log "qwen ctxqa evaluated"
 smollm2_evals 50
 BIO_LIMIT=100 FULL_NEEDLES=1 runs/eval-smollm2-bio.sh >> runs/eval-smollm2-bio.log 2>&1
 log "smollm2 adapters evaluated (n = 100, full on needles)"
