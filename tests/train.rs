@@ -622,19 +622,24 @@ fn rel_diff(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs())) / scale
 }
 
+/// `count` biography sets of 3 people with `questions` questions each.
+fn three_person_sets(name: &str, count: usize, questions: usize) -> SampleSpec {
+    SampleSpec {
+        files: vec!["synth:biography".into()],
+        count,
+        k_min: 3,
+        k_max: 3,
+        questions,
+        ..config(name, 1, 1).samples
+    }
+}
+
 #[test]
 fn the_shared_document_student_equals_separate_runs_per_question() {
     // One pass over a biography set with three questions (each tail sees the documents and
     // itself only) gives the sum of three separate single-question runs: loss and gradient.
     let m = model();
-    let spec = SampleSpec {
-        files: vec!["synth:biography".into()],
-        count: 2,
-        k_min: 3,
-        k_max: 3,
-        questions: 3,
-        ..config("shared", 1, 1).samples
-    };
+    let spec = three_person_sets("shared", 2, 3);
     let plain = Adapter::init(&m, 2, 3, 7).unwrap();
     let context = plain.clone().with_context_header(true).unwrap();
     for (sample, adapter) in draw_samples(&m, &spec, Split::Train, 2)
@@ -1023,14 +1028,7 @@ fn a_context_only_headers_gradient_matches_finite_differences() {
     // The header copies of a context-only header sit apart from their documents in the
     // student's sequence; the gradient summed over them must still be d loss / d header.
     let m = model();
-    let spec = SampleSpec {
-        files: vec!["synth:biography".into()],
-        count: 1,
-        k_min: 3,
-        k_max: 3,
-        questions: 2,
-        ..config("ctx-fd", 1, 1).samples
-    };
+    let spec = three_person_sets("ctx-fd", 1, 2);
     let adapter = Adapter::init(&m, 2, 2, 11).unwrap().with_context_header(true).unwrap();
     let sample = draw_samples(&m, &spec, Split::Train, 1).unwrap().remove(0);
     // Uniform targets: the tiny model's own continuation is so close to its student that the
