@@ -517,3 +517,41 @@ fn q8_packets_are_about_half_of_f16_and_read_back_exactly() {
     bytes[n - 1] ^= 0x40;
     assert!(Packet::from_bytes(&bytes).is_err());
 }
+
+#[test]
+fn a_key_scale_multiplies_only_the_stored_keys_and_makes_its_own_adapter() {
+    let m = model(9);
+    let doc = toks(&m, "a key scale flattens the question's attention over packets");
+    for context in [false, true] {
+        let a = Adapter::init(&m, 2, 2, 3)
+            .unwrap()
+            .with_context_header(context)
+            .unwrap();
+        let scaled = a.clone().with_key_scale(0.5).unwrap();
+        let (p, q) = (
+            Packet::build(&m, &a, &doc, KvDtype::F32).unwrap(),
+            Packet::build(&m, &scaled, &doc, KvDtype::F32).unwrap(),
+        );
+        // Halving is exact in f32: the keys are the unscaled packet's, times 0.5, after the
+        // context-only header's rows are dropped; values are untouched.
+        for (kp, kq) in p.k.iter().zip(&q.k) {
+            assert!(kp.iter().zip(kq).all(|(x, y)| 0.5 * x == *y));
+        }
+        assert_eq!(p.v, q.v);
+        assert_ne!(p.meta.id, q.meta.id, "a scaled adapter's packets are other packets");
+        assert_ne!(a.fingerprint().unwrap(), scaled.fingerprint().unwrap());
+        let back = scaled.clone().with_key_scale(1.0).unwrap();
+        assert_eq!(back.fingerprint().unwrap(), a.fingerprint().unwrap());
+        let path = tmp("key-scale").join(format!("a-{context}.safetensors"));
+        scaled.save(&path).unwrap();
+        let loaded = Adapter::load(&path, Some(&m)).unwrap();
+        assert_eq!(loaded.meta, scaled.meta);
+        assert_eq!(loaded.fingerprint().unwrap(), scaled.fingerprint().unwrap());
+    }
+    for bad in [0.0, -1.0, f32::NAN, 4.5] {
+        let e = Adapter::init(&m, 2, 2, 3).unwrap().with_key_scale(bad).unwrap_err();
+        assert!(e.to_string().contains("outside (0, 4]"), "{e}");
+    }
+    let e = Adapter::empty(&m).unwrap().with_key_scale(0.9).unwrap_err();
+    assert!(e.to_string().contains("needs an adapter"), "{e}");
+}

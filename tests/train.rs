@@ -1061,3 +1061,25 @@ fn a_context_only_headers_gradient_matches_finite_differences() {
         g.header[j]
     );
 }
+
+#[test]
+fn the_student_refuses_an_adapter_with_a_key_scale() {
+    // The student's tails would read the documents' keys unscaled: training or scoring such an
+    // adapter would optimise a cache no request holds.
+    let m = model();
+    let spec = three_person_sets("key-scale", 1, 1);
+    let adapter = Adapter::init(&m, 2, 2, 11).unwrap().with_key_scale(0.9).unwrap();
+    let sample = draw_samples(&m, &spec, Split::Train, 1).unwrap().remove(0);
+    let teachers = vec![
+        TeacherOut {
+            tokens: vec![0],
+            top_ids: vec![vec![0]],
+            top_logp: vec![vec![0.0]],
+        };
+        sample.tasks.len()
+    ];
+    let e = student_grad(&m, &adapter, &sample, &teachers, mode(false, false))
+        .err()
+        .expect("refused");
+    assert!(e.to_string().contains("key scale"), "{e}");
+}

@@ -26,6 +26,20 @@ pub struct AdapterMeta {
     /// holds no header rows and the preamble's first token stays the only attention sink.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub context_header: bool,
+    /// Multiplier on the keys of a packet's rows (document and trailer) as every later token
+    /// reads them: an attention temperature of 1/s over packets (s < 1 flattens the question's
+    /// attention to them, as APE's temperature does). The document's own rows are computed
+    /// unscaled; the scale is applied to the stored keys when the packet is built. 1: none.
+    #[serde(default = "unit_scale", skip_serializing_if = "is_unit_scale")]
+    pub key_scale: f32,
+}
+
+fn unit_scale() -> f32 {
+    1.0
+}
+
+fn is_unit_scale(s: &f32) -> bool {
+    *s == 1.0
 }
 
 /// How a fresh adapter's entries are set before training.
@@ -71,6 +85,7 @@ impl Adapter {
             hidden_size: d,
             made_by: serde_json::json!({"kind": "empty"}),
             context_header: false,
+            key_scale: 1.0,
         };
         Ok(Self {
             header: z.clone(),
@@ -104,6 +119,7 @@ impl Adapter {
             hidden_size: d,
             made_by: serde_json::json!({"kind": "init", "seed": seed, "embedding_mean": mean, "embedding_std": std}),
             context_header: false,
+            key_scale: 1.0,
         };
         Ok(Self {
             header: draw(n_header)?,
@@ -175,6 +191,7 @@ impl Adapter {
             hidden_size: model.config.hidden_size,
             made_by: serde_json::json!({"kind": "init", "header_text": header_text, "trailer_text": trailer_text}),
             context_header: false,
+            key_scale: 1.0,
         };
         Ok(Self {
             header: rows(header_text, n_header, "header")?,
@@ -200,6 +217,19 @@ impl Adapter {
         Ok(self)
     }
 
+    /// This adapter with the key scale `s` (see [`AdapterMeta::key_scale`]). Errors for the
+    /// empty adapter (plain packets stay `none`) and for a scale outside (0, 4].
+    pub fn with_key_scale(mut self, s: f32) -> Result<Self> {
+        if self.is_empty() {
+            bail!("a key scale needs an adapter with soft tokens (plain packets are `none`)");
+        }
+        if !(s > 0.0 && s <= 4.0) {
+            bail!("key scale {s} is outside (0, 4]");
+        }
+        self.meta.key_scale = s;
+        Ok(self)
+    }
+
     /// Header rows a packet keeps: N_h, or 0 for a context-only header.
     pub fn packet_header_rows(&self) -> usize {
         if self.meta.context_header {
@@ -215,7 +245,8 @@ impl Adapter {
     }
 
     /// Identifies the adapter's values: "none" for the empty adapter, else a hex sha256 of
-    /// the sizes, whether the header is context-only, and the f32 bytes of header and trailer.
+    /// the sizes, whether the header is context-only, the key scale when it is not 1, and the
+    /// f32 bytes of header and trailer (adapters without a key scale keep their fingerprints).
     pub fn fingerprint(&self) -> Result<String> {
         if self.is_empty() {
             return Ok("none".into());
@@ -228,6 +259,9 @@ impl Adapter {
             self.meta.hidden_size,
             if self.meta.context_header { "c" } else { "" }
         ));
+        if self.meta.key_scale != 1.0 {
+            h.update(format!("k{:08x}", self.meta.key_scale.to_bits()));
+        }
         h.update(f32_bytes(&self.header.flatten_all()?.to_vec1::<f32>()?));
         h.update(f32_bytes(&self.trailer.flatten_all()?.to_vec1::<f32>()?));
         Ok(hex::encode(h.finalize()))
@@ -368,7 +402,12 @@ pub fn provenance(meta: &AdapterMeta) -> String {
     } else {
         ""
     };
-    let size = format!("{}+{} soft tokens{context}", meta.n_header, meta.n_trailer);
+    let scale = if meta.key_scale == 1.0 {
+        String::new()
+    } else {
+        format!(", packet keys scaled by {}", meta.key_scale)
+    };
+    let size = format!("{}+{} soft tokens{context}{scale}", meta.n_header, meta.n_trailer);
     if m["kind"] != "trained" {
         return format!("{size}, untrained ({})", m);
     }

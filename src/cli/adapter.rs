@@ -94,6 +94,18 @@ pub enum AdapterAction {
         #[arg(long)]
         model: Option<String>,
     },
+    /// Write a copy of an adapter whose packets' keys are scaled by SCALE as later tokens
+    /// read them (an attention temperature of 1/SCALE over packets; 1 removes it). Everything
+    /// else, what made it included, is kept. Packets of the copy are new packets.
+    KeyScale {
+        /// The adapter file.
+        adapter: PathBuf,
+        /// Multiplier on packet keys, in (0, 4].
+        scale: f32,
+        /// Output safetensors file.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// List the adapters shipped for a model, with what made each.
     List {
         #[command(flatten)]
@@ -146,6 +158,17 @@ pub fn run(action: AdapterAction) -> Result<()> {
             let mut v = serde_json::to_value(&a.meta)?;
             v["fingerprint"] = a.fingerprint()?.into();
             println!("{}", serde_json::to_string_pretty(&v)?);
+            Ok(())
+        }
+        AdapterAction::KeyScale { adapter, scale, out } => {
+            let a = Adapter::load(&adapter, None)?.with_key_scale(scale)?;
+            a.save(&out)?;
+            println!(
+                "{} ({}, fingerprint {})",
+                out.display(),
+                provenance(&a.meta),
+                a.fingerprint()?
+            );
             Ok(())
         }
         AdapterAction::List { model } => {

@@ -121,7 +121,8 @@ impl Packet {
     /// Computes the packet of `tokens` wrapped by `adapter`: one causal forward of
     /// `[header; Emb(tokens); trailer]` at positions 0.., nothing before it. A context-only
     /// header's rows are then dropped and the remaining keys rotated back by N_h, so the
-    /// packet is `[D; T]` at positions 0.. (RoPE: R(−N_h)·R(N_h + j) = R(j)).
+    /// packet is `[D; T]` at positions 0.. (RoPE: R(−N_h)·R(N_h + j) = R(j)). The stored keys
+    /// are multiplied by the adapter's key scale (values never).
     pub fn build(model: &Model, adapter: &Adapter, tokens: &[u32], dtype: KvDtype) -> Result<Self> {
         let c = &model.config;
         let n = adapter.meta.n_header + tokens.len() + adapter.meta.n_trailer;
@@ -149,6 +150,10 @@ impl Packet {
                 x.drain(..dropped * row);
             }
             k.iter_mut().for_each(|x| back.apply(x, c.n_kv_heads));
+        }
+        let s = adapter.meta.key_scale;
+        if s != 1.0 {
+            k.iter_mut().flatten().for_each(|x| *x *= s);
         }
         k.iter_mut()
             .chain(v.iter_mut())

@@ -117,6 +117,13 @@ fn sequence(
     tails: &[Vec<u32>],
     scored: &[usize],
 ) -> Result<Sequence> {
+    // The tails would have to read scaled document keys while each document reads its own
+    // unscaled: not modelled, so refused rather than trained or scored against the wrong cache.
+    ensure!(
+        adapter.meta.key_scale == 1.0,
+        "the student does not model a key scale ({}): train and score at key scale 1, then set it with `kvpacket adapter key-scale`",
+        adapter.meta.key_scale
+    );
     let (nh, nt) = (adapter.meta.n_header, adapter.meta.n_trailer);
     let kept = adapter.packet_header_rows();
     let seg = segments(model, &sample.docs, "")?;
