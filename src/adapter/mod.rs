@@ -29,7 +29,8 @@ pub struct AdapterMeta {
     /// Multiplier on the keys of a packet's rows (document and trailer) as every later token
     /// reads them: an attention temperature of 1/s over packets (s < 1 flattens the question's
     /// attention to them, as APE's temperature does). The document's own rows are computed
-    /// unscaled; the scale is applied to the stored keys when the packet is built. 1: none.
+    /// unscaled; the scale is applied to the stored keys when the packet is built, and the
+    /// training student reads them the same way. 1: none.
     #[serde(default = "unit_scale", skip_serializing_if = "is_unit_scale")]
     pub key_scale: f32,
 }

@@ -96,7 +96,8 @@ pub enum AdapterAction {
     },
     /// Write a copy of an adapter whose packets' keys are scaled by SCALE as later tokens
     /// read them (an attention temperature of 1/SCALE over packets; 1 removes it). Everything
-    /// else, what made it included, is kept. Packets of the copy are new packets.
+    /// else, what made it included, is kept. Packets of the copy are new packets. Training
+    /// from the copy (`train --init-from`) keeps the scale and trains under it.
     KeyScale {
         /// The adapter file.
         adapter: PathBuf,

@@ -111,6 +111,19 @@ impl AttnInputs<'_> {
                 }
             }
         }
+        self.scale_keys(i, j0, len, s);
+    }
+    /// Multiplies the entries of row `i`'s block (keys from `j0`, `len` of them) that the mask
+    /// scales ([`AttnMask::with_key_scale`]) by the row's factor: on the scores in the forward,
+    /// and on dS in the backward (d score / d (q·k) is the factor there).
+    #[inline(always)]
+    fn scale_keys(&self, i: usize, j0: usize, len: usize, s: &mut [f32]) {
+        if let Some((c, e, f)) = self.mask.key_scale(i) {
+            let (from, to) = (c.max(j0), e.min(j0 + len));
+            if from < to {
+                s[from - j0..to - j0].iter_mut().for_each(|x| *x *= f);
+            }
+        }
     }
     fn check(&self) {
         let s = self.shape;
@@ -617,6 +630,7 @@ impl AttnInputs<'_> {
                 *x = fast_exp(*x - l);
                 *d = *x * (*d - dl);
             }
+            self.scale_keys(i, j0, len, ds);
         }
     }
 }
@@ -926,6 +940,13 @@ pub(crate) mod tests {
             }
         }
         let bias = Tensor::from_vec(bias, (nq, nk), &Device::Cpu).unwrap();
+        let mut factor = vec![1f32; nq * nk];
+        for i in 0..nq {
+            if let Some((c, e, f)) = mask.key_scale(i) {
+                factor[i * nk + c..i * nk + e].fill(f);
+            }
+        }
+        let factor = Tensor::from_vec(factor, (nq, nk), &Device::Cpu).unwrap();
         let scale = 1.0 / (s.head_dim as f64).sqrt();
         let outs: Vec<Tensor> = (0..s.n_heads)
             .map(|h| {
@@ -933,7 +954,8 @@ pub(crate) mod tests {
                 let qh = q.narrow(1, h, 1).unwrap().squeeze(1).unwrap();
                 let kh = k.narrow(1, kvh, 1).unwrap().squeeze(1).unwrap();
                 let vh = v.narrow(1, kvh, 1).unwrap().squeeze(1).unwrap();
-                let sc = ((qh.matmul(&kh.t().unwrap()).unwrap() * scale).unwrap() + &bias).unwrap();
+                let sc =
+                    (((qh.matmul(&kh.t().unwrap()).unwrap() * scale).unwrap() * &factor).unwrap() + &bias).unwrap();
                 let p = candle_nn::ops::softmax(&sc, D::Minus1).unwrap();
                 p.matmul(&vh).unwrap().unsqueeze(1).unwrap()
             })
@@ -1083,5 +1105,32 @@ pub(crate) mod tests {
         let mask = AttnMask::segments(0, &segs).unwrap();
         assert!(mask.sees(119 + 37, 0) && mask.sees(119 + 37, 118) && !mask.sees(119 + 37, 119));
         check(mask, 0, s);
+    }
+
+    #[test]
+    fn scaled_packet_keys_read_by_the_tails_match_dense_reference() {
+        // The student of an adapter with a key scale: the tails read the packets' keys (across
+        // block edges) at their scores times the scale, the packets and the preamble do not.
+        let s = AttnShape {
+            n_heads: 4,
+            n_kv_heads: 2,
+            head_dim: 16,
+        };
+        let segs = [
+            Segment::Global(9),
+            Segment::Isolated(70),
+            Segment::Isolated(40),
+            Segment::Branch(37),
+            Segment::Branch(75),
+        ];
+        for scale in [0.5, 1.7] {
+            let mask = AttnMask::segments(0, &segs)
+                .unwrap()
+                .with_key_scale((9, 119), 119, scale)
+                .unwrap();
+            assert_eq!(mask.key_scale(118), None);
+            assert_eq!(mask.key_scale(119), Some((9, 119, scale)));
+            check(mask, 0, s);
+        }
     }
 }

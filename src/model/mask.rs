@@ -8,11 +8,16 @@ use anyhow::{Result, bail};
 /// and block-diagonal masks are one range per row; the second range adds branches (several
 /// question tails that each see the same documents and only themselves, `Segment::Branch`)
 /// and context-only headers (`Segment::Context`, `Segment::Conditioned`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct AttnMask {
     ranges: Vec<(u32, u32)>,
     /// Per row, the second key range (empty: no row has one).
     extra: Vec<(u32, u32)>,
+    /// The keys whose scores some rows multiply by their `row_scale` (see
+    /// [`AttnMask::with_key_scale`]).
+    scaled_keys: (u32, u32),
+    /// Per row, the factor on its scores against `scaled_keys` (empty: no row has one).
+    row_scale: Vec<f32>,
 }
 
 impl AttnMask {
@@ -22,6 +27,8 @@ impl AttnMask {
         Self {
             ranges: (0..n_new).map(|i| (0, (n_past + i + 1) as u32)).collect(),
             extra: Vec::new(),
+            scaled_keys: (0, 0),
+            row_scale: Vec::new(),
         }
     }
 
@@ -73,7 +80,12 @@ impl AttnMask {
         if extra.iter().all(|&(a, b)| a >= b) {
             extra.clear();
         }
-        Ok(Self { ranges, extra })
+        Ok(Self {
+            ranges,
+            extra,
+            scaled_keys: (0, 0),
+            row_scale: Vec::new(),
+        })
     }
 
     /// A general mask from explicit per-query ranges. Each range must be non-empty and,
@@ -87,7 +99,27 @@ impl AttnMask {
         Ok(Self {
             ranges,
             extra: Vec::new(),
+            scaled_keys: (0, 0),
+            row_scale: Vec::new(),
         })
+    }
+
+    /// This mask with rows `from_row..` reading the keys of `keys` at their scores times
+    /// `scale`, as if those keys were stored multiplied by `scale`: the question tails of the
+    /// student reading the packets of an adapter with a key scale, whose documents' own rows
+    /// read their keys unscaled. Errors on a scale outside (0, ∞) or rows that do not exist.
+    pub fn with_key_scale(mut self, keys: (usize, usize), from_row: usize, scale: f32) -> Result<Self> {
+        if !(scale > 0.0 && scale.is_finite()) {
+            bail!("key scale {scale} is not a positive number");
+        }
+        if from_row > self.len() {
+            bail!("mask row {from_row} does not exist ({} rows)", self.len());
+        }
+        self.scaled_keys = (keys.0 as u32, keys.1 as u32);
+        self.row_scale = (0..self.len())
+            .map(|i| if i < from_row { 1.0 } else { scale })
+            .collect();
+        Ok(self)
     }
 
     /// The mask of a subset of the query rows (`rows` index this mask's rows), key ranges kept.
@@ -95,12 +127,19 @@ impl AttnMask {
         if let Some(&r) = rows.iter().find(|&&r| r >= self.ranges.len()) {
             bail!("mask row {r} does not exist ({} rows)", self.ranges.len());
         }
+        // Per-row fields left empty (no row has one) stay empty.
+        fn pick<T: Copy>(v: &[T], rows: &[usize]) -> Vec<T> {
+            if v.is_empty() {
+                Vec::new()
+            } else {
+                rows.iter().map(|&r| v[r]).collect()
+            }
+        }
         Ok(Self {
-            ranges: rows.iter().map(|&r| self.ranges[r]).collect(),
-            extra: match self.extra.is_empty() {
-                true => Vec::new(),
-                false => rows.iter().map(|&r| self.extra[r]).collect(),
-            },
+            ranges: pick(&self.ranges, rows),
+            extra: pick(&self.extra, rows),
+            scaled_keys: self.scaled_keys,
+            row_scale: pick(&self.row_scale, rows),
         })
     }
 
@@ -124,6 +163,15 @@ impl AttnMask {
     #[inline]
     pub fn extra(&self, i: usize) -> (usize, usize) {
         self.extra.get(i).map_or((0, 0), |&(a, b)| (a as usize, b as usize))
+    }
+
+    /// The keys `[c, e)` whose scores row `i` multiplies, and by how much; None when it
+    /// multiplies none.
+    #[inline]
+    pub fn key_scale(&self, i: usize) -> Option<(usize, usize, f32)> {
+        let f = *self.row_scale.get(i)?;
+        let (c, e) = self.scaled_keys;
+        (f != 1.0 && c < e).then_some((c as usize, e as usize, f))
     }
 
     /// The smallest range holding every key row `i` sees.

@@ -99,7 +99,8 @@ pub struct StudentMode {
 /// them and to itself only (`Segment::Branch`), exactly as if it were asked alone. With a
 /// context-only header, the k header copies come first instead (`Segment::Context`), each at
 /// the positions just before its document's, and only its `[D; T]` block sees it: the tails
-/// see `preamble, [D1;T1], …`, the rows a composed cache holds.
+/// see `preamble, [D1;T1], …`, the rows a composed cache holds. With a key scale, the tails
+/// read the packet rows' keys at that scale (their scores multiplied by it).
 struct Sequence {
     x: Tensor,
     positions: Vec<i64>,
@@ -117,13 +118,6 @@ fn sequence(
     tails: &[Vec<u32>],
     scored: &[usize],
 ) -> Result<Sequence> {
-    // The tails would have to read scaled document keys while each document reads its own
-    // unscaled: not modelled, so refused rather than trained or scored against the wrong cache.
-    ensure!(
-        adapter.meta.key_scale == 1.0,
-        "the student does not model a key scale ({}): train and score at key scale 1, then set it with `kvpacket adapter key-scale`",
-        adapter.meta.key_scale
-    );
     let (nh, nt) = (adapter.meta.n_header, adapter.meta.n_trailer);
     let kept = adapter.packet_header_rows();
     let seg = segments(model, &sample.docs, "")?;
@@ -141,6 +135,7 @@ fn sequence(
     parts.push(model.embed(&seg.preamble)?);
     segs.push(Segment::Global(seg.preamble.len()));
     row += seg.preamble.len();
+    let docs_from = row;
     let mut docs = Vec::with_capacity(seg.docs.len());
     for (i, d) in seg.docs.iter().enumerate() {
         let block = kept + d.len() + nt;
@@ -155,6 +150,7 @@ fn sequence(
         }
         row += block;
     }
+    let docs_end = row;
     positions.extend(0..(seg.preamble.len() + seg.docs.iter().map(|d| kept + d.len() + nt).sum::<usize>()) as i64);
     let at = positions.len() - context_copies * nh;
     let mut rows = Vec::new();
@@ -171,10 +167,16 @@ fn sequence(
     // sees only differences of positions, so the whole sequence moves up by that much.
     let low = positions.iter().copied().min().unwrap_or(0).min(0);
     positions.iter_mut().for_each(|p| *p -= low);
+    // A key scale: the tails read the packet rows' keys scaled, as a composed cache stores
+    // them; each document computes its own rows unscaled, as `Packet::build` does.
+    let mut mask = AttnMask::segments(0, &segs)?;
+    if adapter.meta.key_scale != 1.0 {
+        mask = mask.with_key_scale((docs_from, docs_end), docs_end, adapter.meta.key_scale)?;
+    }
     Ok(Sequence {
         x: Tensor::cat(&parts, 0)?,
         positions,
-        mask: AttnMask::segments(0, &segs)?,
+        mask,
         docs,
         rows,
     })
