@@ -63,6 +63,11 @@
 #    new default `ctxwide`, evaluated on all five sets; then runs/ctx-qa (a QA trailer on the
 #    preamble context header `ctxpre`, header frozen; started in session 27) and its evaluation,
 #    QA first (delete adapters/qwen2.5-0.5b/ctxqa.safetensors unless it is shipped);
+# 7c. session 28 (not queued; by hand): runs/key-scale (ctxwide with packet keys scaled by 0.95,
+#    untrained: worse on validation biographies, level on HotpotQA 0-49; not shipped),
+#    runs/ctx-mix (ctxwide on qwen-mix's samples: validation flat, stopped at step 4 of 12, not
+#    to be resumed as it is) and runs/smollm2-ctx (mix made context-only: level). ctx-qa was not
+#    run in session 28 and stays next here;
 # 8. SmolLM2's QA evaluations at n = 50, then its biographies to n = 100 and `full` on the
 #    needles (fidelity), when time is left; then qwen-qa2's last 7 steps (low priority: flat
 #    validation, step 6 level with plain packets on HotpotQA).
