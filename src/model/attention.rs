@@ -1085,15 +1085,15 @@ pub(crate) mod tests {
         check(AttnMask::causal(1500, 1), 1500, s);
     }
 
-    #[test]
-    fn branches_over_a_shared_prefix_match_dense_reference() {
+    /// Four heads over two kv heads, and the student's layout: a preamble (9 rows), two
+    /// packets (to row 119), then three question tails that each see the documents and only
+    /// themselves (one crosses key blocks, one is a single row).
+    fn branches() -> (AttnShape, AttnMask) {
         let s = AttnShape {
             n_heads: 4,
             n_kv_heads: 2,
             head_dim: 16,
         };
-        // Preamble, two packets, then three question tails that each see the documents and
-        // only themselves (one crosses key blocks, one is a single row).
         let segs = [
             Segment::Global(9),
             Segment::Isolated(70),
@@ -1102,7 +1102,12 @@ pub(crate) mod tests {
             Segment::Branch(1),
             Segment::Branch(75),
         ];
-        let mask = AttnMask::segments(0, &segs).unwrap();
+        (s, AttnMask::segments(0, &segs).unwrap())
+    }
+
+    #[test]
+    fn branches_over_a_shared_prefix_match_dense_reference() {
+        let (s, mask) = branches();
         assert!(mask.sees(119 + 37, 0) && mask.sees(119 + 37, 118) && !mask.sees(119 + 37, 119));
         check(mask, 0, s);
     }
@@ -1111,23 +1116,9 @@ pub(crate) mod tests {
     fn scaled_packet_keys_read_by_the_tails_match_dense_reference() {
         // The student of an adapter with a key scale: the tails read the packets' keys (across
         // block edges) at their scores times the scale, the packets and the preamble do not.
-        let s = AttnShape {
-            n_heads: 4,
-            n_kv_heads: 2,
-            head_dim: 16,
-        };
-        let segs = [
-            Segment::Global(9),
-            Segment::Isolated(70),
-            Segment::Isolated(40),
-            Segment::Branch(37),
-            Segment::Branch(75),
-        ];
         for scale in [0.5, 1.7] {
-            let mask = AttnMask::segments(0, &segs)
-                .unwrap()
-                .with_key_scale((9, 119), 119, scale)
-                .unwrap();
+            let (s, mask) = branches();
+            let mask = mask.with_key_scale((9, 119), 119, scale).unwrap();
             assert_eq!(mask.key_scale(118), None);
             assert_eq!(mask.key_scale(119), Some((9, 119, scale)));
             check(mask, 0, s);
