@@ -5,7 +5,7 @@
 #   as `full` computes the first document after the preamble, and the packet keeps only the
 #   document's rows: a request's cache is the preamble followed by documents that each saw the
 #   real preamble, with no spurious attention sink at each packet's start.
-# - pre-wide (make_init.py): ctxpre's header with `wide`'s 16 trailer rows.
+# - pre-wide (scripts/adapter_concat.py): ctxpre's header with `wide`'s 16 trailer rows.
 # - wide-ctx: `wide` with its header made context-only (runs/ctx-wide's start).
 # Scored on qwen-wide's validation (`train ... --score`); ctxpre evaluated on HotpotQA 50-99.
 # Resumable: rerun.
@@ -16,7 +16,8 @@ pre=$'<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are a help
 [ -f $dir/ctxpre.safetensors ] || ./target/release/kvpacket adapter init --model qwen2.5-0.5b \
   --init text --header-text "$pre" --trailer-text unused --header 58 --trailer 0 --context-header \
   --out $dir/ctxpre.safetensors
-[ -f $dir/pre-wide.safetensors ] || python3 $dir/make_init.py $dir/pre-wide.safetensors
+[ -f $dir/pre-wide.safetensors ] || python3 scripts/adapter_concat.py $dir/pre-wide.safetensors \
+  --header $dir/ctxpre.safetensors --trailer adapters/qwen2.5-0.5b/wide.safetensors
 [ -f $dir/wide-ctx.safetensors ] || ./target/release/kvpacket adapter init --model qwen2.5-0.5b \
   --init-from adapters/qwen2.5-0.5b/wide.safetensors --header 8 --trailer 16 --context-header \
   --out $dir/wide-ctx.safetensors
