@@ -164,6 +164,7 @@ fn attention_table(peak: f64) {
                 v: &v,
                 mask: &mask,
                 shape,
+                head_scale: &[],
             };
             let flops = 4.0 * (head_dim * n_heads) as f64 * (n * (n + 1) / 2) as f64;
             let g = best_gflops(flops, || {

@@ -160,7 +160,9 @@ pub fn fwd_bwd(model: &Model, n: usize, soft: usize, loss_rows: usize, checkpoin
         let lp = candle_nn::ops::log_softmax(logits, D::Minus1)?;
         Ok(lp.gather(&targets.unsqueeze(1)?, 1)?.neg()?.sum_all()?)
     };
-    let (_, grad) = model.loss_and_input_grad(&x, &positions, &mask, &rows, &loss, checkpoint, None)?;
+    let grad = model
+        .loss_and_input_grad(&x, &positions, &mask, &rows, &loss, checkpoint, None)?
+        .x;
     let g_soft = grad.narrow(0, 0, soft)?.abs()?.sum_all()?.to_scalar::<f32>()?;
     anyhow::ensure!(g_soft > 0.0, "no gradient reached the soft tokens");
     Ok(t0.elapsed().as_secs_f64())

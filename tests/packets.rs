@@ -555,3 +555,55 @@ fn a_key_scale_multiplies_only_the_stored_keys_and_makes_its_own_adapter() {
     let e = Adapter::empty(&m).unwrap().with_key_scale(0.9).unwrap_err();
     assert!(e.to_string().contains("needs an adapter"), "{e}");
 }
+
+#[test]
+fn per_head_key_factors_multiply_each_layers_heads_keys_and_survive_a_round_trip() {
+    let m = model(9);
+    let (layers, heads) = (m.config.n_layers, m.config.n_kv_heads);
+    let doc = toks(&m, "each head reads the packets at its own temperature");
+    // Powers of two, so that the products are exact in f32; on top of a key scale of 0.5.
+    let factors: Vec<f32> = (0..layers * heads).map(|i| [0.5, 2.0, 0.25, 1.0][i % 4]).collect();
+    let a = Adapter::init(&m, 2, 2, 3).unwrap();
+    let scaled = a
+        .clone()
+        .with_key_scale(0.5)
+        .unwrap()
+        .with_head_key_scale(factors.clone(), layers, heads)
+        .unwrap();
+    let (p, q) = (
+        Packet::build(&m, &a, &doc, KvDtype::F32).unwrap(),
+        Packet::build(&m, &scaled, &doc, KvDtype::F32).unwrap(),
+    );
+    let d = m.config.head_dim;
+    for (l, (kp, kq)) in p.k.iter().zip(&q.k).enumerate() {
+        for (i, (x, y)) in kp.iter().zip(kq).enumerate() {
+            assert_eq!(
+                0.5 * factors[l * heads + (i / d) % heads] * x,
+                *y,
+                "layer {l}, element {i}"
+            );
+        }
+    }
+    assert_eq!(p.v, q.v);
+    assert_ne!(p.meta.id, q.meta.id);
+    let path = tmp("head-key-scale").join("a.safetensors");
+    scaled.save(&path).unwrap();
+    let loaded = Adapter::load(&path, Some(&m)).unwrap();
+    assert_eq!(loaded.meta, scaled.meta);
+    assert_eq!(loaded.head_key_scale, factors);
+    assert_eq!(loaded.fingerprint().unwrap(), scaled.fingerprint().unwrap());
+    assert!(kvpacket::adapter::provenance(&loaded.meta).contains("learned key scales"));
+    for bad in [0.0, -1.0, f32::NAN, 4.5] {
+        let mut f = factors.clone();
+        f[1] = bad;
+        let e = a.clone().with_head_key_scale(f, layers, heads).unwrap_err();
+        assert!(e.to_string().contains("outside (0, 4]"), "{e}");
+    }
+    let e = a.clone().with_head_key_scale(vec![1.0; 3], layers, heads).unwrap_err();
+    assert!(e.to_string().contains("kv heads"), "{e}");
+    let e = Adapter::empty(&m)
+        .unwrap()
+        .with_head_key_scale(factors, layers, heads)
+        .unwrap_err();
+    assert!(e.to_string().contains("need an adapter"), "{e}");
+}

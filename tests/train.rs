@@ -14,7 +14,7 @@ use kvpacket::model::{Arch, Model, Rows, WeightMode};
 use kvpacket::packet::KvDtype;
 use kvpacket::store::{FsStore, LruStore};
 use kvpacket::train::samples::{SampleSpec, Split, TrainSample, draw_samples};
-use kvpacket::train::student::{LossKind, StudentMode, loss_from_logits, student_grad};
+use kvpacket::train::student::{LossKind, StudentGrad, StudentMode, loss_from_logits, student_grad};
 use kvpacket::train::teacher::{TeacherCache, TeacherOut, run_teacher};
 use kvpacket::train::{Outcome, RunDir, TrainConfig, Trainer, ValLine, read_log};
 use std::path::PathBuf;
@@ -112,6 +112,7 @@ fn config(name: &str, batch: usize, epochs: usize) -> TrainConfig {
         val_samples: 0,
         val_every: 1,
         patience: 0,
+        learn_key_scale: false,
     }
 }
 
@@ -321,21 +322,34 @@ fn first_step_equals_composed_packets(m: &Model, dir: &std::path::Path) {
     // 2+3 soft tokens, a trailer alone (0+3: the document rows stay plain packets'), a
     // context-only header (4+2: packets keep no header row, the tails see none), and key scales
     // (the packets store scaled keys, the student's tails read them scaled).
-    for (nh, nt, context, key_scale) in [
-        (2, 3, false, 1.0),
-        (0, 3, false, 1.0),
-        (4, 2, true, 1.0),
-        (2, 3, false, 0.6),
-        (4, 2, true, 1.4),
+    // Per-head key factors on top (each layer and kv head its own).
+    for (nh, nt, context, key_scale, heads) in [
+        (2, 3, false, 1.0, false),
+        (0, 3, false, 1.0, false),
+        (4, 2, true, 1.0, false),
+        (2, 3, false, 0.6, false),
+        (4, 2, true, 1.4, false),
+        (2, 3, false, 1.0, true),
+        (4, 2, true, 0.8, true),
     ] {
-        let adapter = Adapter::fresh(m, nh, nt, &AdapterInit::Random, 4)
+        let mut adapter = Adapter::fresh(m, nh, nt, &AdapterInit::Random, 4)
             .unwrap()
             .with_context_header(context)
             .unwrap()
             .with_key_scale(key_scale)
             .unwrap();
+        if heads {
+            adapter = with_head_factors(m, adapter);
+        }
         first_step_equals_composed_packets_with(m, dir, &adapter);
     }
+}
+
+/// `adapter` with a different key factor for every layer and kv head of `m`, in 0.55-1.45.
+fn with_head_factors(m: &Model, adapter: Adapter) -> Adapter {
+    let (layers, heads) = (m.config.n_layers, m.config.n_kv_heads);
+    let factors = (0..layers * heads).map(|i| 0.55 + 0.3 * (i % 4) as f32).collect();
+    adapter.with_head_key_scale(factors, layers, heads).unwrap()
 }
 
 fn first_step_equals_composed_packets_with(m: &Model, dir: &std::path::Path, adapter: &Adapter) {
@@ -1052,6 +1066,30 @@ fn a_context_only_headers_gradient_matches_finite_differences_with_and_without_a
 /// The header gradient of `adapter`'s student on one sample of `spec`, at its largest entry,
 /// against a central finite difference of the loss.
 fn header_gradient_matches_finite_differences(m: &Model, spec: &SampleSpec, adapter: &Adapter) {
+    gradient_matches_finite_differences(
+        m,
+        spec,
+        adapter,
+        |g| g.header.clone(),
+        |a, j, delta| {
+            let mut h = a.header.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            h[j] += delta;
+            a.header = candle_core::Tensor::from_vec(h, a.header.shape(), &candle_core::Device::Cpu).unwrap();
+        },
+        1e-2,
+    );
+}
+
+/// The gradient that `grad` picks from `adapter`'s student on one sample of `spec`, at its
+/// largest entry j, against a central finite difference of the loss under `perturb(a, j, ±eps)`.
+fn gradient_matches_finite_differences(
+    m: &Model,
+    spec: &SampleSpec,
+    adapter: &Adapter,
+    grad: impl Fn(&StudentGrad) -> Vec<f32>,
+    perturb: impl Fn(&mut Adapter, usize, f32),
+    eps: f32,
+) {
     let sample = draw_samples(m, spec, Split::Train, 1).unwrap().remove(0);
     // Uniform targets: the tiny model's own continuation is so close to its student that the
     // loss (~1e-5) leaves finite differences in f32 rounding.
@@ -1062,24 +1100,73 @@ fn header_gradient_matches_finite_differences(m: &Model, spec: &SampleSpec, adap
         top_logp: vec![vec![-(vocab as f32).ln(); vocab]; 2],
     };
     let teachers = vec![uniform; sample.tasks.len()];
-    let g = student_grad(m, adapter, &sample, &teachers, mode(false, false)).unwrap();
-    let j = (0..g.header.len())
-        .max_by(|&a, &b| g.header[a].abs().total_cmp(&g.header[b].abs()))
-        .unwrap();
+    let g = grad(&student_grad(m, adapter, &sample, &teachers, mode(false, false)).unwrap());
+    let j = (0..g.len()).max_by(|&a, &b| g[a].abs().total_cmp(&g[b].abs())).unwrap();
     let loss_at = |delta: f32| {
         let mut a = adapter.clone();
-        let mut h = a.header.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-        h[j] += delta;
-        a.header = candle_core::Tensor::from_vec(h, a.header.shape(), &candle_core::Device::Cpu).unwrap();
+        perturb(&mut a, j, delta);
         student_grad(m, &a, &sample, &teachers, mode(false, false))
             .unwrap()
             .loss
     };
-    let eps = 1e-2;
     let fd = (loss_at(eps) - loss_at(-eps)) / (2.0 * eps);
     assert!(
-        (fd - g.header[j]).abs() <= 0.05 * g.header[j].abs(),
+        (fd - g[j]).abs() <= 0.05 * g[j].abs(),
         "finite difference {fd} vs gradient {}",
-        g.header[j]
+        g[j]
     );
+}
+
+#[test]
+fn learned_key_factors_get_the_losss_gradient_train_and_resume() {
+    let m = model();
+    // The factors' gradient (through the tails' scores against every packet row, in every
+    // layer) against finite differences, with a plain and a context-only header.
+    let spec = three_person_sets("key-factor-fd", 1, 2);
+    for context in [false, true] {
+        let adapter = with_head_factors(
+            &m,
+            Adapter::init(&m, 2, 2, 11)
+                .unwrap()
+                .with_context_header(context)
+                .unwrap(),
+        );
+        gradient_matches_finite_differences(
+            &m,
+            &spec,
+            &adapter,
+            |g| g.head_key_scale.clone(),
+            |a, j, delta| {
+                let mut f = a.head_key_scale.clone();
+                f[j] += delta;
+                let [l, h] = a.meta.head_key_scale.unwrap();
+                *a = a.clone().with_head_key_scale(f, l, h).unwrap();
+            },
+            2e-2,
+        );
+    }
+    // Training moves them from 1 and a resumed run reproduces the uninterrupted one, factors
+    // and their optimizer state included.
+    let learning = |run: &str| {
+        let mut c = config("key-factors", 2, 2);
+        c.learn_key_scale = true;
+        trainer(&m, c, run)
+    };
+    let straight = learning("key-factors-straight");
+    let Outcome::Finished(a) = straight.train(false, None).unwrap() else {
+        panic!()
+    };
+    assert_eq!(a.meta.head_key_scale, Some([m.config.n_layers, m.config.n_kv_heads]));
+    assert!(
+        a.head_key_scale.iter().any(|f| (f - 1.0).abs() > 1e-3),
+        "{:?}",
+        a.head_key_scale
+    );
+    let split = learning("key-factors-split");
+    assert!(matches!(split.train(false, Some(1)).unwrap(), Outcome::Interrupted(1)));
+    let Outcome::Finished(b) = split.train(true, None).unwrap() else {
+        panic!()
+    };
+    assert_eq!(a.head_key_scale, b.head_key_scale);
+    assert_eq!(a.fingerprint().unwrap(), b.fingerprint().unwrap());
 }

@@ -33,6 +33,10 @@ pub struct AdapterMeta {
     /// training student reads them the same way. 1: none.
     #[serde(default = "unit_scale", skip_serializing_if = "is_unit_scale")]
     pub key_scale: f32,
+    /// [layers, kv heads] of the adapter's learned per-head key factors
+    /// ([`Adapter::head_key_scale`]); None: it has none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub head_key_scale: Option<[usize; 2]>,
 }
 
 fn unit_scale() -> f32 {
@@ -66,12 +70,17 @@ pub const HEADER_TEXT: &str = "The following passage is one of several documents
 pub const TRAILER_TEXT: &str = "\nThis is the end of the passage.\n\n";
 
 /// Header and trailer embeddings, f32. Guarantees: shapes [n_header, d] and [n_trailer, d]
-/// with d the model's hidden size.
+/// with d the model's hidden size; `head_key_scale` is empty or holds the
+/// layers × kv heads of `meta.head_key_scale`, every factor positive and finite.
 #[derive(Debug, Clone)]
 pub struct Adapter {
     pub header: Tensor,
     pub trailer: Tensor,
     pub meta: AdapterMeta,
+    /// Per layer and kv head (layer-major), a factor on the packet rows' keys on top of
+    /// `meta.key_scale`, learned in training (`train --learn-key-scale`): each head of the
+    /// question reads the packets at its own attention temperature. Empty: none.
+    pub head_key_scale: Vec<f32>,
 }
 
 impl Adapter {
@@ -87,11 +96,13 @@ impl Adapter {
             made_by: serde_json::json!({"kind": "empty"}),
             context_header: false,
             key_scale: 1.0,
+            head_key_scale: None,
         };
         Ok(Self {
             header: z.clone(),
             trailer: z,
             meta,
+            head_key_scale: Vec::new(),
         })
     }
 
@@ -121,11 +132,13 @@ impl Adapter {
             made_by: serde_json::json!({"kind": "init", "seed": seed, "embedding_mean": mean, "embedding_std": std}),
             context_header: false,
             key_scale: 1.0,
+            head_key_scale: None,
         };
         Ok(Self {
             header: draw(n_header)?,
             trailer: draw(n_trailer)?,
             meta,
+            head_key_scale: Vec::new(),
         })
     }
 
@@ -193,11 +206,13 @@ impl Adapter {
             made_by: serde_json::json!({"kind": "init", "header_text": header_text, "trailer_text": trailer_text}),
             context_header: false,
             key_scale: 1.0,
+            head_key_scale: None,
         };
         Ok(Self {
             header: rows(header_text, n_header, "header")?,
             trailer: rows(trailer_text, n_trailer, "trailer")?,
             meta,
+            head_key_scale: Vec::new(),
         })
     }
 
@@ -231,6 +246,37 @@ impl Adapter {
         Ok(self)
     }
 
+    /// This adapter with per-head key factors `scales` for `layers` layers of `kv_heads` kv
+    /// heads (see [`Adapter::head_key_scale`]). Errors for the empty adapter, a length that is
+    /// not layers × kv heads, and factors outside (0, 4].
+    pub fn with_head_key_scale(mut self, scales: Vec<f32>, layers: usize, kv_heads: usize) -> Result<Self> {
+        if self.is_empty() {
+            bail!("key scales need an adapter with soft tokens (plain packets are `none`)");
+        }
+        if scales.len() != layers * kv_heads || scales.is_empty() {
+            bail!(
+                "{} head key scales for {layers} layers of {kv_heads} kv heads",
+                scales.len()
+            );
+        }
+        if let Some(s) = scales.iter().find(|s| !(**s > 0.0 && **s <= 4.0)) {
+            bail!("head key scale {s} is outside (0, 4]");
+        }
+        self.head_key_scale = scales;
+        self.meta.head_key_scale = Some([layers, kv_heads]);
+        Ok(self)
+    }
+
+    /// The factor on the stored keys of layer `l`, kv head `h` of this adapter's packets:
+    /// `meta.key_scale` times the head's learned factor, if any.
+    pub fn key_factor(&self, l: usize, h: usize) -> f32 {
+        let head = match self.meta.head_key_scale {
+            Some([_, heads]) => self.head_key_scale[l * heads + h],
+            None => 1.0,
+        };
+        self.meta.key_scale * head
+    }
+
     /// Header rows a packet keeps: N_h, or 0 for a context-only header.
     pub fn packet_header_rows(&self) -> usize {
         if self.meta.context_header {
@@ -246,8 +292,9 @@ impl Adapter {
     }
 
     /// Identifies the adapter's values: "none" for the empty adapter, else a hex sha256 of
-    /// the sizes, whether the header is context-only, the key scale when it is not 1, and the
-    /// f32 bytes of header and trailer (adapters without a key scale keep their fingerprints).
+    /// the sizes, whether the header is context-only, the key scale when it is not 1, the
+    /// f32 bytes of header and trailer, and the per-head key factors when it has them
+    /// (adapters without key scales keep their fingerprints).
     pub fn fingerprint(&self) -> Result<String> {
         if self.is_empty() {
             return Ok("none".into());
@@ -265,10 +312,15 @@ impl Adapter {
         }
         h.update(f32_bytes(&self.header.flatten_all()?.to_vec1::<f32>()?));
         h.update(f32_bytes(&self.trailer.flatten_all()?.to_vec1::<f32>()?));
+        if let Some([l, k]) = self.meta.head_key_scale {
+            h.update(format!("h{l}x{k}"));
+            h.update(f32_bytes(&self.head_key_scale));
+        }
         Ok(hex::encode(h.finalize()))
     }
 
-    /// Writes the adapter as safetensors (`header`, `trailer`, f32) with its metadata, atomically.
+    /// Writes the adapter as safetensors (`header`, `trailer`, and `head_key_scale` when it has
+    /// one; f32) with its metadata, atomically.
     pub fn save(&self, path: &Path) -> Result<()> {
         let d = self.meta.hidden_size;
         let t = |name: &str, x: &Tensor, n: usize| -> Result<RawTensor> {
@@ -279,10 +331,18 @@ impl Adapter {
                 bytes: f32_bytes(&x.flatten_all()?.to_vec1::<f32>()?),
             })
         };
-        let tensors = [
+        let mut tensors = vec![
             t("header", &self.header, self.meta.n_header)?,
             t("trailer", &self.trailer, self.meta.n_trailer)?,
         ];
+        if let Some(shape) = self.meta.head_key_scale {
+            tensors.push(RawTensor {
+                name: "head_key_scale".into(),
+                dtype: safetensors::Dtype::F32,
+                shape: shape.to_vec(),
+                bytes: f32_bytes(&self.head_key_scale),
+            });
+        }
         atomic_write(path, &safetensors_bytes(&tensors, &serde_json::to_value(&self.meta)?)?)
     }
 
@@ -324,17 +384,33 @@ impl Adapter {
                 &Device::Cpu,
             )?)
         };
+        let head_shape = meta.head_key_scale;
         let adapter = Self {
             header: read("header", meta.n_header)?,
             trailer: read("trailer", meta.n_trailer)?,
             meta,
+            head_key_scale: Vec::new(),
         };
         for (name, t) in [("header", &adapter.header), ("trailer", &adapter.trailer)] {
             if t.flatten_all()?.to_vec1::<f32>()?.iter().any(|x| !x.is_finite()) {
                 bail!("its {name} holds values that are not finite (NaN or ∞)");
             }
         }
-        Ok(adapter)
+        match head_shape {
+            None => Ok(adapter),
+            Some([layers, heads]) => {
+                let v = st.tensor("head_key_scale").context("adapter has no `head_key_scale`")?;
+                if v.shape() != [layers, heads] {
+                    bail!(
+                        "adapter `head_key_scale` has shape {:?}, expected [{layers}, {heads}]",
+                        v.shape()
+                    );
+                }
+                let mut adapter = adapter;
+                adapter.meta.head_key_scale = None;
+                adapter.with_head_key_scale(decode_floats(v.data(), v.dtype())?, layers, heads)
+            }
+        }
     }
 }
 
@@ -409,6 +485,10 @@ pub fn provenance(meta: &AdapterMeta) -> String {
         format!(", packet keys scaled by {}", meta.key_scale)
     };
     let size = format!("{}+{} soft tokens{context}{scale}", meta.n_header, meta.n_trailer);
+    let size = match meta.head_key_scale {
+        Some([l, h]) => format!("{size}, learned key scales for {l} layers × {h} kv heads"),
+        None => size,
+    };
     if m["kind"] != "trained" {
         return format!("{size}, untrained ({})", m);
     }

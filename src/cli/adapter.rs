@@ -158,6 +158,15 @@ pub fn run(action: AdapterAction) -> Result<()> {
             eprintln!("{}", provenance(&a.meta));
             let mut v = serde_json::to_value(&a.meta)?;
             v["fingerprint"] = a.fingerprint()?.into();
+            if let Some([_, heads]) = a.meta.head_key_scale {
+                // One row of factors per layer.
+                v["head_key_scale_values"] = a
+                    .head_key_scale
+                    .chunks(heads)
+                    .map(|l| l.to_vec())
+                    .collect::<Vec<_>>()
+                    .into();
+            }
             println!("{}", serde_json::to_string_pretty(&v)?);
             Ok(())
         }

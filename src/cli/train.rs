@@ -131,6 +131,11 @@ pub struct TrainArgs {
     /// far; the result is the best checkpoint (0: run every step).
     #[arg(long, default_value_t = 0)]
     pub patience: usize,
+    /// Learn a key factor per layer and kv head with the header and trailer: packets store
+    /// their keys times it, so each head of the question reads the documents at its own
+    /// attention temperature (starts at the --init-from adapter's factors, else 1).
+    #[arg(long)]
+    pub learn_key_scale: bool,
     /// Run directory (config.json, checkpoint.safetensors, best.safetensors, log.jsonl,
     /// val.jsonl, val_plain.json with plain packets' validation KL, loss.svg): small, so it can
     /// be committed and resumed on another machine (teacher outputs missing there are
@@ -214,6 +219,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
         val_samples: a.val_samples,
         val_every: a.val_every,
         patience: a.patience,
+        learn_key_scale: a.learn_key_scale,
     };
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();

@@ -52,6 +52,9 @@ pub struct AttnInputs<'a> {
     pub v: &'a [f32],
     pub mask: &'a AttnMask,
     pub shape: AttnShape,
+    /// Per kv head, a further factor on the scores that the mask scales
+    /// ([`AttnMask::layer_key_scale`] of this call's layer; empty: 1).
+    pub head_scale: &'a [f32],
 }
 
 impl AttnInputs<'_> {
@@ -99,7 +102,7 @@ impl AttnInputs<'_> {
     /// the row (most of them) are left as they are, so that the max, exp and sum after it run
     /// over plain 16-lane arrays: vectorised, unlike a per-key branch.
     #[inline(always)]
-    fn mask_scores(&self, i: usize, j0: usize, len: usize, s: &mut [f32]) {
+    fn mask_scores(&self, i: usize, kvh: usize, j0: usize, len: usize, s: &mut [f32]) {
         let (lo, hi) = self.mask.range(i);
         let (a, b) = self.mask.extra(i);
         let visible = len == BK && ((j0 >= lo && j0 + BK <= hi) || (j0 >= a && j0 + BK <= b));
@@ -111,18 +114,25 @@ impl AttnInputs<'_> {
                 }
             }
         }
-        self.scale_keys(i, j0, len, s);
+        self.scale_keys(i, kvh, j0, len, s);
     }
-    /// Multiplies the entries of row `i`'s block (keys from `j0`, `len` of them) that the mask
-    /// scales ([`AttnMask::with_key_scale`]) by the row's factor: on the scores in the forward,
-    /// and on dS in the backward (d score / d (q·k) is the factor there).
+    /// The entries `[from, to)` of row `i`'s block (keys from `j0`, `len` of them) that the
+    /// mask scales for kv head `kvh`, and their factor: the row's
+    /// ([`AttnMask::with_key_scale`]) times the head's ([`AttnInputs::head_scale`]).
     #[inline(always)]
-    fn scale_keys(&self, i: usize, j0: usize, len: usize, s: &mut [f32]) {
-        if let Some((c, e, f)) = self.mask.key_scale(i) {
-            let (from, to) = (c.max(j0), e.min(j0 + len));
-            if from < to {
-                s[from - j0..to - j0].iter_mut().for_each(|x| *x *= f);
-            }
+    fn scaled_entries(&self, i: usize, kvh: usize, j0: usize, len: usize) -> Option<(usize, usize, f32)> {
+        let (c, e, f) = self.mask.key_scale(i)?;
+        let (from, to) = (c.max(j0), e.min(j0 + len));
+        let head = self.head_scale.get(kvh).copied().unwrap_or(1.0);
+        (from < to).then_some((from - j0, to - j0, f * head))
+    }
+    /// Multiplies the entries of row `i`'s block that the mask scales by their factor
+    /// ([`AttnInputs::scaled_entries`]): on the scores in the forward, and on dS in the
+    /// backward (d score / d (q·k) is the factor there).
+    #[inline(always)]
+    fn scale_keys(&self, i: usize, kvh: usize, j0: usize, len: usize, s: &mut [f32]) {
+        if let Some((from, to, f)) = self.scaled_entries(i, kvh, j0, len) {
+            s[from..to].iter_mut().for_each(|x| *x *= f);
         }
     }
     fn check(&self) {
@@ -279,7 +289,7 @@ fn forward_task<const D: usize>(
             scores_dot(q, k_blk, kv_row, len, &mut s);
             let mut p = [[0f32; BK]; R];
             for r in 0..R {
-                a.mask_scores(rows[idx[r]].0, j0, len, &mut s[r]);
+                a.mask_scores(rows[idx[r]].0, kvh, j0, len, &mut s[r]);
                 let mx = lanes_max(&s[r]).max(st.m[r]);
                 if mx == f32::NEG_INFINITY {
                     continue;
@@ -375,7 +385,7 @@ fn forward_task_gemm(
             let row = &mut s[r * GEMM_KEYS..(r + 1) * GEMM_KEYS];
             let mut mx = m[r];
             for (c, p) in row.as_chunks_mut::<BK>().0.iter_mut().enumerate() {
-                a.mask_scores(i, j0 + c * BK, len.saturating_sub(c * BK).min(BK), p);
+                a.mask_scores(i, kvh, j0 + c * BK, len.saturating_sub(c * BK).min(BK), p);
                 mx = mx.max(lanes_max(p));
             }
             if mx == f32::NEG_INFINITY {
@@ -614,9 +624,24 @@ impl AttnInputs<'_> {
 
     /// Turns the scores `s` of `rows` against the key block at `j0` of length `len` (row-major,
     /// BK floats a row) into probabilities P (masked keys and columns past `len`: 0), and their
-    /// dO·V products `dp` into dS = P ∘ (dP − delta), in place.
-    fn p_ds(&self, b: &BwdRows, rows: &[(usize, usize)], s: &mut [f32], dp: &mut [f32], j0: usize, len: usize) {
+    /// dO·V products `dp` into dS = P ∘ (dP − delta) with respect to the unscaled scores, in
+    /// place. Returns the gradient of the loss with respect to the kv head's factor
+    /// ([`AttnInputs::head_scale`]) from these entries: Σ dS' · score / head factor over the
+    /// scaled ones, dS' the gradient with respect to the scaled score (0 when none is scaled).
+    #[allow(clippy::too_many_arguments)]
+    fn p_ds(
+        &self,
+        b: &BwdRows,
+        kvh: usize,
+        rows: &[(usize, usize)],
+        s: &mut [f32],
+        dp: &mut [f32],
+        j0: usize,
+        len: usize,
+    ) -> f32 {
         let nq = self.nq();
+        let head = self.head_scale.get(kvh).copied().unwrap_or(1.0);
+        let mut dhead = 0f32;
         for ((&(i, h), p), ds) in rows.iter().zip(s.chunks_exact_mut(BK)).zip(dp.chunks_exact_mut(BK)) {
             let (l, dl) = (b.lse[h * nq + i], b.delta[h * nq + i]);
             if l == f32::NEG_INFINITY {
@@ -624,14 +649,29 @@ impl AttnInputs<'_> {
                 ds.fill(0.0);
                 continue;
             }
+            // The scaled scores, kept for the head factor's gradient before P overwrites them.
+            let mut scaled = [0f32; BK];
+            let entries = self.scaled_entries(i, kvh, j0, len);
             // Masked scores become −∞, whose exp is 0: the exp runs branch-free over the block.
-            self.mask_scores(i, j0, len, p);
+            self.mask_scores(i, kvh, j0, len, p);
+            if let Some((from, to, _)) = entries {
+                scaled[from..to].copy_from_slice(&p[from..to]);
+            }
             for (x, d) in p.iter_mut().zip(ds.iter_mut()) {
                 *x = fast_exp(*x - l);
                 *d = *x * (*d - dl);
             }
-            self.scale_keys(i, j0, len, ds);
+            if let Some((from, to, f)) = entries {
+                // Masked entries have dS' = 0 (P = 0), so their −∞ scores are skipped.
+                dhead += (from..to)
+                    .filter(|&j| ds[j] != 0.0)
+                    .map(|j| ds[j] * scaled[j])
+                    .sum::<f32>()
+                    / head;
+                ds[from..to].iter_mut().for_each(|x| *x *= f);
+            }
         }
+        dhead
     }
 }
 
@@ -731,18 +771,20 @@ impl BwdScratch {
 
     /// P and dS of the first `n` rows (`rows`, whose Q and dO are already gathered) against
     /// the key block at `j0`: S = Q·Kᵀ and dP = dO·Vᵀ by gemm from the transposed blocks
-    /// `kt`, `vt` ([head_dim, BK]), then [`AttnInputs::p_ds`].
+    /// `kt`, `vt` ([head_dim, BK]), then [`AttnInputs::p_ds`] (whose head-factor gradient it
+    /// returns).
     #[allow(clippy::too_many_arguments)]
     fn p_ds(
         &mut self,
         a: &AttnInputs,
         b: &BwdRows,
+        kvh: usize,
         rows: &[(usize, usize)],
         kt: &[f32],
         vt: &[f32],
         j0: usize,
         len: usize,
-    ) {
+    ) -> f32 {
         let (n, d) = (rows.len(), a.shape.head_dim);
         let (p, ds) = (&mut self.p[..n * BK], &mut self.ds[..n * BK]);
         p.fill(0.0);
@@ -769,7 +811,7 @@ impl BwdScratch {
             1.0,
             true,
         );
-        a.p_ds(b, rows, p, ds, j0, len);
+        a.p_ds(b, kvh, rows, p, ds, j0, len)
     }
 }
 
@@ -781,6 +823,8 @@ struct KeyBlockGrads {
     /// (query, head) of each row of `dq`.
     rows: Vec<(usize, usize)>,
     dq: Vec<f32>,
+    /// The block's share of the gradient of the kv head's key factor.
+    dhead: f32,
 }
 
 /// One (kv head, key block): every query row that sees the block contributes, over chunks of
@@ -801,11 +845,12 @@ fn key_block_task(a: &AttnInputs, b: &BwdRows, kvh: usize, j0: usize, len: usize
     let (mut dk, mut dv) = (vec![0f32; len * d], vec![0f32; len * d]);
     let mut dq = vec![0f32; rows.len() * d];
     let mut w = BwdScratch::new(GEMM_ROWS, d);
+    let mut dhead = 0f32;
     for (part, dq_part) in rows.chunks(GEMM_ROWS).zip(dq.chunks_mut(GEMM_ROWS * d)) {
         let n = part.len();
         a.gather_rows(a.q, part, scale, &mut w.q);
         a.gather_rows(b.dout, part, 1.0, &mut w.dout);
-        w.p_ds(a, b, part, &kt, &vt, j0, len);
+        dhead += w.p_ds(a, b, kvh, part, &kt, &vt, j0, len);
         // Pᵀ and dSᵀ are read in place: element (key j, row) at row·BK + j.
         let (pt, dst) = (
             MatRef::transposed(&w.p[..n * BK], BK),
@@ -825,19 +870,34 @@ fn key_block_task(a: &AttnInputs, b: &BwdRows, kvh: usize, j0: usize, len: usize
             true,
         );
     }
-    KeyBlockGrads { dk, dv, rows, dq }
+    KeyBlockGrads {
+        dk,
+        dv,
+        rows,
+        dq,
+        dhead,
+    }
 }
 
 /// Key-block tasks run at a time in [`attention_backward`], per thread: bounds the memory
 /// held by their dQ shares before they are summed.
 const TASKS_PER_THREAD: usize = 8;
 
+/// Gradients of [`attention_forward`]: dq, dk, dv laid out like q, k, v, and the gradient of
+/// each kv head's key factor ([`AttnInputs::head_scale`]; zeros where the mask scales nothing).
+pub struct AttnGrads {
+    pub dq: Vec<f32>,
+    pub dk: Vec<f32>,
+    pub dv: Vec<f32>,
+    pub dhead: Vec<f32>,
+}
+
 /// Gradients of [`attention_forward`] given its output `o`, row log-sum-exps `lse` and the
-/// upstream gradient `dout` (same layout as `o`). Returns (dq, dk, dv) laid out like q, k, v.
+/// upstream gradient `dout` (same layout as `o`).
 /// Scores are recomputed block by block; memory stays linear in sequence length. The dQ
 /// shares of the key blocks are summed in a fixed order, so the result does not depend on
 /// the number of threads or their timing.
-pub fn attention_backward(a: &AttnInputs, o: &[f32], lse: &[f32], dout: &[f32]) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+pub fn attention_backward(a: &AttnInputs, o: &[f32], lse: &[f32], dout: &[f32]) -> AttnGrads {
     a.check();
     let s = a.shape;
     let (nq, d, h) = (a.nq(), s.head_dim, s.n_heads);
@@ -861,12 +921,14 @@ pub fn attention_backward(a: &AttnInputs, o: &[f32], lse: &[f32], dout: &[f32]) 
     let mut dq = vec![0f32; a.q.len()];
     let mut dk = vec![0f32; a.k.len()];
     let mut dv = vec![0f32; a.v.len()];
+    let mut dhead = vec![0f32; s.n_kv_heads];
     for wave in tasks.chunks(TASKS_PER_THREAD * rayon::current_num_threads()) {
         let grads: Vec<_> = wave
             .par_iter()
             .map(|&(kvh, j0)| key_block_task(a, &b, kvh, j0, BK.min(nk - j0)))
             .collect();
         for (&(kvh, j0), t) in wave.iter().zip(grads) {
+            dhead[kvh] += t.dhead;
             for jj in 0..t.dk.len() / d {
                 let off = a.kv_off(j0 + jj, kvh);
                 dk[off..off + d].copy_from_slice(&t.dk[jj * d..(jj + 1) * d]);
@@ -878,17 +940,17 @@ pub fn attention_backward(a: &AttnInputs, o: &[f32], lse: &[f32], dout: &[f32]) 
             }
         }
     }
-    (dq, dk, dv)
+    AttnGrads { dq, dk, dv, dhead }
 }
 
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
     use crate::model::mask::Segment;
-    use crate::model::qkv_attention::{FrozenLayer, QkvAttention};
+    use crate::model::qkv_attention::{FrozenLayer, HeadScaleGrad, QkvAttention};
     use crate::model::rope::RopeTable;
     use candle_core::{D, Device, Tensor, Var};
-    use std::sync::Arc;
+    use std::sync::{Arc, Mutex};
 
     /// Deterministic pseudo-random values in [-1, 1) for tests.
     pub(crate) fn rand_vec(n: usize, seed: u64) -> Vec<f32> {
@@ -927,8 +989,9 @@ pub(crate) mod tests {
         check::<80>();
     }
 
-    /// Dense reference attention in candle ops (differentiable through `ops::softmax`).
-    fn naive(q: &Tensor, k: &Tensor, v: &Tensor, mask: &AttnMask, s: AttnShape) -> Tensor {
+    /// Dense reference attention in candle ops (differentiable through `ops::softmax`), with
+    /// `head` [kv heads] the per-head factors on the mask's scaled scores (layer 0's).
+    fn naive(q: &Tensor, k: &Tensor, v: &Tensor, mask: &AttnMask, s: AttnShape, head: &Tensor) -> Tensor {
         let nq = mask.len();
         let nk = k.dim(0).unwrap();
         let mut bias = vec![f32::NEG_INFINITY; nq * nk];
@@ -940,17 +1003,23 @@ pub(crate) mod tests {
             }
         }
         let bias = Tensor::from_vec(bias, (nq, nk), &Device::Cpu).unwrap();
-        let mut factor = vec![1f32; nq * nk];
+        let (mut factor, mut scaled) = (vec![1f32; nq * nk], vec![0f32; nq * nk]);
         for i in 0..nq {
             if let Some((c, e, f)) = mask.key_scale(i) {
                 factor[i * nk + c..i * nk + e].fill(f);
+                scaled[i * nk + c..i * nk + e].fill(1.0);
             }
         }
+        // Scaled entries: (factor − 1) · head factor + 1 = factor · head factor there, 1 elsewhere.
         let factor = Tensor::from_vec(factor, (nq, nk), &Device::Cpu).unwrap();
+        let scaled = Tensor::from_vec(scaled, (nq, nk), &Device::Cpu).unwrap();
         let scale = 1.0 / (s.head_dim as f64).sqrt();
         let outs: Vec<Tensor> = (0..s.n_heads)
             .map(|h| {
                 let kvh = h / s.group();
+                let hf = head.get(kvh).unwrap();
+                let factor =
+                    ((&factor * &scaled).unwrap().broadcast_mul(&hf).unwrap() + (1.0 - &scaled).unwrap()).unwrap();
                 let qh = q.narrow(1, h, 1).unwrap().squeeze(1).unwrap();
                 let kh = k.narrow(1, kvh, 1).unwrap().squeeze(1).unwrap();
                 let vh = v.narrow(1, kvh, 1).unwrap().squeeze(1).unwrap();
@@ -987,16 +1056,18 @@ pub(crate) mod tests {
             live: (n_past..n_past + nq).collect(),
         });
         let bias = rand_vec(qd + 2 * kvd, 5);
+        let sink: HeadScaleGrad = Arc::new(Mutex::new(vec![0f32; s.n_kv_heads]));
         let fast = qkv
-            .apply_op1(QkvAttention::new(
-                Some(bias.clone()),
-                rope,
-                mask.clone(),
-                s,
-                None,
-                frozen,
-            ))
+            .apply_op1(
+                QkvAttention::new(Some(bias.clone()), rope, mask.clone(), s, None, frozen)
+                    .at_layer(0, Some(sink.clone())),
+            )
             .unwrap();
+        let head = match mask.layer_key_scale(0) {
+            [] => vec![1f32; s.n_kv_heads],
+            h => h.to_vec(),
+        };
+        let head = Var::from_tensor(&Tensor::new(head, &dev).unwrap()).unwrap();
         let biased = qkv
             .broadcast_add(&Tensor::from_vec(bias, qd + 2 * kvd, &dev).unwrap())
             .unwrap();
@@ -1013,7 +1084,7 @@ pub(crate) mod tests {
         };
         let k = with_past(past_k, part(qd, kvd, s.n_kv_heads));
         let v = with_past(past_v, part(qd + kvd, kvd, s.n_kv_heads));
-        let slow = naive(&part(0, qd, s.n_heads), &k, &v, &mask, s)
+        let slow = naive(&part(0, qd, s.n_heads), &k, &v, &mask, s, head.as_tensor())
             .reshape((nq, qd))
             .unwrap();
         assert!(
@@ -1027,6 +1098,20 @@ pub(crate) mod tests {
         for (name, from, width) in [("q", 0, qd), ("k", qd, kvd), ("v", qd + kvd, kvd)] {
             let (a, b) = (a.narrow(1, from, width).unwrap(), b.narrow(1, from, width).unwrap());
             assert!(max_diff(&a, &b) < 1e-4, "d{name} differs by {}", max_diff(&a, &b));
+        }
+        if mask.head_key_scale_shape().is_some() {
+            let want = gs.get(&head).unwrap().to_vec1::<f32>().unwrap();
+            let got = sink.lock().unwrap().clone();
+            for (g, w) in got.iter().zip(&want) {
+                assert!(
+                    (g - w).abs() < 1e-3 * (1.0 + w.abs()),
+                    "head factor gradient {got:?} vs {want:?}"
+                );
+            }
+            assert!(
+                want.iter().any(|w| w.abs() > 1e-3),
+                "a vacuous head factor gradient {want:?}"
+            );
         }
     }
 
@@ -1121,6 +1206,24 @@ pub(crate) mod tests {
             let mask = mask.with_key_scale((9, 119), 119, scale).unwrap();
             assert_eq!(mask.key_scale(118), None);
             assert_eq!(mask.key_scale(119), Some((9, 119, scale)));
+            check(mask, 0, s);
+        }
+    }
+
+    #[test]
+    fn per_head_key_factors_and_their_gradient_match_dense_reference() {
+        // Learned key scales: each kv head multiplies the tails' scores against the packets by
+        // its own factor (on top of the row's scale, here 1 and 0.8); the factors' gradient
+        // from the backward equals the dense reference's autograd.
+        for row_scale in [1.0, 0.8] {
+            let (s, mask) = branches();
+            let mask = mask
+                .with_key_scale((9, 119), 119, row_scale)
+                .unwrap()
+                .with_head_key_scale(vec![1.3, 0.6], 2)
+                .unwrap();
+            assert_eq!(mask.key_scale(118), None);
+            assert_eq!(mask.key_scale(119), Some((9, 119, row_scale)));
             check(mask, 0, s);
         }
     }

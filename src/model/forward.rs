@@ -8,11 +8,21 @@ use super::block_op::BlockOp;
 use super::fused::{MlpOp, RmsNormOp, SwiGluOp};
 use super::kv::KvCache;
 use super::mask::AttnMask;
-use super::qkv_attention::{FrozenLayer, QkvAttention, gather};
+use super::qkv_attention::{FrozenLayer, HeadScaleGrad, QkvAttention, gather};
 use super::rope::RopeTable;
 use anyhow::{Result, bail};
 use candle_core::{Tensor, Var};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+
+/// What [`Model::loss_and_input_grad`] returns.
+pub struct GraphGrad {
+    /// The loss value.
+    pub loss: f32,
+    /// d loss / d input embeddings, shaped like them.
+    pub x: Tensor,
+    /// d loss / d the mask's per-head key factors, laid out like them (empty: it has none).
+    pub head_key_scale: Vec<f32>,
+}
 
 /// What the model reads: token ids, or input embeddings [tokens, hidden] (soft tokens).
 pub enum Input<'a> {
@@ -47,15 +57,16 @@ enum AttnPath<'a> {
     /// Inference: overwrite the K,V of these cached rows and attend over the cache.
     Overwrite(&'a mut KvCache, &'a AttnMask, &'a [usize]),
     /// Differentiable: attend over this call's own K,V (spliced into the frozen rows' K,V
-    /// when given) with the backward-capable op.
-    Graph(&'a Arc<AttnMask>, Option<&'a FrozenKv<'a>>),
+    /// when given) with the backward-capable op, adding the gradient of the mask's per-head
+    /// key factors to the sink when given.
+    Graph(&'a Arc<AttnMask>, Option<&'a FrozenKv<'a>>, Option<&'a HeadScaleGrad>),
 }
 
 impl AttnPath<'_> {
     /// The attention mask of this call's query rows.
     fn mask(&self) -> &AttnMask {
         match self {
-            AttnPath::Graph(m, _) => m,
+            AttnPath::Graph(m, _, _) => m,
             AttnPath::Cache(_, m) | AttnPath::Overwrite(_, m, _) => m,
         }
     }
@@ -151,9 +162,9 @@ impl Model {
     ) -> Result<Tensor> {
         let kept_mask = keep.map(|rows| path.mask().select_rows(rows)).transpose()?;
         let (cache, mask, rows_to_write) = match path {
-            AttnPath::Graph(mask, frozen) => {
+            AttnPath::Graph(mask, frozen, sink) => {
                 let mask = kept_mask.map_or_else(|| Arc::clone(mask), Arc::new);
-                return self.block_graph(l, x, rope, mask, *frozen, keep);
+                return self.block_graph(l, x, rope, mask, *frozen, *sink, keep);
             }
             AttnPath::Cache(cache, mask) => (cache, mask, None),
             AttnPath::Overwrite(cache, mask, rows) => (cache, mask, Some(*rows)),
@@ -186,12 +197,14 @@ impl Model {
             qv = gather(&qv, rows, qd);
         }
         let lay = cache.layer(l);
+        let mask = kept_mask.as_ref().unwrap_or(mask);
         let inputs = AttnInputs {
             q: &qv,
             k: &lay.k,
             v: &lay.v,
-            mask: kept_mask.as_ref().unwrap_or(mask),
+            mask,
             shape: self.attn_shape(),
+            head_scale: mask.layer_key_scale(l),
         };
         let (out, _) = attention_forward(&inputs);
         let att = Tensor::from_vec(out, (qv.len() / qd, qd), x.device())?;
@@ -209,6 +222,7 @@ impl Model {
     }
 
     /// The block on the differentiable path: one [`BlockOp`] (`mask` already of the kept rows).
+    #[allow(clippy::too_many_arguments)]
     fn block_graph(
         &self,
         l: usize,
@@ -216,6 +230,7 @@ impl Model {
         rope: &Arc<RopeTable>,
         mask: Arc<AttnMask>,
         frozen: Option<&FrozenKv>,
+        head_grad: Option<&HeadScaleGrad>,
         keep: Option<&[usize]>,
     ) -> Result<Tensor> {
         let w = &self.weights.layers[l];
@@ -234,7 +249,8 @@ impl Model {
             self.attn_shape(),
             keep.clone(),
             frozen.map(|f| f.layer(l)),
-        );
+        )
+        .at_layer(l, head_grad.cloned());
         let op = BlockOp::new(
             RmsNormOp::new(&w.attn_norm, eps)?,
             dense(&w.qkv)?,
@@ -270,6 +286,15 @@ impl Model {
                 "forward: mask reads key {} but only {} exist",
                 mask.max_key(),
                 n_past + n
+            );
+        }
+        if let Some((layers, heads)) = mask.head_key_scale_shape()
+            && (layers, heads) != (self.config.n_layers, self.config.n_kv_heads)
+        {
+            bail!(
+                "forward: the mask has key factors for {layers} layers of {heads} kv heads, the model {} of {}",
+                self.config.n_layers,
+                self.config.n_kv_heads
             );
         }
         if let Some(&p) = positions
@@ -386,7 +411,7 @@ impl Model {
     /// (no cache): returns logits [rows, vocab] as part of candle's autograd graph.
     pub fn forward_graph(&self, x: &Tensor, positions: &[i64], mask: &Arc<AttnMask>, rows: &[usize]) -> Result<Tensor> {
         self.check_graph_call(x, positions, mask, None)?;
-        self.forward_graph_unchecked(x, positions, mask, rows, None)
+        self.forward_graph_unchecked(x, positions, mask, rows, None, None)
     }
 
     fn forward_graph_unchecked(
@@ -396,6 +421,7 @@ impl Model {
         mask: &Arc<AttnMask>,
         rows: &[usize],
         frozen: Option<&FrozenKv>,
+        head_grad: Option<&HeadScaleGrad>,
     ) -> Result<Tensor> {
         let rope = Arc::new(self.rope_table(positions));
         let mut x = x.clone();
@@ -404,7 +430,7 @@ impl Model {
                 l,
                 &x,
                 &rope,
-                &mut AttnPath::Graph(mask, frozen),
+                &mut AttnPath::Graph(mask, frozen, head_grad),
                 self.last_block_keep(l, x.dim(0)?, rows),
             )?;
         }
@@ -430,10 +456,11 @@ impl Model {
         self.check_call(n, positions, mask, n_past)
     }
 
-    /// Forward and backward of a loss on the logits of `rows`: returns (loss value, d loss / d x).
-    /// `loss` maps the logits [rows, vocab] to a scalar. With `checkpoint`, per-layer
-    /// recomputation: only each block's input is kept and one block's graph at a time is
-    /// rebuilt in the backward pass (less memory, one more forward); without it the whole
+    /// Forward and backward of a loss on the logits of `rows`: the loss value, d loss / d x and
+    /// d loss / d the mask's per-head key factors ([`AttnMask::with_head_key_scale`]; empty when
+    /// it has none). `loss` maps the logits [rows, vocab] to a scalar. With `checkpoint`,
+    /// per-layer recomputation: only each block's input is kept and one block's graph at a time
+    /// is rebuilt in the backward pass (less memory, one more forward); without it the whole
     /// graph is kept (faster). With `frozen`, `x` holds only the live rows and the others'
     /// K,V are constants (see [`FrozenKv`]).
     #[allow(clippy::too_many_arguments)]
@@ -446,24 +473,44 @@ impl Model {
         loss: &dyn Fn(&Tensor) -> Result<Tensor>,
         checkpoint: bool,
         frozen: Option<&FrozenKv>,
-    ) -> Result<(f32, Tensor)> {
+    ) -> Result<GraphGrad> {
         self.check_graph_call(x, positions, mask, frozen)?;
+        let factors = (0..self.config.n_layers)
+            .map(|l| mask.layer_key_scale(l).len())
+            .sum::<usize>();
+        let sink: Option<HeadScaleGrad> = (factors > 0).then(|| Arc::new(Mutex::new(vec![0f32; factors])));
+        let sink = sink.as_ref();
+        let done = |value: Tensor, x: Tensor| -> Result<GraphGrad> {
+            let head_key_scale = match sink {
+                Some(s) => s
+                    .lock()
+                    .map_err(|_| anyhow::anyhow!("key factor gradient: poisoned"))?
+                    .clone(),
+                None => Vec::new(),
+            };
+            Ok(GraphGrad {
+                loss: value.to_scalar::<f32>()?,
+                x,
+                head_key_scale,
+            })
+        };
         if !checkpoint {
             let xv = Var::from_tensor(x)?;
-            let value = loss(&self.forward_graph_unchecked(xv.as_tensor(), positions, mask, rows, frozen)?)?;
+            let value = loss(&self.forward_graph_unchecked(xv.as_tensor(), positions, mask, rows, frozen, sink)?)?;
             let g = value.backward()?;
             let grad = g.get(xv.as_tensor()).cloned().unwrap_or(x.zeros_like()?);
-            return Ok((value.to_scalar::<f32>()?, grad));
+            return done(value, grad);
         }
         let rope = Arc::new(self.rope_table(positions));
         let mut inputs = vec![x.detach()];
         for l in 0..self.config.n_layers {
+            // No sink here: these forwards are never differentiated (the backward rebuilds them).
             let y = self
                 .block(
                     l,
                     &inputs[l],
                     &rope,
-                    &mut AttnPath::Graph(mask, frozen),
+                    &mut AttnPath::Graph(mask, frozen, None),
                     self.last_block_keep(l, x.dim(0)?, rows),
                 )?
                 .detach();
@@ -479,11 +526,17 @@ impl Model {
         for l in (0..self.config.n_layers).rev() {
             let xin = Var::from_tensor(&inputs[l])?;
             let keep = self.last_block_keep(l, x.dim(0)?, rows);
-            let y = self.block(l, xin.as_tensor(), &rope, &mut AttnPath::Graph(mask, frozen), keep)?;
+            let y = self.block(
+                l,
+                xin.as_tensor(),
+                &rope,
+                &mut AttnPath::Graph(mask, frozen, sink),
+                keep,
+            )?;
             let g = (y * &grad)?.sum_all()?.backward()?;
             grad = g.get(xin.as_tensor()).cloned().unwrap_or(xin.as_tensor().zeros_like()?);
         }
-        Ok((value.to_scalar::<f32>()?, grad))
+        done(value, grad)
     }
 
     fn check_dense(&self) -> Result<()> {

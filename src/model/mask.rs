@@ -16,8 +16,14 @@ pub struct AttnMask {
     /// The keys whose scores some rows multiply by their `row_scale` (see
     /// [`AttnMask::with_key_scale`]).
     scaled_keys: (u32, u32),
-    /// Per row, the factor on its scores against `scaled_keys` (empty: no row has one).
+    /// Per row, the factor on its scores against `scaled_keys`; 0: the row reads them
+    /// unscaled (empty: no row scales).
     row_scale: Vec<f32>,
+    /// Per layer and kv head (layer-major), a further factor on the scaled rows' scores
+    /// against `scaled_keys` (see [`AttnMask::with_head_key_scale`]; empty: none).
+    head_scale: Vec<f32>,
+    /// KV heads a layer of `head_scale` has.
+    kv_heads: usize,
 }
 
 impl AttnMask {
@@ -29,6 +35,8 @@ impl AttnMask {
             extra: Vec::new(),
             scaled_keys: (0, 0),
             row_scale: Vec::new(),
+            head_scale: Vec::new(),
+            kv_heads: 0,
         }
     }
 
@@ -85,6 +93,8 @@ impl AttnMask {
             extra,
             scaled_keys: (0, 0),
             row_scale: Vec::new(),
+            head_scale: Vec::new(),
+            kv_heads: 0,
         })
     }
 
@@ -101,6 +111,8 @@ impl AttnMask {
             extra: Vec::new(),
             scaled_keys: (0, 0),
             row_scale: Vec::new(),
+            head_scale: Vec::new(),
+            kv_heads: 0,
         })
     }
 
@@ -117,9 +129,41 @@ impl AttnMask {
         }
         self.scaled_keys = (keys.0 as u32, keys.1 as u32);
         self.row_scale = (0..self.len())
-            .map(|i| if i < from_row { 1.0 } else { scale })
+            .map(|i| if i < from_row { 0.0 } else { scale })
             .collect();
         Ok(self)
+    }
+
+    /// This mask with the rows that [`AttnMask::with_key_scale`] scales also multiplying their
+    /// scores against the scaled keys by `scales[l * kv_heads + h]` in layer `l`, kv head `h`
+    /// (an adapter's learned per-head key scales). Errors on a length that is not a multiple
+    /// of `kv_heads`, or a factor outside (0, ∞).
+    pub fn with_head_key_scale(mut self, scales: Vec<f32>, kv_heads: usize) -> Result<Self> {
+        if kv_heads == 0 || !scales.len().is_multiple_of(kv_heads) {
+            bail!(
+                "{} head key scales are not a whole number of layers of {kv_heads} kv heads",
+                scales.len()
+            );
+        }
+        if let Some(s) = scales.iter().find(|s| !(**s > 0.0 && s.is_finite())) {
+            bail!("head key scale {s} is not a positive number");
+        }
+        self.head_scale = scales;
+        self.kv_heads = kv_heads;
+        Ok(self)
+    }
+
+    /// (layers, kv heads) of the per-head key factors; None when there are none.
+    pub fn head_key_scale_shape(&self) -> Option<(usize, usize)> {
+        (!self.head_scale.is_empty()).then(|| (self.head_scale.len() / self.kv_heads, self.kv_heads))
+    }
+
+    /// The factors of layer `l`'s kv heads on the scaled rows' scores (empty: all 1).
+    pub fn layer_key_scale(&self, l: usize) -> &[f32] {
+        if self.head_scale.is_empty() {
+            return &[];
+        }
+        &self.head_scale[l * self.kv_heads..(l + 1) * self.kv_heads]
     }
 
     /// The mask of a subset of the query rows (`rows` index this mask's rows), key ranges kept.
@@ -140,6 +184,8 @@ impl AttnMask {
             extra: pick(&self.extra, rows),
             scaled_keys: self.scaled_keys,
             row_scale: pick(&self.row_scale, rows),
+            head_scale: self.head_scale.clone(),
+            kv_heads: self.kv_heads,
         })
     }
 
@@ -165,13 +211,13 @@ impl AttnMask {
         self.extra.get(i).map_or((0, 0), |&(a, b)| (a as usize, b as usize))
     }
 
-    /// The keys `[c, e)` whose scores row `i` multiplies, and by how much; None when it
-    /// multiplies none.
+    /// The keys `[c, e)` whose scores row `i` multiplies, and by how much (before any
+    /// per-head factor of [`AttnMask::layer_key_scale`]); None when it multiplies none.
     #[inline]
     pub fn key_scale(&self, i: usize) -> Option<(usize, usize, f32)> {
         let f = *self.row_scale.get(i)?;
         let (c, e) = self.scaled_keys;
-        (f != 1.0 && c < e).then_some((c as usize, e as usize, f))
+        (f > 0.0 && (f != 1.0 || !self.head_scale.is_empty()) && c < e).then_some((c as usize, e as usize, f))
     }
 
     /// The smallest range holding every key row `i` sees.

@@ -20,7 +20,7 @@ pub mod tokenizer;
 pub mod weights;
 
 pub use config::{Arch, Config};
-pub use forward::{FrozenKv, Input, Rows};
+pub use forward::{FrozenKv, GraphGrad, Input, Rows};
 pub use kv::KvCache;
 pub use mask::{AttnMask, Segment};
 pub use weights::WeightMode;

@@ -6,7 +6,7 @@
 //! gradients as a zero-padded copy of the full q|k|v width and summed the three into a zeroed
 //! fourth. Here the backward writes the q|k|v gradient once.
 
-use super::attention::{AttnInputs, AttnShape, attention_backward, attention_forward};
+use super::attention::{AttnGrads, AttnInputs, AttnShape, attention_backward, attention_forward};
 use super::mask::AttnMask;
 use super::rope::RopeTable;
 use candle_core::{CpuStorage, CustomOp1, Layout, Shape, Tensor};
@@ -21,6 +21,10 @@ pub struct FrozenLayer {
     /// The call's rows in the sequence, ascending.
     pub live: Vec<usize>,
 }
+
+/// Where the backward passes of a differentiable forward add the gradient of the mask's
+/// per-head key factors ([`AttnMask::with_head_key_scale`]), laid out like them (layer-major).
+pub type HeadScaleGrad = Arc<Mutex<Vec<f32>>>;
 
 /// What the forward keeps for the backward.
 struct Saved {
@@ -41,6 +45,10 @@ pub struct QkvAttention {
     /// The query rows kept (indices into the input's rows); None: all, in order.
     keep: Option<Vec<usize>>,
     frozen: Option<FrozenLayer>,
+    /// The layer this call runs (which of the mask's per-head key factors apply).
+    layer: usize,
+    /// Where the backward adds the key factors' gradient (None: not needed).
+    head_grad: Option<HeadScaleGrad>,
     saved: Mutex<Option<Saved>>,
 }
 
@@ -64,7 +72,8 @@ fn poisoned<T>(_: T) -> candle_core::Error {
 impl QkvAttention {
     /// The op for one layer's call: `bias` is added to every input row, `rope` has one row per
     /// input row, `mask` one row per kept query row (all input rows when `keep` is None), with
-    /// key indices over the input rows or, with `frozen`, over the whole sequence.
+    /// key indices over the input rows or, with `frozen`, over the whole sequence. It runs
+    /// layer 0 and keeps no key-factor gradient unless [`QkvAttention::at_layer`] says otherwise.
     pub fn new(
         bias: Option<Vec<f32>>,
         rope: Arc<RopeTable>,
@@ -80,8 +89,18 @@ impl QkvAttention {
             shape,
             keep,
             frozen,
+            layer: 0,
+            head_grad: None,
             saved: Mutex::new(None),
         }
+    }
+
+    /// This op as layer `layer`'s (its per-head key factors), adding their gradient to
+    /// `head_grad` in the backward when given.
+    pub fn at_layer(mut self, layer: usize, head_grad: Option<HeadScaleGrad>) -> Self {
+        self.layer = layer;
+        self.head_grad = head_grad;
+        self
     }
 
     fn widths(&self) -> (usize, usize) {
@@ -142,6 +161,7 @@ impl CustomOp1 for QkvAttention {
             v: &v,
             mask: &self.mask,
             shape: self.shape,
+            head_scale: self.mask.layer_key_scale(self.layer),
         };
         let (out, lse) = attention_forward(&inputs);
         let nq = self.mask.len();
@@ -168,14 +188,27 @@ impl QkvAttention {
             candle_core::bail!("qkv attention: backward without a forward, or twice")
         };
         let (qd, kvd) = self.widths();
+        let head_scale = self.mask.layer_key_scale(self.layer);
         let inputs = AttnInputs {
             q: &saved.q,
             k: &saved.k,
             v: &saved.v,
             mask: &self.mask,
             shape: self.shape,
+            head_scale,
         };
-        let (dq, dk, dv) = attention_backward(&inputs, out, &saved.lse, dout);
+        let AttnGrads { dq, dk, dv, dhead } = attention_backward(&inputs, out, &saved.lse, dout);
+        if let (Some(sink), false) = (&self.head_grad, head_scale.is_empty()) {
+            let mut sink = sink.lock().map_err(poisoned)?;
+            let at = self.layer * dhead.len();
+            if sink.len() < at + dhead.len() {
+                candle_core::bail!("qkv attention: no room for layer {}'s key factor gradient", self.layer);
+            }
+            sink[at..at + dhead.len()]
+                .iter_mut()
+                .zip(&dhead)
+                .for_each(|(a, b)| *a += b);
+        }
         let (mut dk, dv) = match &self.frozen {
             Some(f) => (gather(&dk, &f.live, kvd), gather(&dv, &f.live, kvd)),
             None => (dk, dv),

@@ -122,9 +122,20 @@ impl Packet {
     /// `[header; Emb(tokens); trailer]` at positions 0.., nothing before it. A context-only
     /// header's rows are then dropped and the remaining keys rotated back by N_h, so the
     /// packet is `[D; T]` at positions 0.. (RoPE: R(−N_h)·R(N_h + j) = R(j)). The stored keys
-    /// are multiplied by the adapter's key scale (values never).
+    /// are multiplied by the adapter's key factor of their layer and kv head
+    /// ([`Adapter::key_factor`]; values never).
     pub fn build(model: &Model, adapter: &Adapter, tokens: &[u32], dtype: KvDtype) -> Result<Self> {
         let c = &model.config;
+        if let Some(shape) = adapter.meta.head_key_scale {
+            anyhow::ensure!(
+                shape == [c.n_layers, c.n_kv_heads],
+                "the adapter's key scales are for {} layers × {} kv heads, the model has {} × {}",
+                shape[0],
+                shape[1],
+                c.n_layers,
+                c.n_kv_heads
+            );
+        }
         let n = adapter.meta.n_header + tokens.len() + adapter.meta.n_trailer;
         anyhow::ensure!(n > 0, "cannot pack an empty document without an adapter");
         let x = Tensor::cat(&[&adapter.header, &model.embed(tokens)?, &adapter.trailer], 0)?;
@@ -151,9 +162,13 @@ impl Packet {
             }
             k.iter_mut().for_each(|x| back.apply(x, c.n_kv_heads));
         }
-        let s = adapter.meta.key_scale;
-        if s != 1.0 {
-            k.iter_mut().flatten().for_each(|x| *x *= s);
+        if adapter.meta.key_scale != 1.0 || adapter.meta.head_key_scale.is_some() {
+            for (l, layer) in k.iter_mut().enumerate() {
+                for (i, head) in layer.chunks_exact_mut(c.head_dim).enumerate() {
+                    let f = adapter.key_factor(l, i % c.n_kv_heads);
+                    head.iter_mut().for_each(|x| *x *= f);
+                }
+            }
         }
         k.iter_mut()
             .chain(v.iter_mut())

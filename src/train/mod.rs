@@ -74,7 +74,17 @@ pub struct TrainConfig {
     /// its best, and its result is that best checkpoint (0, and absent in older configs: never).
     #[serde(default)]
     pub patience: usize,
+    /// Learn a key factor per layer and kv head ([`Adapter::head_key_scale`], starting from the
+    /// start adapter's or 1) with the header and trailer (absent in older configs: false).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub learn_key_scale: bool,
 }
+
+/// The key factors are learned as φ = ln(factor) / KEY_SCALE_GAIN: AdamW moves every
+/// parameter by about the learning rate a step whatever its gradient's size, which suits the
+/// embeddings (entries ~0.01-0.1) but would move a factor of ~1 by 0.03% a step. With the gain,
+/// a step of 3e-4 moves ln(factor) by 0.03.
+const KEY_SCALE_GAIN: f32 = 100.0;
 
 fn one() -> f32 {
     1.0
@@ -179,7 +189,7 @@ fn save_checkpoint(run: &RunDir, adapter: &Adapter, state: &State) -> Result<()>
         bytes: f32_bytes(x),
     };
     let rows = adapter.meta.n_header + adapter.meta.n_trailer;
-    let tensors = [
+    let mut tensors = vec![
         t(
             "header",
             &adapter.header.flatten_all()?.to_vec1::<f32>()?,
@@ -190,9 +200,23 @@ fn save_checkpoint(run: &RunDir, adapter: &Adapter, state: &State) -> Result<()>
             &adapter.trailer.flatten_all()?.to_vec1::<f32>()?,
             adapter.meta.n_trailer,
         ),
-        t("adam_m", &state.adam.m, rows),
-        t("adam_v", &state.adam.v, rows),
+        t("adam_m", &state.adam.m[..rows * d], rows),
+        t("adam_v", &state.adam.v[..rows * d], rows),
     ];
+    // The key factors, and their moments when they are learned, as flat tensors.
+    let flat = |name: &str, x: &[f32]| RawTensor {
+        name: name.into(),
+        dtype: safetensors::Dtype::F32,
+        shape: vec![x.len()],
+        bytes: f32_bytes(x),
+    };
+    if adapter.meta.head_key_scale.is_some() {
+        tensors.push(flat("head_key_scale", &adapter.head_key_scale));
+    }
+    if state.config.learn_key_scale {
+        tensors.push(flat("adam_m_key_scale", &state.adam.m[rows * d..]));
+        tensors.push(flat("adam_v_key_scale", &state.adam.v[rows * d..]));
+    }
     atomic_write(
         &run.checkpoint(),
         &safetensors_bytes(&tensors, &serde_json::to_value(state)?)?,
@@ -228,6 +252,21 @@ fn load_checkpoint(run: &RunDir, model: &Model) -> Result<(Adapter, State)> {
     adapter.trailer = read("trailer", nt)?;
     state.adam.m = floats("adam_m", nh + nt)?;
     state.adam.v = floats("adam_v", nh + nt)?;
+    let (layers, heads) = (model.config.n_layers, model.config.n_kv_heads);
+    let flat = |name: &str| -> Result<Vec<f32>> {
+        let v = st.tensor(name).with_context(|| format!("checkpoint has no `{name}`"))?;
+        if v.shape().iter().product::<usize>() != layers * heads {
+            bail!("checkpoint `{name}` has shape {:?}", v.shape());
+        }
+        decode_floats(v.data(), v.dtype())
+    };
+    if st.names().contains(&"head_key_scale") {
+        adapter = adapter.with_head_key_scale(flat("head_key_scale")?, layers, heads)?;
+    }
+    if state.config.learn_key_scale {
+        state.adam.m.extend(flat("adam_m_key_scale")?);
+        state.adam.v.extend(flat("adam_v_key_scale")?);
+    }
     Ok((adapter, state))
 }
 
@@ -368,9 +407,14 @@ impl Trainer<'_> {
             }
             (a, s)
         } else {
-            let a = Adapter::fresh(self.model, cfg.n_header, cfg.n_trailer, &cfg.init, cfg.seed)?
+            let mut a = Adapter::fresh(self.model, cfg.n_header, cfg.n_trailer, &cfg.init, cfg.seed)?
                 .with_context_header(cfg.context_header)?;
-            let n = (cfg.n_header + cfg.n_trailer) * self.model.config.hidden_size;
+            let (layers, heads) = (self.model.config.n_layers, self.model.config.n_kv_heads);
+            if cfg.learn_key_scale && a.meta.head_key_scale.is_none() {
+                a = a.with_head_key_scale(vec![1.0; layers * heads], layers, heads)?;
+            }
+            let learned = if cfg.learn_key_scale { layers * heads } else { 0 };
+            let n = (cfg.n_header + cfg.n_trailer) * self.model.config.hidden_size + learned;
             let s = State {
                 config: cfg.clone(),
                 model_fingerprint: self.model.fingerprint.clone(),
@@ -420,7 +464,8 @@ impl Trainer<'_> {
             let within = state.step % per_epoch;
             let batch = &order[within * cfg.batch..((within + 1) * cfg.batch).min(order.len())];
             let t_step = Instant::now();
-            let mut grad = vec![0f32; (cfg.n_header + cfg.n_trailer) * d];
+            let nd = (cfg.n_header + cfg.n_trailer) * d;
+            let mut grad = vec![0f32; state.adam.m.len()];
             let mut loss = 0.0f64;
             let mut questions = 0usize;
             for &i in batch {
@@ -440,7 +485,14 @@ impl Trainer<'_> {
                 loss += g.loss as f64;
                 questions += g.questions;
                 grad[..nh].iter_mut().zip(&g.header).for_each(|(a, b)| *a += b);
-                grad[nh..].iter_mut().zip(&g.trailer).for_each(|(a, b)| *a += b);
+                grad[nh..nd].iter_mut().zip(&g.trailer).for_each(|(a, b)| *a += b);
+                if cfg.learn_key_scale {
+                    // d loss / d φ = gain · factor · d loss / d factor.
+                    grad[nd..]
+                        .iter_mut()
+                        .zip(g.head_key_scale.iter().zip(&adapter.head_key_scale))
+                        .for_each(|(a, (g, f))| *a += KEY_SCALE_GAIN * f * g);
+                }
             }
             // The step's gradient is the mean over its questions (each question one sample of
             // the reference recipe).
@@ -449,11 +501,22 @@ impl Trainer<'_> {
             let lr = linear_lr(cfg.lr, state.step, total);
             let mut params: Vec<f32> = adapter.header.flatten_all()?.to_vec1::<f32>()?;
             params.extend(adapter.trailer.flatten_all()?.to_vec1::<f32>()?);
+            if cfg.learn_key_scale {
+                params.extend(adapter.head_key_scale.iter().map(|f| f.ln() / KEY_SCALE_GAIN));
+            }
             state.adam.step(&mut params, &grad, lr);
             if !cfg.freeze_header {
                 adapter.header = Tensor::from_vec(params[..nh].to_vec(), (cfg.n_header, d), &Device::Cpu)?;
             }
-            adapter.trailer = Tensor::from_vec(params[nh..].to_vec(), (cfg.n_trailer, d), &Device::Cpu)?;
+            adapter.trailer = Tensor::from_vec(params[nh..nd].to_vec(), (cfg.n_trailer, d), &Device::Cpu)?;
+            if cfg.learn_key_scale {
+                let (layers, heads) = (self.model.config.n_layers, self.model.config.n_kv_heads);
+                let factors = params[nd..]
+                    .iter()
+                    .map(|p| (KEY_SCALE_GAIN * p).exp().clamp(1e-3, 4.0))
+                    .collect();
+                adapter = adapter.with_head_key_scale(factors, layers, heads)?;
+            }
             state.step += 1;
             state.elapsed_s = elapsed0 + t_run.elapsed().as_secs_f64();
             let line = LogLine {

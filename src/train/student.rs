@@ -22,12 +22,14 @@ pub enum LossKind {
     Ce,
 }
 
-/// Loss value and gradients of one sample: d loss / d header [N_h·d] and / d trailer [N_t·d].
+/// Loss value and gradients of one sample: d loss / d header [N_h·d], / d trailer [N_t·d] and
+/// / d the adapter's per-head key factors (laid out like them; empty when it has none).
 /// The loss is the sum over the sample's questions.
 pub struct StudentGrad {
     pub loss: f32,
     pub header: Vec<f32>,
     pub trailer: Vec<f32>,
+    pub head_key_scale: Vec<f32>,
     /// Questions the loss sums over.
     pub questions: usize,
 }
@@ -170,8 +172,11 @@ fn sequence(
     // A key scale: the tails read the packet rows' keys scaled, as a composed cache stores
     // them; each document computes its own rows unscaled, as `Packet::build` does.
     let mut mask = AttnMask::segments(0, &segs)?;
-    if adapter.meta.key_scale != 1.0 {
+    if adapter.meta.key_scale != 1.0 || adapter.meta.head_key_scale.is_some() {
         mask = mask.with_key_scale((docs_from, docs_end), docs_end, adapter.meta.key_scale)?;
+    }
+    if adapter.meta.head_key_scale.is_some() {
+        mask = mask.with_head_key_scale(adapter.head_key_scale.clone(), model.config.n_kv_heads)?;
     }
     Ok(Sequence {
         x: Tensor::cat(&parts, 0)?,
@@ -244,7 +249,7 @@ pub fn student_grad(
     };
     let questions = teachers.len();
     if !mode.freeze_header {
-        let (value, grad) = model.loss_and_input_grad(
+        let g = model.loss_and_input_grad(
             &sq.x,
             &sq.positions,
             &Arc::new(sq.mask),
@@ -253,15 +258,16 @@ pub fn student_grad(
             mode.grad_checkpoint,
             None,
         )?;
-        let grad = grad.flatten_all()?.to_vec1::<f32>()?;
+        let grad = g.x.flatten_all()?.to_vec1::<f32>()?;
         for &(h, s, len) in &sq.docs {
             add(&mut header, &grad, h, nh);
             add(&mut trailer, &grad, s + len, nt);
         }
         return Ok(StudentGrad {
-            loss: value,
+            loss: g.loss,
             header,
             trailer,
+            head_key_scale: g.head_key_scale,
             questions,
         });
     }
@@ -287,7 +293,7 @@ pub fn student_grad(
         cache: &cache,
         live: &live,
     };
-    let (value, grad) = model.loss_and_input_grad(
+    let g = model.loss_and_input_grad(
         &sq.x.index_select(&ids, 0)?,
         &live_pos,
         &live_mask,
@@ -296,14 +302,15 @@ pub fn student_grad(
         mode.grad_checkpoint,
         Some(&frozen),
     )?;
-    let grad = grad.flatten_all()?.to_vec1::<f32>()?;
+    let grad = g.x.flatten_all()?.to_vec1::<f32>()?;
     for i in 0..sq.docs.len() {
         add(&mut trailer, &grad, i * nt, nt);
     }
     Ok(StudentGrad {
-        loss: value,
+        loss: g.loss,
         header,
         trailer,
+        head_key_scale: g.head_key_scale,
         questions,
     })
 }
