@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Qwen2.5-0.5B, issue 15 (session 29): runs/ctx-big, runs/ctx-ks and runs/ctx-ftw judged by gold F1
+# before any evaluation set sees them: 10-person biographies from seed 11 (evaluation: seed 0;
+# training: seed 7's draws, offset), n = 50, against `ctxwide`, `full` and `none`; each run that
+# has finished (its adapter.safetensors, the best by validation, copied under a label). Table:
+#   python3 scripts/paired_table.py runs/ctx-big/val/results.jsonl synth:biography:10 kvpacket:ctxbig,kvpacket:ctxks,kvpacket:ctxftw --vs kvpacket:ctxwide
+# Resumable: rerun (eval skips the rows already written).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+methods=full,none,kvpacket=adapters/qwen2.5-0.5b/ctxwide.safetensors
+for run in ctx-big ctx-ks ctx-ftw; do
+  label=${run/-/}
+  [ -f runs/$run/adapter.safetensors ] || continue
+  cp -n runs/$run/adapter.safetensors runs/$run/$label.safetensors
+  methods+=,kvpacket=runs/$run/$label.safetensors
+done
+./target/release/kvpacket eval --model qwen2.5-0.5b --out runs/ctx-big/val --data synth:biography:10 \
+  --seed 11 --limit 50 --methods "$methods"
