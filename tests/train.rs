@@ -113,6 +113,7 @@ fn config(name: &str, batch: usize, epochs: usize) -> TrainConfig {
         val_every: 1,
         patience: 0,
         learn_key_scale: false,
+        key_scale_gain: 10.0,
     }
 }
 

@@ -13,5 +13,5 @@ resume=(); [ -f $dir/checkpoint.safetensors ] && resume=(--resume)
 exec ./target/release/kvpacket train --model qwen2.5-0.5b --data synth:biography \
   --samples 192 --k-min 9 --k-max 10 --questions 8 --batch 12 --epochs 1 --lr 3e-4 \
   --first-token-weight 3 --gen-tokens 16 --init-from adapters/qwen2.5-0.5b/ctxwide.safetensors \
-  --header 8 --trailer 16 --learn-key-scale --val-samples 12 --val-every 2 --patience 3 --seed 7 \
+  --header 8 --trailer 16 --learn-key-scale --key-scale-gain 100 --val-samples 12 --val-every 2 --patience 3 --seed 7 \
   --teacher-dir runs/ctx-big/teacher --run-dir $dir --out $dir/adapter.safetensors "${resume[@]}"

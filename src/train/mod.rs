@@ -78,13 +78,26 @@ pub struct TrainConfig {
     /// start adapter's or 1) with the header and trailer (absent in older configs: false).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub learn_key_scale: bool,
+    /// The learned key factors' learning rate relative to the embeddings': they are learned as
+    /// φ = ln(factor) / gain, and AdamW moves every parameter by about the learning rate a
+    /// step whatever its gradient's size, which suits the embeddings (entries ~0.01-0.1) but
+    /// would move a factor of ~1 by 0.03% a step. With gain 10, a step of 3e-4 moves
+    /// ln(factor) by up to 0.003. Absent: [`LEGACY_KEY_SCALE_GAIN`], what the first run that
+    /// learned them used (and what runs that learn none record).
+    #[serde(default = "legacy_gain", skip_serializing_if = "is_legacy_gain")]
+    pub key_scale_gain: f32,
 }
 
-/// The key factors are learned as φ = ln(factor) / KEY_SCALE_GAIN: AdamW moves every
-/// parameter by about the learning rate a step whatever its gradient's size, which suits the
-/// embeddings (entries ~0.01-0.1) but would move a factor of ~1 by 0.03% a step. With the gain,
-/// a step of 3e-4 moves ln(factor) by 0.03.
-const KEY_SCALE_GAIN: f32 = 100.0;
+/// The key factors' gain of runs whose config does not name one.
+pub const LEGACY_KEY_SCALE_GAIN: f32 = 100.0;
+
+fn legacy_gain() -> f32 {
+    LEGACY_KEY_SCALE_GAIN
+}
+
+fn is_legacy_gain(x: &f32) -> bool {
+    *x == LEGACY_KEY_SCALE_GAIN
+}
 
 fn one() -> f32 {
     1.0
@@ -385,6 +398,12 @@ impl Trainer<'_> {
     /// Runs at most `max_steps` more steps when given (for tests and time-boxed runs).
     pub fn train(&self, resume: bool, max_steps: Option<usize>) -> Result<Outcome> {
         let cfg = &self.config;
+        if !(cfg.key_scale_gain.is_finite() && cfg.key_scale_gain > 0.0) {
+            bail!(
+                "the key factors' gain must be a positive number, not {}",
+                cfg.key_scale_gain
+            );
+        }
         if !(cfg.first_token_weight.is_finite() && cfg.first_token_weight >= 0.0) {
             bail!(
                 "the first-token weight must be a finite number ≥ 0 (got {})",
@@ -491,7 +510,7 @@ impl Trainer<'_> {
                     grad[nd..]
                         .iter_mut()
                         .zip(g.head_key_scale.iter().zip(&adapter.head_key_scale))
-                        .for_each(|(a, (g, f))| *a += KEY_SCALE_GAIN * f * g);
+                        .for_each(|(a, (g, f))| *a += cfg.key_scale_gain * f * g);
                 }
             }
             // The step's gradient is the mean over its questions (each question one sample of
@@ -502,7 +521,7 @@ impl Trainer<'_> {
             let mut params: Vec<f32> = adapter.header.flatten_all()?.to_vec1::<f32>()?;
             params.extend(adapter.trailer.flatten_all()?.to_vec1::<f32>()?);
             if cfg.learn_key_scale {
-                params.extend(adapter.head_key_scale.iter().map(|f| f.ln() / KEY_SCALE_GAIN));
+                params.extend(adapter.head_key_scale.iter().map(|f| f.ln() / cfg.key_scale_gain));
             }
             state.adam.step(&mut params, &grad, lr);
             if !cfg.freeze_header {
@@ -513,7 +532,7 @@ impl Trainer<'_> {
                 let (layers, heads) = (self.model.config.n_layers, self.model.config.n_kv_heads);
                 let factors = params[nd..]
                     .iter()
-                    .map(|p| (KEY_SCALE_GAIN * p).exp().clamp(1e-3, 4.0))
+                    .map(|p| (cfg.key_scale_gain * p).exp().clamp(1e-3, 4.0))
                     .collect();
                 adapter = adapter.with_head_key_scale(factors, layers, heads)?;
             }
