@@ -649,25 +649,20 @@ impl AttnInputs<'_> {
                 ds.fill(0.0);
                 continue;
             }
-            // The scaled scores, kept for the head factor's gradient before P overwrites them.
-            let mut scaled = [0f32; BK];
+            // Only a row with scaled entries keeps its unscaled scores (for the head factor's
+            // gradient) before P overwrites them: unscaled rows do no extra work.
             let entries = self.scaled_entries(i, kvh, j0, len);
+            let raw: Option<[f32; BK]> = entries.map(|_| std::array::from_fn(|j| p[j]));
             // Masked scores become −∞, whose exp is 0: the exp runs branch-free over the block.
             self.mask_scores(i, kvh, j0, len, p);
-            if let Some((from, to, _)) = entries {
-                scaled[from..to].copy_from_slice(&p[from..to]);
-            }
             for (x, d) in p.iter_mut().zip(ds.iter_mut()) {
                 *x = fast_exp(*x - l);
                 *d = *x * (*d - dl);
             }
-            if let Some((from, to, f)) = entries {
-                // Masked entries have dS' = 0 (P = 0), so their −∞ scores are skipped.
-                dhead += (from..to)
-                    .filter(|&j| ds[j] != 0.0)
-                    .map(|j| ds[j] * scaled[j])
-                    .sum::<f32>()
-                    / head;
+            if let (Some((from, to, f)), Some(raw)) = (entries, raw) {
+                // d score / d head factor = unscaled score × the row's factor (f / head); masked
+                // entries have dS' = 0.
+                dhead += (from..to).map(|j| ds[j] * raw[j]).sum::<f32>() * (f / head);
                 ds[from..to].iter_mut().for_each(|x| *x *= f);
             }
         }
