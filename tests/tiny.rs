@@ -296,6 +296,20 @@ fn cli_reports_bad_input_in_one_line_without_panicking() {
 }
 
 #[test]
+fn data_prints_the_samples_eval_reads_in_the_shared_format() {
+    let (ok, out, err) = cli(&["data", "synth:biography:3", "--limit", "4", "--seed", "5"]);
+    assert!(ok, "{err}");
+    let printed = kvpacket::data::parse_samples(&out).unwrap();
+    let (_, want) = kvpacket::data::load_dataset("synth:biography:3", 4, 5).unwrap();
+    assert_eq!(printed.len(), 4);
+    for (p, w) in printed.iter().zip(&want) {
+        assert_eq!((&p.question, &p.answers, &p.ctxs), (&w.question, &w.answers, &w.ctxs));
+    }
+    let (ok, _, err) = cli(&["data", "synth:nothing"]);
+    assert!(!ok && err.contains("unknown synthetic dataset"), "{err}");
+}
+
+#[test]
 fn a_folder_as_current_transformers_writes_it_loads_as_a_chat_model() {
     // No `architectures` (only `model_type`) and the chat template in chat_template.jinja.
     let (m, dir) = tiny(TinySpec::default(), "hf-current");

@@ -3,6 +3,7 @@
 mod adapter;
 mod ask;
 mod bench;
+mod data;
 mod eval;
 mod generate;
 mod models;
@@ -54,6 +55,8 @@ enum Command {
     Ask(ask::AskArgs),
     /// Evaluate methods on datasets (F1, fidelity to full, TTFT, FLOPs) with a report.
     Eval(eval::EvalArgs),
+    /// Print a dataset's samples (a file, a slice of one, or a synthetic set) as JSON.
+    Data(data::DataArgs),
     /// Train an adapter by self-supervised KL distillation.
     Train(train::TrainArgs),
     /// Serve an OpenAI-compatible HTTP API with packet reuse.
@@ -147,6 +150,7 @@ pub fn run() -> Result<()> {
         Command::Ask(a) => ask::run(a),
         Command::Train(a) => train::run(a),
         Command::Eval(a) => eval::run(a),
+        Command::Data(a) => data::run(a),
         Command::Serve(a) => serve::run(a),
     }
 }

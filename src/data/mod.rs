@@ -11,7 +11,7 @@ use std::path::Path;
 /// One document: a packet's text is `"{title}\n{text}\n\n"` (the title line omitted when empty).
 #[derive(Debug, Clone, Default, Deserialize, serde::Serialize, PartialEq)]
 pub struct Document {
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
     #[serde(default)]
     pub title: String,
@@ -22,7 +22,7 @@ pub struct Document {
 }
 
 /// A question over documents, with gold answers when the file has them.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 pub struct Sample {
     #[serde(default)]
     pub question: String,
