@@ -39,7 +39,9 @@ def main():
             if r["f1"] > 0.5:
                 continue
             c["wrong"] += 1
-            asked = next(j for j, d in enumerate(s["ctxs"]) if d["title"] in s["question"])
+            asked = next((j for j, d in enumerate(s["ctxs"]) if d["title"] in s["question"]), None)
+            if asked is None:
+                sys.exit(f"sample {i}: no document's title is in its question (biography sets only)")
             answer = r["answer"].strip().rstrip(".").lower()
             holders = [j for j, d in enumerate(s["ctxs"]) if answer and answer in d["text"].lower()]
             if not holders:

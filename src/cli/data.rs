@@ -10,8 +10,8 @@ pub struct DataArgs {
     /// A dataset as `eval` and `train` name it: a JSON file (optionally `file.json#A..B`) or a
     /// synthetic set (`synth:biography:K`, `synth:biography-heldout:K`, `synth:niah:K`).
     pub spec: String,
-    /// At most this many samples.
-    #[arg(long, default_value_t = 100)]
+    /// At most this many samples (`eval`'s default too).
+    #[arg(long, default_value_t = 50)]
     pub limit: usize,
     /// Seed of the synthetic generators (`eval`'s default is 0).
     #[arg(long, default_value_t = 0)]
