@@ -265,6 +265,7 @@ fn smollm2_top_k_kl_is_close_to_the_exact_kl() {
         distractors: false,
         lowercase_docs: false,
         title_questions: false,
+        reasoning: false,
         holdout_every: 0,
         val_files: Vec::new(),
         chunk_stride: 0,

@@ -88,6 +88,7 @@ fn config(name: &str, batch: usize, epochs: usize) -> TrainConfig {
             distractors: false,
             lowercase_docs: false,
             title_questions: false,
+            reasoning: false,
             holdout_every: 0,
             val_files: Vec::new(),
             chunk_stride: 0,
@@ -471,6 +472,7 @@ fn text_init_is_token_embeddings_and_chunked_samples_are_windows() {
         distractors: false,
         lowercase_docs: false,
         title_questions: false,
+        reasoning: false,
         holdout_every: 0,
         val_files: Vec::new(),
         chunk_stride: 0,
@@ -1170,4 +1172,32 @@ fn learned_key_factors_get_the_losss_gradient_train_and_resume() {
     };
     assert_eq!(a.head_key_scale, b.head_key_scale);
     assert_eq!(a.fingerprint().unwrap(), b.fingerprint().unwrap());
+}
+
+#[test]
+fn reasoning_adds_the_entrys_question_with_the_request_over_the_same_documents_in_training_only() {
+    let m = model();
+    let spec = SampleSpec {
+        files: vec![qa_file(
+            "reasoning",
+            20,
+            5,
+            |i, j| format!("Place {i}-{j}"),
+            |_, _| false,
+        )],
+        count: 6,
+        generic_task_prob: 0.0,
+        reasoning: true,
+        ..config("reasoning", 1, 1).samples
+    };
+    for s in draw_samples(&m, &spec, Split::Train, 6).unwrap() {
+        assert_eq!(s.tasks.len(), 2, "{:?}", s.tasks);
+        assert_eq!(
+            s.tasks[1],
+            format!("{}{}", s.tasks[0], kvpacket::train::samples::REASONING_REQUEST)
+        );
+    }
+    for s in draw_samples(&m, &spec, Split::Validation, 2).unwrap() {
+        assert_eq!(s.tasks.len(), 1, "validation asks the bare question: {:?}", s.tasks);
+    }
 }

@@ -71,6 +71,11 @@ pub struct TrainArgs {
     /// more questions per document pass, from the data's structure, never its answers.
     #[arg(long)]
     pub title_questions: bool,
+    /// Training draws of data-file entries also ask their own question with a request to
+    /// reason over the passages first, over the same document pass: long teacher answers,
+    /// as the reference's chain-of-thought teachers (validation keeps the bare question).
+    #[arg(long)]
+    pub reasoning: bool,
     /// Every this many entries of a validation data file, the last one is held out for
     /// validation (default 10).
     #[arg(long)]
@@ -200,6 +205,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
             distractors: a.distractors,
             lowercase_docs: a.lowercase_docs,
             title_questions: a.title_questions,
+            reasoning: a.reasoning,
             holdout_every: a.holdout_every.unwrap_or(0),
             val_files: a.val_data.clone(),
             seed: a.seed,
