@@ -188,8 +188,8 @@ const TITLE_QUESTIONS: [&str; 3] = [
 ];
 
 /// Appended to a data-file entry's question with [`SampleSpec::reasoning`]. Qwen2.5-0.5B
-/// answers it with a few sentences that name passages and what they say (~70 tokens on
-/// HotpotQA entries), where the bare question gets ~5 tokens.
+/// answers it with a few sentences that name passages and what they say (18-96 tokens, ~40
+/// typical, on HotpotQA / MuSiQue training entries), where the bare question gets 3-8.
 pub const REASONING_REQUEST: &str =
     " Think step by step: which passages matter, what do they say, and what follows? Then answer.";
 
