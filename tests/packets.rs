@@ -371,6 +371,30 @@ fn recompute_baselines_span_none_to_full() {
 }
 
 #[test]
+fn full_reversed_is_full_over_the_documents_in_reverse_order() {
+    use kvpacket::methods::{FullReversed, method_by_name};
+    let m = model(8);
+    let seg = Segments {
+        preamble: toks(&m, "preamble: "),
+        docs: vec![toks(&m, "first document"), toks(&m, "the second document")],
+        prompt: toks(&m, "question?"),
+        summary: false,
+    };
+    let mut swapped = seg.clone();
+    swapped.docs.reverse();
+    let (full, _) = first_logits(&m, &Full, &seg, "fr-full");
+    let (want, _) = first_logits(&m, &Full, &swapped, "fr-swapped");
+    let (got, acct) = first_logits(&m, &FullReversed, &seg, "fr-reversed");
+    assert!(max_abs(&got, &want) < 1e-5, "{}", max_abs(&got, &want));
+    assert!(max_abs(&got, &full) > 1e-3, "the order changes a random model's logits");
+    assert_eq!(acct.recomputed_tokens, seg.doc_tokens());
+    assert_eq!(
+        method_by_name("full-reversed", &m, None).unwrap().name(),
+        "full-reversed"
+    );
+}
+
+#[test]
 fn recompute_on_adapter_packets_dials_from_kvpacket_and_names_parse() {
     use kvpacket::methods::method_by_name;
     let m = model(8);

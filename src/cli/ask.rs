@@ -12,7 +12,7 @@ use std::path::PathBuf;
 pub struct AskArgs {
     #[command(flatten)]
     pub model: ModelArgs,
-    /// full | none | question-only | kvpacket[=ADAPTER] | cacheblend:R | epic:K | random:R |
+    /// full | full-reversed | none | question-only | kvpacket[=ADAPTER] | cacheblend:R | epic:K | random:R |
     /// kvpacket[=ADAPTER]+cacheblend:R|+epic:K|+random:R (recompute on top of adapter
     /// packets). Plain `kvpacket` uses --adapter, else the model's shipped default.
     #[arg(long, default_value = "kvpacket")]

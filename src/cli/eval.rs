@@ -20,7 +20,8 @@ pub struct EvalArgs {
     /// synth:niah[:K].
     #[arg(long = "data", required = true)]
     pub data: Vec<String>,
-    /// Comma-separated methods: full, none, question-only, kvpacket (--adapter, else the shipped
+    /// Comma-separated methods: full, full-reversed (documents in reverse order: the noise floor
+    /// of fidelity to full), none, question-only, kvpacket (--adapter, else the shipped
     /// default), kvpacket=ADAPTER (a file or shipped name; labelled kvpacket:NAME),
     /// cacheblend:R, epic:K, random:R, and kvpacket[=ADAPTER]+cacheblend:R|+epic:K|+random:R.
     #[arg(long, default_value = "full,none,kvpacket,question-only")]

@@ -179,6 +179,12 @@ pub struct Full;
 /// The prompt without any document: the floor.
 pub struct QuestionOnly;
 
+/// `full` with the documents in reverse order: the same text and the same attention, only the
+/// order differs. Its fidelity to `full` is how far `full`'s own answer moves when nothing but
+/// the document order changes: the noise floor that fidelity figures (F1 against `full`'s
+/// answer, first-token KL) should be read against.
+pub struct FullReversed;
+
 fn plain_prefill(engine: &Resources, seg: &Segments, with_docs: bool) -> Result<Prefilled> {
     let m = engine.model;
     let ids = if with_docs {
@@ -213,6 +219,17 @@ impl Method for Full {
     }
     fn prefill(&self, engine: &Resources, seg: &Segments) -> Result<Prefilled> {
         plain_prefill(engine, seg, true)
+    }
+}
+
+impl Method for FullReversed {
+    fn name(&self) -> String {
+        "full-reversed".into()
+    }
+    fn prefill(&self, engine: &Resources, seg: &Segments) -> Result<Prefilled> {
+        let mut reversed = seg.clone();
+        reversed.docs.reverse();
+        plain_prefill(engine, &reversed, true)
     }
 }
 

@@ -1,18 +1,18 @@
 //! Methods by name, one grammar for every client (CLI, evaluation, server):
-//! `full`, `none`, `question-only`, `kvpacket[=ADAPTER]`, `cacheblend:R`, `epic:K`,
+//! `full`, `full-reversed`, `none`, `question-only`, `kvpacket[=ADAPTER]`, `cacheblend:R`, `epic:K`,
 //! `random:R`, and a recompute method on top of adapter packets,
 //! `kvpacket[=ADAPTER]+cacheblend:R | +epic:K | +random:R` (a quality dial from zero
 //! recomputation towards `full`).
 
 use super::recompute::{Recompute, Selection};
-use super::{Full, Method, Packets, QuestionOnly};
+use super::{Full, FullReversed, Method, Packets, QuestionOnly};
 use crate::adapter::{Adapter, named};
 use crate::model::Model;
 use anyhow::{Context, Result, bail};
 use std::path::Path;
 
 /// The method names [`method_by_name`] understands, for messages.
-pub const METHOD_NAMES: &str = "full, none, question-only, kvpacket[=ADAPTER], cacheblend:R, epic:K, random:R, kvpacket[=ADAPTER]+cacheblend:R|+epic:K|+random:R";
+pub const METHOD_NAMES: &str = "full, full-reversed, none, question-only, kvpacket[=ADAPTER], cacheblend:R, epic:K, random:R, kvpacket[=ADAPTER]+cacheblend:R|+epic:K|+random:R";
 
 /// Parses `cacheblend:R`, `epic:K` or `random:R` (None: not a recompute selection).
 fn selection(spec: &str) -> Result<Option<Selection>> {
@@ -65,6 +65,7 @@ fn kvpacket_adapter(spec: &str, model: &Model, chosen: Option<&Adapter>) -> Resu
 pub fn method_by_name(spec: &str, model: &Model, adapter: Option<&Adapter>) -> Result<Box<dyn Method>> {
     Ok(match spec {
         "full" => Box::new(Full),
+        "full-reversed" => Box::new(FullReversed),
         "question-only" => Box::new(QuestionOnly),
         "none" => Box::new(Packets::none(model)?),
         s if s == "kvpacket" || s.starts_with("kvpacket=") => {
