@@ -370,16 +370,21 @@ fn recompute_baselines_span_none_to_full() {
     assert!(Recompute::new(&m, Selection::CacheBlend(1.5)).is_err());
 }
 
+/// A request with a preamble, two short documents and a question.
+fn two_documents(m: &Model) -> Segments {
+    Segments {
+        preamble: toks(m, "preamble: "),
+        docs: vec![toks(m, "first document"), toks(m, "the second document")],
+        prompt: toks(m, "question?"),
+        summary: false,
+    }
+}
+
 #[test]
 fn full_reversed_is_full_over_the_documents_in_reverse_order() {
     use kvpacket::methods::{FullReversed, method_by_name};
     let m = model(8);
-    let seg = Segments {
-        preamble: toks(&m, "preamble: "),
-        docs: vec![toks(&m, "first document"), toks(&m, "the second document")],
-        prompt: toks(&m, "question?"),
-        summary: false,
-    };
+    let seg = two_documents(&m);
     let mut swapped = seg.clone();
     swapped.docs.reverse();
     let (full, _) = first_logits(&m, &Full, &seg, "fr-full");
@@ -398,12 +403,7 @@ fn full_reversed_is_full_over_the_documents_in_reverse_order() {
 fn recompute_on_adapter_packets_dials_from_kvpacket_and_names_parse() {
     use kvpacket::methods::method_by_name;
     let m = model(8);
-    let seg = Segments {
-        preamble: toks(&m, "preamble: "),
-        docs: vec![toks(&m, "first document"), toks(&m, "the second document")],
-        prompt: toks(&m, "question?"),
-        summary: false,
-    };
+    let seg = two_documents(&m);
     let adapter = Adapter::init(&m, 2, 2, 11).unwrap();
     let file = tmp("dial").join("a.safetensors");
     adapter.save(&file).unwrap();
