@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Cross-domain table of adapters: every `kvpacket:NAME` method (no recompute on top) in a
-`kvpacket eval` results.jsonl, on every dataset that has `full` and `none` rows.
+`kvpacket eval` results.jsonl (and its archive.jsonl, see eval_rows.py), on every dataset that has `full` and `none` rows.
 
 Usage: scripts/cross_domain.py RESULTS.jsonl
 Each cell is measured on the samples that have `full`, `none` and that adapter (its n is in
@@ -9,16 +9,15 @@ the cell): the share of `none`'s first-token KL gap to `full` the adapter closes
 `full`'s). Point estimates only; scripts/paired_table.py gives the bootstrap intervals.
 """
 import collections
-import json
 import sys
+
+from eval_rows import rows as eval_rows
 
 if len(sys.argv) != 2:
     sys.exit(__doc__.strip().splitlines()[3])
 rows = collections.defaultdict(lambda: collections.defaultdict(dict))
-for line in open(sys.argv[1]):
-    if line.strip():
-        r = json.loads(line)
-        rows[r["dataset"]][r["sample"]][r["method"]] = r
+for r in eval_rows(sys.argv[1]):
+    rows[r["dataset"]][r["sample"]][r["method"]] = r
 datasets = sorted(d for d, s in rows.items() if any("full" in m and "none" in m for m in s.values()))
 adapters = sorted({m for d in datasets for ms in rows[d].values() for m in ms if m.startswith("kvpacket:") and "+" not in m})
 

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Paired comparison of methods in a `kvpacket eval` results.jsonl.
+"""Paired comparison of methods in a `kvpacket eval` results.jsonl (and its archive.jsonl, see
+eval_rows.py).
 
 Usage: scripts/paired_table.py RESULTS.jsonl DATASET METHOD[,METHOD...] [--vs METHOD]
 Prints a markdown table over the samples that have every listed method (so each row is
@@ -13,9 +14,10 @@ none → full gap each method closes: in gold F1 micro, (m − none) / (full −
 ratio to full; in first-token KL (full's is 0), 1 − KL(m) / KL(none).
 """
 import collections
-import json
 import random
 import sys
+
+from eval_rows import rows
 
 args = sys.argv[1:]
 vs = None
@@ -26,16 +28,14 @@ if "--vs" in args:
     vs = args[i + 1]
     del args[i : i + 2]
 if len(args) != 3:
-    sys.exit(__doc__.strip().splitlines()[2])
+    sys.exit(__doc__.strip().splitlines()[3])
 path, dataset, methods = args[0], args[1], args[2].split(",")
 if vs and vs not in methods:
     methods.append(vs)
 by_sample = collections.defaultdict(dict)
-for line in open(path):
-    if line.strip():
-        r = json.loads(line)
-        if r["dataset"] == dataset:
-            by_sample[r["sample"]][r["method"]] = r
+for r in rows(path):
+    if r["dataset"] == dataset:
+        by_sample[r["sample"]][r["method"]] = r
 samples = sorted(s for s, ms in by_sample.items() if all(m in ms for m in methods))
 rouge = bool(samples) and all("rouge_l" in r for s in samples for r in by_sample[s].values())
 print(f"{dataset}, n = {len(samples)} (paired)\n")
