@@ -253,23 +253,15 @@ fn smollm2_top_k_kl_is_close_to_the_exact_kl() {
     use kvpacket::train::teacher::run_teacher;
     let m = smollm2();
     let spec = SampleSpec {
-        files: vec![std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/hotpotqa_train100.json")],
-        count: 2,
-        k_min: 2,
-        k_max: 2,
         max_docs: 2,
-        questions: 1,
         max_doc_tokens: 100,
-        generic_task_prob: 0.0,
-        chunk_tokens: 0,
-        distractors: false,
-        lowercase_docs: false,
-        title_questions: false,
-        reasoning: false,
-        holdout_every: 0,
-        val_files: Vec::new(),
-        chunk_stride: 0,
         seed: 1,
+        ..SampleSpec::new(
+            vec![std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/hotpotqa_train100.json")],
+            2,
+            2,
+            2,
+        )
     };
     let adapter = Adapter::init(m, 8, 8, 0).unwrap();
     let mode = StudentMode {

@@ -76,23 +76,9 @@ fn qa_file(
 fn config(name: &str, batch: usize, epochs: usize) -> TrainConfig {
     TrainConfig {
         samples: SampleSpec {
-            files: vec![data_file(&format!("{name}-data"), 6)],
-            count: 4,
-            k_min: 2,
-            k_max: 3,
-            max_docs: 0,
-            questions: 1,
-            max_doc_tokens: 0,
             generic_task_prob: 0.3,
-            chunk_tokens: 0,
-            distractors: false,
-            lowercase_docs: false,
-            title_questions: false,
-            reasoning: false,
-            holdout_every: 0,
-            val_files: Vec::new(),
-            chunk_stride: 0,
             seed: 3,
+            ..SampleSpec::new(vec![data_file(&format!("{name}-data"), 6)], 4, 2, 3)
         },
         n_header: 2,
         n_trailer: 2,
@@ -460,23 +446,9 @@ fn text_init_is_token_embeddings_and_chunked_samples_are_windows() {
     assert!(e.contains("changed"), "{e}");
 
     let spec = SampleSpec {
-        files: vec![data_file("chunks-data", 6)],
-        count: 6,
-        k_min: 1,
-        k_max: 3,
-        max_docs: 0,
-        questions: 1,
-        max_doc_tokens: 0,
-        generic_task_prob: 0.0,
         chunk_tokens: 8,
-        distractors: false,
-        lowercase_docs: false,
-        title_questions: false,
-        reasoning: false,
-        holdout_every: 0,
-        val_files: Vec::new(),
-        chunk_stride: 0,
         seed: 1,
+        ..SampleSpec::new(vec![data_file("chunks-data", 6)], 6, 1, 3)
     };
     let mut longest = 0;
     for s in draw_samples(&m, &spec, Split::Train, spec.count).unwrap() {

@@ -231,6 +231,32 @@ fn keep_paragraphs(ctxs: &[Document], max: usize, rng: &mut StdRng) -> Vec<usize
 }
 
 impl SampleSpec {
+    /// `count` draws of `k_min..=k_max` documents from `files`, seed 0, with every option off:
+    /// one question a draw, documents whole, no generic prompts, windows, distractors,
+    /// lowercasing, title or reasoning questions, validation from every file at the default
+    /// hold-out rate. Set the rest with struct update syntax.
+    pub fn new(files: Vec<PathBuf>, count: usize, k_min: usize, k_max: usize) -> SampleSpec {
+        SampleSpec {
+            files,
+            count,
+            k_min,
+            k_max,
+            max_docs: 0,
+            questions: 1,
+            max_doc_tokens: 0,
+            generic_task_prob: 0.0,
+            chunk_tokens: 0,
+            distractors: false,
+            lowercase_docs: false,
+            chunk_stride: 0,
+            title_questions: false,
+            reasoning: false,
+            holdout_every: 0,
+            val_files: Vec::new(),
+            seed: 0,
+        }
+    }
+
     /// Every this many entries of a validation file, the last one is held out.
     fn every(&self) -> usize {
         match self.holdout_every {
