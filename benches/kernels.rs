@@ -3,7 +3,9 @@
 //! × lanes × 2 × clock):
 //! - the f32 matrix products of a 512-token prefill (SmolLM2-135M and Qwen2.5-0.5B linear
 //!   shapes, `x · Wᵀ` through the model's own projection, `Linear::forward`: the gemm crate's
-//!   kernel called directly into an unfilled output);
+//!   kernel called directly into an unfilled output), and the same products in bf16
+//!   (`PackedBf16`, AVX512-BF16 dot products with f32 sums; the `bf16-gguf-decode` weights'
+//!   prefill) where the CPU has them, against the same f32 FMA peak;
 //! - causal self-attention of a whole prompt (`attention_forward`, the engine's tiled kernel)
 //!   at 512 / 2048 / 4096 tokens, counting the useful FLOPs only (4 · head_dim per visible
 //!   (query, key, head)).
@@ -15,6 +17,7 @@
 use candle_core::{Device, Tensor};
 use kvpacket::model::AttnMask;
 use kvpacket::model::attention::{AttnInputs, AttnShape, attention_forward};
+use kvpacket::model::product_bf16::PackedBf16;
 use kvpacket::model::weights::Linear;
 use std::time::Instant;
 
@@ -181,15 +184,29 @@ fn main() -> candle_core::Result<()> {
     let peak = (0..5).filter_map(|_| fma_peak(threads)).fold(0.0, f64::max);
     let width = fma_width().map_or("none", |(w, _)| w);
     println!("threads: {threads}; FMA peak ({width}, measured): {peak:.1} GFLOP/s\n");
-    println!("| model | product | tokens × in × out | GFLOP/s | of peak |");
-    println!("|---|---|---|---|---|");
+    println!("| model | product | tokens × in × out | f32 GFLOP/s | of peak | bf16 GFLOP/s | of f32 peak |");
+    println!("|---|---|---|---|---|---|---|");
     for (model, what, m, k, n) in SHAPES {
         let x = Tensor::randn(0f32, 1.0, (m, k), &Device::Cpu)?;
-        let w = Linear::from_dense(Tensor::randn(0f32, 1.0, (n, k), &Device::Cpu)?);
-        let g = best_gflops(2.0 * (m * k * n) as f64, || {
+        let wv = noise(n * k, 4);
+        let w = Linear::from_dense(Tensor::from_vec(wv.clone(), (n, k), &Device::Cpu)?);
+        let flops = 2.0 * (m * k * n) as f64;
+        let g = best_gflops(flops, || {
             std::hint::black_box(w.forward(&x).unwrap());
         });
-        println!("| {model} | {what} | {m} × {k} × {n} | {g:.1} | {} |", of_peak(g, peak));
+        let bf16 = if PackedBf16::available() {
+            let (packed, xv) = (PackedBf16::pack(&wv, n, k), x.flatten_all()?.to_vec1::<f32>()?);
+            let g = best_gflops(flops, || {
+                std::hint::black_box(packed.product(&xv, m, threads));
+            });
+            format!("{g:.1} | {}", of_peak(g, peak))
+        } else {
+            "– | –".into()
+        };
+        println!(
+            "| {model} | {what} | {m} × {k} × {n} | {g:.1} | {} | {bf16} |",
+            of_peak(g, peak)
+        );
     }
     attention_table(peak);
     Ok(())

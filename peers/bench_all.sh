@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Speed of kvpacket against its peers on one GGUF, in one sitting (run on a quiet machine):
 # llama.cpp's llama-bench (-t 2), PyTorch f32 (2 threads; forward+backward with and without
-# gradient checkpointing) and `kvpacket bench prefill`.
+# gradient checkpointing) and `kvpacket bench prefill` (with its bf16-products prefill rows where
+# the CPU has AVX512-BF16).
 # Prefill and llama.cpp's decode are the median of 3 timed runs in every peer. Prints a markdown
 # table with kvpacket's ratio to each peer.
 # Usage: peers/bench_all.sh [MODEL]   (MODEL: smollm2 | qwen2.5-0.5b; needs peers/build and peers/venv)
@@ -30,6 +31,9 @@ print("|---|---|---|---|---|---|")
 for n in ["512", "2048", "4096"]:
     k, l, t = kv["prefill_tok_s"][n], llama["prefill"][n], torch["prefill_tok_s"][n]
     print(f"| prefill {n} tok/s | {k:.0f} | {l:.0f} | {t:.0f} | {k/l:.2f} | {k/t:.2f} |")
+for n, k in kv.get("prefill_bf16_tok_s", {}).items():  # CPUs with AVX512-BF16 only
+    l, t = llama["prefill"][n], torch["prefill_tok_s"][n]
+    print(f"| prefill {n} tok/s, bf16 products | {k:.0f} | {l:.0f} | {t:.0f} | {k/l:.2f} | {k/t:.2f} |")
 k, l, t = kv["decode_tok_s"], llama["decode"], torch["decode_tok_s"]
 print(f"| decode tok/s | {k:.1f} | {l:.1f} | {t:.1f} | {k/l:.2f} | {k/t:.2f} |")
 k, t = kv["fwd_bwd_1000_s"], torch["fwd_bwd_1000_s"]

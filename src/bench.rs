@@ -15,6 +15,10 @@ pub struct PrefillReport {
     pub model: String,
     pub threads: usize,
     pub prefill_tok_s: BTreeMap<String, f64>,
+    /// Prefill with the layers' products in bf16 (`bf16-gguf-decode`), measured where the CPU
+    /// has AVX512-BF16 (absent elsewhere).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prefill_bf16_tok_s: Option<BTreeMap<String, f64>>,
     pub decode_tok_s: f64,
     pub fwd_bwd_1000_s: f64,
     pub fwd_bwd_peak_mb: f64,
@@ -32,6 +36,9 @@ impl PrefillReport {
         );
         for (len, v) in &self.prefill_tok_s {
             s += &format!("| prefill {len} tok/s | {v:.1} |\n");
+        }
+        for (len, v) in self.prefill_bf16_tok_s.iter().flatten() {
+            s += &format!("| prefill {len} tok/s, bf16 products | {v:.1} |\n");
         }
         s += &format!("| decode tok/s | {:.1} |\n", self.decode_tok_s);
         s += &format!("| fwd+bwd 1000 tokens s | {:.2} |\n", self.fwd_bwd_1000_s);
@@ -81,13 +88,36 @@ pub fn decode_tok_s(model: &Model, tokens: usize) -> Result<f64> {
 /// VM swings by ±20%; the PyTorch and llama.cpp peers in `peers/bench_all.sh` take the same).
 pub const PREFILL_REPS: usize = 3;
 
-/// Runs the benchmark: each prefill length [`PREFILL_REPS`] times after a 512-token warm-up
-/// (weights and activation memory touched once, as in the PyTorch peer), the median
-/// tokens/s of them; decode of 64 tokens
-/// after a 128-token prompt (median of [`PREFILL_REPS`] runs, as llama-bench's `-r 3`); forward+backward of 1000 positions (16 soft tokens + 984 text
-/// tokens, loss = cross-entropy on the last 64 rows; median of 3 in a child process), without
-/// and with per-layer recomputation.
+/// Runs the benchmark: prefill at each length ([`prefill_speeds`]); decode of 64 tokens after
+/// a 128-token prompt (median of [`PREFILL_REPS`] runs, as llama-bench's `-r 3`);
+/// forward+backward of 1000 positions (16 soft tokens + 984 text tokens, loss =
+/// cross-entropy on the last 64 rows; median of 3 in a child process), without and with
+/// per-layer recomputation. `prefill_bf16_tok_s` is left for the caller.
 pub fn prefill_bench(model: &Model, lengths: &[usize]) -> Result<PrefillReport> {
+    let prefill = prefill_speeds(model, lengths)?;
+    let decode = median(
+        (0..PREFILL_REPS)
+            .map(|_| decode_tok_s(model, 64))
+            .collect::<Result<Vec<f64>>>()?,
+    );
+    let (fb_s, fb_mb) = fwd_bwd_in_child(model, false)?;
+    let (ck_s, ck_mb) = fwd_bwd_in_child(model, true)?;
+    Ok(PrefillReport {
+        model: model.source.display().to_string(),
+        threads: rayon::current_num_threads(),
+        prefill_tok_s: prefill,
+        prefill_bf16_tok_s: None,
+        decode_tok_s: decode,
+        fwd_bwd_1000_s: fb_s,
+        fwd_bwd_peak_mb: fb_mb,
+        fwd_bwd_ckpt_1000_s: ck_s,
+        fwd_bwd_ckpt_peak_mb: ck_mb,
+    })
+}
+
+/// Prefill tokens/s at each length: the median of [`PREFILL_REPS`] runs after a 512-token
+/// warm-up (weights and activation memory touched once, as in the PyTorch peer).
+pub fn prefill_speeds(model: &Model, lengths: &[usize]) -> Result<BTreeMap<String, f64>> {
     let mut prefill = BTreeMap::new();
     let warm = bench_tokens(model, 512)?;
     model.prefill(&warm, &mut model.new_cache(512), &Rows::Last)?;
@@ -103,23 +133,7 @@ pub fn prefill_bench(model: &Model, lengths: &[usize]) -> Result<PrefillReport> 
             .collect::<Result<Vec<f64>>>()?;
         prefill.insert(n.to_string(), median(speeds));
     }
-    let decode = median(
-        (0..PREFILL_REPS)
-            .map(|_| decode_tok_s(model, 64))
-            .collect::<Result<Vec<f64>>>()?,
-    );
-    let (fb_s, fb_mb) = fwd_bwd_in_child(model, false)?;
-    let (ck_s, ck_mb) = fwd_bwd_in_child(model, true)?;
-    Ok(PrefillReport {
-        model: model.source.display().to_string(),
-        threads: rayon::current_num_threads(),
-        prefill_tok_s: prefill,
-        decode_tok_s: decode,
-        fwd_bwd_1000_s: fb_s,
-        fwd_bwd_peak_mb: fb_mb,
-        fwd_bwd_ckpt_1000_s: ck_s,
-        fwd_bwd_ckpt_peak_mb: ck_mb,
-    })
+    Ok(prefill)
 }
 
 /// Runs `kvpacket bench fwd-bwd` (3 repetitions) in a fresh process so that its peak memory

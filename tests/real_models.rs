@@ -305,12 +305,29 @@ fn decode_logprobs(m: &Model, prompt: &[u32], path: &[u32]) -> Vec<Vec<f32>> {
 /// decode must pick the same token.
 const CLEAR_LEAD: f32 = 0.25;
 
-#[test]
-fn decode_with_the_files_blocks_tracks_f32() {
+/// Each default model that is here (SmolLM2 always, Qwen2.5 as [`qwen`] says) loaded in f32,
+/// with its name and GGUF path.
+fn f32_models() -> Vec<(&'static str, &'static Model, std::path::PathBuf)> {
     let mut models = vec![("smollm2", smollm2())];
     models.extend(qwen().map(|m| ("qwen2.5-0.5b", m)));
-    for (name, f32m) in models {
-        let path = fetch::model_path(fetch::known(name).unwrap());
+    models
+        .into_iter()
+        .map(|(name, m)| (name, m, fetch::model_path(fetch::known(name).unwrap())))
+        .collect()
+}
+
+/// Rows where `got`'s greedy token differs from `want`'s although `want`'s led by more than
+/// [`CLEAR_LEAD`].
+fn clear_flips(want: &[Vec<f32>], got: &[Vec<f32>]) -> usize {
+    want.iter()
+        .zip(got)
+        .filter(|(p, q)| argmax(p) != argmax(q) && lead(p) > CLEAR_LEAD)
+        .count()
+}
+
+#[test]
+fn decode_with_the_files_blocks_tracks_f32() {
+    for (name, f32m, path) in f32_models() {
         let text = f32m
             .chat_template()
             .unwrap()
@@ -334,13 +351,9 @@ fn decode_with_the_files_blocks_tracks_f32() {
                 .count();
             // Steps where f32's greedy token leads by a clear margin must agree; near-ties
             // (the 4-bit file blocks flip leads of 0.07-0.16 nats on Qwen2.5's path) may not.
-            let clear_flips = reference
-                .iter()
-                .zip(&lp)
-                .filter(|(p, q)| argmax(p) != argmax(q) && lead(p) > CLEAR_LEAD)
-                .count();
             assert_eq!(
-                clear_flips, 0,
+                clear_flips(&reference, &lp),
+                0,
                 "{name} {mode:?}: greedy token changed where f32's led clearly"
             );
             (kls.iter().sum::<f64>() / kls.len() as f64, agree)
@@ -355,6 +368,65 @@ fn decode_with_the_files_blocks_tracks_f32() {
         assert!(
             gguf_kl <= q8_kl * 3.0 + 1e-3,
             "{name}: file blocks {gguf_kl} vs Q8_0 copy {q8_kl}"
+        );
+    }
+}
+
+/// Prefill with bf16 products (`bf16-gguf-decode`) stays close to f32: over a 200-token chat
+/// prompt, the next-token distributions of its last 64 rows are within a small mean KL of
+/// f32's, and the greedy token agrees wherever f32's leads by more than [`CLEAR_LEAD`]. On a
+/// CPU without AVX512-BF16 the mode is refused with a clear error at load.
+#[test]
+fn bf16_prefill_tracks_f32() {
+    use kvpacket::model::generate::log_softmax;
+    use kvpacket::model::product_bf16::PackedBf16;
+    for (name, f32m, path) in f32_models() {
+        if !PackedBf16::available() {
+            let e = Model::load(&path, WeightMode::Bf16GgufDecode).err().unwrap();
+            assert!(format!("{e:#}").contains("AVX512-BF16"), "{e:#}");
+            eprintln!("{name}: no AVX512-BF16 here; checked that the mode is refused");
+            continue;
+        }
+        let bf16 = Model::load(&path, WeightMode::Bf16GgufDecode).unwrap();
+        let story = "The river rises in the mountains, where snow melts every spring and feeds \
+                     small streams that join below the old stone bridge of the village. ";
+        let text = f32m
+            .chat_template()
+            .unwrap()
+            .user_turn(&format!(
+                "{}Where does the river rise, and what feeds it?",
+                story.repeat(6)
+            ))
+            .unwrap();
+        let prompt = f32m.encode_prompt(&text).unwrap();
+        assert!(prompt.len() >= 128, "{} tokens", prompt.len());
+        let rows = Rows::Some((prompt.len() - 64..prompt.len()).collect());
+        let logprobs = |m: &Model| {
+            let logits = m
+                .prefill(&prompt, &mut m.new_cache(prompt.len()), &rows)
+                .unwrap()
+                .unwrap();
+            let logits = logits.to_vec2::<f32>().unwrap();
+            logits.iter().map(|r| log_softmax(r)).collect::<Vec<_>>()
+        };
+        let (want, got) = (logprobs(f32m), logprobs(&bf16));
+        let kls: Vec<f64> = want
+            .iter()
+            .zip(&got)
+            .map(|(p, q)| kvpacket::eval::metrics::kl(p, q))
+            .collect();
+        let mean = kls.iter().sum::<f64>() / kls.len() as f64;
+        eprintln!(
+            "{name}: bf16 prefill, mean KL to f32 over {} rows {mean:.5} (max {:.5})",
+            kls.len(),
+            kls.iter().cloned().fold(0.0, f64::max)
+        );
+        assert!(mean > 0.0, "{name}: the bf16 copy was not used");
+        assert!(mean < 0.002, "{name}: bf16 prefill KL {mean}");
+        assert_eq!(
+            clear_flips(&want, &got),
+            0,
+            "{name}: greedy token changed where f32's led clearly"
         );
     }
 }

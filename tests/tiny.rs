@@ -56,6 +56,62 @@ fn incremental_decoding_equals_one_full_forward() {
     }
 }
 
+/// `bf16-gguf-decode` on a folder: prefill (more than 8 rows) runs the bf16 copies, close to
+/// f32 but not equal; single-token decode stays on the f32 matrices, equal to f32's. Without
+/// AVX512-BF16 the mode is refused at load with a clear error.
+#[test]
+fn bf16_copies_serve_prefill_and_leave_decode_on_f32() {
+    use kvpacket::model::product_bf16::PackedBf16;
+    for (spec, name) in [
+        (TinySpec::default(), "bf16-llama"),
+        (
+            TinySpec {
+                arch: Arch::Qwen2,
+                tie_embeddings: false,
+                heads: 4,
+                kv_heads: 1,
+                ..Default::default()
+            },
+            "bf16-qwen",
+        ),
+    ] {
+        let (f32m, dir) = tiny(spec, name);
+        if !PackedBf16::available() {
+            let e = Model::load(&dir, WeightMode::Bf16GgufDecode).err().unwrap().to_string();
+            assert!(e.contains("AVX512-BF16"), "{e}");
+            continue;
+        }
+        let bf16 = Model::load(&dir, WeightMode::Bf16GgufDecode).unwrap();
+        let ids = tokens(&f32m, "the cat sat on the mat and then the dog ran to the old red barn");
+        assert!(ids.len() > 8);
+        let run = |m: &Model| {
+            let mut cache = m.new_cache(64);
+            let all = m.prefill(&ids, &mut cache, &Rows::All).unwrap().unwrap();
+            let next = m.prefill(&ids[..1], &mut cache, &Rows::Last).unwrap().unwrap();
+            (all, next)
+        };
+        let ((all32, _), (all16, _)) = (run(&f32m), run(&bf16));
+        // bf16 keeps 8 bits of each operand: a relative error of ~2^-9 per product, which the
+        // random weights carry through the layers to logits of a few tens.
+        let (d, scale) = (
+            max_diff(&all32, &all16),
+            all32.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap(),
+        );
+        assert!(
+            d > 0.0 && d < 0.02 * scale,
+            "{name}: prefill logits differ by {d} of {scale}"
+        );
+        // The same cache contents through f32 decode: one token on each cache of f32's prefill.
+        let mut c32 = f32m.new_cache(64);
+        f32m.prefill(&ids, &mut c32, &Rows::None).unwrap();
+        let mut c16 = bf16.new_cache(64);
+        f32m.prefill(&ids, &mut c16, &Rows::None).unwrap();
+        let a = f32m.prefill(&ids[..1], &mut c32, &Rows::Last).unwrap().unwrap();
+        let b = bf16.prefill(&ids[..1], &mut c16, &Rows::Last).unwrap().unwrap();
+        assert_eq!(max_diff(&a, &b), 0.0, "{name}: decode left f32");
+    }
+}
+
 #[test]
 fn block_diagonal_mask_equals_separate_runs_with_shifted_positions() {
     let m = qwen();

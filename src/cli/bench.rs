@@ -4,6 +4,7 @@
 
 use super::ModelArgs;
 use crate::model::WeightMode;
+use crate::model::product_bf16::PackedBf16;
 use anyhow::{Context, Result};
 use clap::Subcommand;
 
@@ -177,7 +178,17 @@ pub fn run(what: BenchWhat) -> Result<()> {
         }
         BenchWhat::Prefill { model, lengths, json } => {
             let m = model.load()?;
-            let r = crate::bench::prefill_bench(&m, &lengths)?;
+            let mut r = crate::bench::prefill_bench(&m, &lengths)?;
+            drop(m);
+            // Where the CPU can, prefill with bf16 products too (loaded after the f32 model is
+            // dropped, so that both never hold memory at once).
+            if PackedBf16::available() && model.weights != WeightMode::Bf16GgufDecode {
+                let bf16 = ModelArgs {
+                    weights: WeightMode::Bf16GgufDecode,
+                    ..model.clone()
+                };
+                r.prefill_bf16_tok_s = Some(crate::bench::prefill_speeds(&bf16.load()?, &lengths)?);
+            }
             if json {
                 println!("{}", serde_json::to_string_pretty(&r)?);
             } else {

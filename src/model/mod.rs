@@ -13,6 +13,7 @@ pub mod generate;
 pub mod kv;
 pub mod mask;
 pub mod product;
+pub mod product_bf16;
 pub mod qkv_attention;
 pub mod rope;
 pub mod tiny;
@@ -77,7 +78,7 @@ impl Model {
             if mode == WeightMode::Quantized {
                 bail!("quantized weights need a GGUF file; {} is a folder", path.display());
             }
-            Self::load_hf(path)
+            Self::load_hf(path, mode)
         } else {
             Self::load_gguf(path, mode)
         }
@@ -100,7 +101,9 @@ impl Model {
         Ok(Self::assemble(config, weights, tokenizer, chat, fp, path))
     }
 
-    fn load_hf(dir: &Path) -> Result<Self> {
+    /// A Hugging Face folder: f32 weights, with the bf16 copies of `bf16-gguf-decode` when asked
+    /// (every other mode is f32 here).
+    fn load_hf(dir: &Path, mode: WeightMode) -> Result<Self> {
         let read = |name: &str| {
             std::fs::read_to_string(dir.join(name)).with_context(|| format!("reading {}", dir.join(name).display()))
         };
@@ -118,7 +121,7 @@ impl Model {
         if files.is_empty() {
             bail!("no *.safetensors files in {}", dir.display());
         }
-        let weights = Weights::from_safetensors(&files, &config)?;
+        let weights = Weights::from_safetensors(&files, &config, mode == WeightMode::Bf16GgufDecode)?;
         // The template is in tokenizer_config.json (a string, or a list of named templates), or
         // in chat_template.jinja, where current transformers writes it.
         let in_config = match &tok_cfg["chat_template"] {

@@ -19,16 +19,31 @@ pub struct Rhs<'a> {
 const COLS: usize = 16;
 
 /// A raw output pointer that the threads share; each writes only its own columns.
-struct Out(*mut f32);
+pub(super) struct Out(pub(super) *mut f32);
 // SAFETY: the threads write disjoint column ranges (see `product`), never the same element.
 unsafe impl Send for Out {}
 unsafe impl Sync for Out {}
 
 impl Out {
-    /// The pointer to column `j` of row 0.
-    fn at(&self, j: usize) -> *mut f32 {
+    /// The pointer to element `j` (column `j` of row 0).
+    pub(super) fn at(&self, j: usize) -> *mut f32 {
         self.0.wrapping_add(j)
     }
+}
+
+/// Runs `run(t)` for t in 0..threads, t = 0 on the calling thread and the others on rayon's
+/// pool; returns when all have.
+pub(super) fn on_threads(threads: usize, run: impl Fn(usize) + Sync) {
+    if threads <= 1 {
+        return run(0);
+    }
+    rayon::scope(|s| {
+        for t in 1..threads {
+            let run = &run;
+            s.spawn(move |_| run(t));
+        }
+        run(0);
+    });
 }
 
 /// `a·b` for row-major `a` [m, k] and `b` [k, n]: a new row-major [m, n], on up to `threads`
@@ -76,17 +91,7 @@ pub fn product(a: &[f32], m: usize, k: usize, b: Rhs, n: usize, threads: usize) 
             );
         }
     };
-    if threads == 1 {
-        run(0);
-    } else {
-        rayon::scope(|s| {
-            for t in 1..threads {
-                let run = &run;
-                s.spawn(move |_| run(t));
-            }
-            run(0);
-        });
-    }
+    on_threads(threads, run);
     // SAFETY: the threads together wrote all m·n elements (the column ranges cover 0..n).
     unsafe { out.set_len(m * n) };
     out
