@@ -29,11 +29,13 @@ pub enum WeightMode {
     /// dequantizes. Safetensors models get a Q8_0 copy instead.
     #[value(name = "f32-gguf-decode")]
     F32GgufDecode,
-    /// As `f32-gguf-decode`, plus a bf16 copy of every layer's projections for calls of more
-    /// than [`DECODE_MAX_ROWS`] tokens (prefill): products of bf16-rounded activations and
-    /// weights with f32 sums, ~2× the f32 products' speed. Needs a CPU with AVX512-BF16 (AMD
-    /// Zen 4, Intel Sapphire Rapids or later); the f32 matrices stay for training, which never
-    /// uses the copy.
+    /// The layers' projections in bf16 for calls of more than [`DECODE_MAX_ROWS`] tokens
+    /// (prefill: products of bf16-rounded activations and weights with f32 sums, ~2× the f32
+    /// products' speed) and the GGUF file's own blocks for smaller calls (decode), as
+    /// `f32-gguf-decode`. Their f32 matrices are dropped once packed, so the model takes about
+    /// half the memory and cannot train (the output head stays as in `f32-gguf-decode`); from
+    /// a Hugging Face folder, which has no blocks, decode stays on the kept f32 matrices.
+    /// Needs a CPU with AVX512-BF16 (AMD Zen 4, Intel Sapphire Rapids or later).
     #[value(name = "bf16-gguf-decode")]
     Bf16GgufDecode,
     /// Kept in the file's quantized format (GGUF only), for calls of every size.
@@ -422,7 +424,7 @@ impl Weights {
     }
 
     /// Loads `*.safetensors` files of a Hugging Face folder: f32, plus bf16 copies of the layers'
-    /// projections for prefill when `bf16` (decode stays f32).
+    /// projections for prefill when `bf16` (the f32 matrices stay: decode uses them).
     pub fn from_safetensors(files: &[std::path::PathBuf], cfg: &Config, bf16: bool) -> Result<Self> {
         // SAFETY: the files are memory-mapped read-only and not modified while loaded.
         let st = unsafe { candle_core::safetensors::MmapedSafetensors::multi(files)? };
@@ -475,6 +477,9 @@ impl Weights {
             if mode == WeightMode::Bf16GgufDecode {
                 for lin in [&mut layer.qkv, &mut layer.o, &mut layer.gate_up, &mut layer.down] {
                     lin.pack_bf16()?;
+                    if !lin.quant.is_empty() {
+                        lin.dense = None; // every call now has a faster path than f32
+                    }
                 }
             }
             layers.push(layer);
