@@ -18,6 +18,9 @@ use super::product::{Out, on_threads};
 const PANEL: usize = 48;
 /// Rows of the activations one kernel call covers (8 × 3 accumulators).
 const ROWS: usize = 8;
+/// Bytes of rounded activations a thread works through before moving to the next rows: half
+/// of the smallest per-core L2 among the CPUs with AVX512-BF16 (1 MB on Zen 4).
+const CHUNK_BYTES: usize = 512 << 10;
 
 /// A weight matrix [n, k] packed for [`PackedBf16::product`].
 pub struct PackedBf16 {
@@ -87,20 +90,28 @@ impl PackedBf16 {
         let dst = Out(out.as_mut_ptr());
         let panels = n.div_ceil(PANEL);
         let threads = threads.clamp(1, panels);
+        // Rows in chunks whose rounded activations stay in a core's L2 while the thread's
+        // panels pass over them (one pass over all rows per panel streams a long prompt's
+        // activations from memory once per panel): Qwen2.5's MLP products at 4,096 tokens
+        // ran 5-30% faster so, and those at 512 the same (`cargo bench --bench kernels` with
+        // 4,096-token shapes, two alternations, Zen 4, 2026-12-04).
+        let chunk = (CHUNK_BYTES / (kp * 4).max(1)).max(ROWS) / ROWS * ROWS;
         let run = |t: usize| {
-            for panel in panels * t / threads..panels * (t + 1) / threads {
-                let b = &self.data[panel * kp * PANEL * 2..(panel + 1) * kp * PANEL * 2];
-                let cols = (n - panel * PANEL).min(PANEL);
-                for r0 in (0..m).step_by(ROWS) {
-                    let rows = (m - r0).min(ROWS);
-                    let a = &a[r0 * kp..(r0 + rows) * kp];
-                    // SAFETY: `available` was asserted; `a` holds `rows` rows of `kp` pairs, `b`
-                    // one panel of `kp` pairs; this thread alone writes columns
-                    // panel·PANEL .. +cols of rows r0 .. r0+rows of `out`'s m·n capacity.
-                    #[cfg(target_arch = "x86_64")]
-                    unsafe {
-                        tile(a, rows, kp, b, dst.at(r0 * n + panel * PANEL), n, cols)
-                    };
+            for c0 in (0..m).step_by(chunk) {
+                for panel in panels * t / threads..panels * (t + 1) / threads {
+                    let b = &self.data[panel * kp * PANEL * 2..(panel + 1) * kp * PANEL * 2];
+                    let cols = (n - panel * PANEL).min(PANEL);
+                    for r0 in (c0..m.min(c0 + chunk)).step_by(ROWS) {
+                        let rows = (m - r0).min(ROWS);
+                        let a = &a[r0 * kp..(r0 + rows) * kp];
+                        // SAFETY: `available` was asserted; `a` holds `rows` rows of `kp` pairs,
+                        // `b` one panel of `kp` pairs; this thread alone writes columns
+                        // panel·PANEL .. +cols of rows r0 .. r0+rows of `out`'s m·n capacity.
+                        #[cfg(target_arch = "x86_64")]
+                        unsafe {
+                            tile(a, rows, kp, b, dst.at(r0 * n + panel * PANEL), n, cols)
+                        };
+                    }
                 }
             }
         };
