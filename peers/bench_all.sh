@@ -31,8 +31,9 @@ print("|---|---|---|---|---|---|")
 for n in ["512", "2048", "4096"]:
     k, l, t = kv["prefill_tok_s"][n], llama["prefill"][n], torch["prefill_tok_s"][n]
     print(f"| prefill {n} tok/s | {k:.0f} | {l:.0f} | {t:.0f} | {k/l:.2f} | {k/t:.2f} |")
-for n, k in kv.get("prefill_bf16_tok_s", {}).items():  # CPUs with AVX512-BF16 only
-    l, t = llama["prefill"][n], torch["prefill_tok_s"][n]
+bf16 = kv.get("prefill_bf16_tok_s", {})  # CPUs with AVX512-BF16 only
+for n in [n for n in ["512", "2048", "4096"] if n in bf16]:
+    k, l, t = bf16[n], llama["prefill"][n], torch["prefill_tok_s"][n]
     print(f"| prefill {n} tok/s, bf16 products | {k:.0f} | {l:.0f} | {t:.0f} | {k/l:.2f} | {k/t:.2f} |")
 k, l, t = kv["decode_tok_s"], llama["decode"], torch["decode_tok_s"]
 print(f"| decode tok/s | {k:.1f} | {l:.1f} | {t:.1f} | {k/l:.2f} | {k/t:.2f} |")
