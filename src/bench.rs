@@ -34,10 +34,10 @@ impl PrefillReport {
             "model: {}  threads: {}\n\n| measure | value |\n|---|---|\n",
             self.model, self.threads
         );
-        for (len, v) in &self.prefill_tok_s {
+        for (len, v) in by_length(&self.prefill_tok_s) {
             s += &format!("| prefill {len} tok/s | {v:.1} |\n");
         }
-        for (len, v) in self.prefill_bf16_tok_s.iter().flatten() {
+        for (len, v) in self.prefill_bf16_tok_s.iter().flat_map(by_length) {
             s += &format!("| prefill {len} tok/s, bf16 products | {v:.1} |\n");
         }
         s += &format!("| decode tok/s | {:.1} |\n", self.decode_tok_s);
@@ -50,6 +50,14 @@ impl PrefillReport {
         );
         s
     }
+}
+
+/// The entries of a map keyed by prompt length, shortest first (the keys are strings for JSON,
+/// whose order would put "2048" before "512").
+fn by_length(m: &BTreeMap<String, f64>) -> Vec<(&String, f64)> {
+    let mut v: Vec<_> = m.iter().map(|(k, &v)| (k, v)).collect();
+    v.sort_by_key(|(k, _)| k.parse::<usize>().unwrap_or(usize::MAX));
+    v
 }
 
 /// Deterministic, ordinary-text-like token ids (a real text, tokenized, repeated).
@@ -396,4 +404,33 @@ pub fn warm_ask(
         ttft_ms: median(ttft),
         floor_ms: median(floor),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_table_lists_prompt_lengths_shortest_first() {
+        let speeds: BTreeMap<String, f64> = [("512", 1.0), ("2048", 2.0), ("4096", 3.0)]
+            .iter()
+            .map(|&(k, v)| (k.to_string(), v))
+            .collect();
+        let report = PrefillReport {
+            model: "m".into(),
+            threads: 2,
+            prefill_tok_s: speeds.clone(),
+            prefill_bf16_tok_s: Some(speeds),
+            decode_tok_s: 0.0,
+            fwd_bwd_1000_s: 0.0,
+            fwd_bwd_peak_mb: 0.0,
+            fwd_bwd_ckpt_1000_s: 0.0,
+            fwd_bwd_ckpt_peak_mb: 0.0,
+        };
+        let table = report.table();
+        let at = |s: &str| table.find(s).unwrap();
+        assert!(at("prefill 512 tok/s |") < at("prefill 2048 tok/s |"));
+        assert!(at("prefill 2048 tok/s |") < at("prefill 4096 tok/s |"));
+        assert!(at("prefill 512 tok/s, bf16") < at("prefill 4096 tok/s, bf16"));
+    }
 }
