@@ -6,7 +6,9 @@
 # Every peer's run takes the median of 3 timed runs per measure. The peers run in ROUNDS rounds
 # (default 3), one after the other within each round, so that a slow spell of a shared VM falls
 # on all of them; each cell of the table is the median over the rounds, and a second table gives
-# the lowest and highest per-round ratio of kvpacket to the faster peer.
+# the lowest and highest per-round ratio of kvpacket to the faster peer. Where the CPU has
+# AVX512-BF16, kvpacket's rows with bf16 products (prefill, and the training pass of
+# `train --bf16-products`) stand against the same f32 peers.
 # Usage: peers/bench_all.sh [MODEL] [ROUNDS]   (MODEL: smollm2 | qwen2.5-0.5b; needs peers/build
 # and peers/venv)
 set -euo pipefail
@@ -45,6 +47,9 @@ def measures(r):
     out.append(("fwd+bwd checkpointed s", k["fwd_bwd_ckpt_1000_s"], None, t["fwd_bwd_ckpt_1000_s"], False))
     out.append(("fwd+bwd peak RSS MB", k["fwd_bwd_peak_mb"], None, t["fwd_bwd_peak_mb"], False))
     out.append(("fwd+bwd checkpointed peak RSS MB", k["fwd_bwd_ckpt_peak_mb"], None, t["fwd_bwd_ckpt_peak_mb"], False))
+    if "fwd_bwd_bf16_1000_s" in k:  # CPUs with AVX512-BF16 only; against PyTorch's f32 pass
+        out.append(("fwd+bwd 1000 tokens s, bf16 products", k["fwd_bwd_bf16_1000_s"], None, t["fwd_bwd_1000_s"], False))
+        out.append(("fwd+bwd peak RSS MB, bf16 products", k["fwd_bwd_bf16_peak_mb"], None, t["fwd_bwd_peak_mb"], False))
     return out
 
 
@@ -64,7 +69,7 @@ for i, (name, _, _, _, higher) in enumerate(per_round[0]):
     k, l, t = col(1), col(2), col(3)
     sense = "" if higher else " (lower is better)"
     rl = "–" if l is None else f"{(k / l if higher else l / k):.2f}"
-    rt = f"{(k / t if higher else t / k):.2f}" + ("" if higher else " (speed)" if name.endswith(" s") else "")
+    rt = f"{(k / t if higher else t / k):.2f}" + (" (speed)" if not higher and "MB" not in name else "")
     print(f"| {name}{sense} | {fmt(k)} | {fmt(l)} | {fmt(t)} | {rl} | {rt} |")
 print("\nkvpacket against the faster peer in each round (> 1: kvpacket ahead; memory: the peer's / kvpacket's)\n")
 print("| measure | " + " | ".join(f"round {r}" for r in range(1, rounds + 1)) + " | lowest | highest |")

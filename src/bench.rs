@@ -25,6 +25,12 @@ pub struct PrefillReport {
     /// The same with gradient checkpointing (per-layer recomputation).
     pub fwd_bwd_ckpt_1000_s: f64,
     pub fwd_bwd_ckpt_peak_mb: f64,
+    /// The plain forward+backward with the layers' products in bf16 (`train --bf16-products`),
+    /// measured where the CPU has AVX512-BF16 (absent elsewhere).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fwd_bwd_bf16_1000_s: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fwd_bwd_bf16_peak_mb: Option<f64>,
 }
 
 impl PrefillReport {
@@ -48,6 +54,10 @@ impl PrefillReport {
             "| fwd+bwd checkpointed peak RSS MB | {:.0} |\n",
             self.fwd_bwd_ckpt_peak_mb
         );
+        if let (Some(t), Some(mb)) = (self.fwd_bwd_bf16_1000_s, self.fwd_bwd_bf16_peak_mb) {
+            s += &format!("| fwd+bwd 1000 tokens s, bf16 products | {t:.2} |\n");
+            s += &format!("| fwd+bwd peak RSS MB, bf16 products | {mb:.0} |\n");
+        }
         s
     }
 }
@@ -100,7 +110,7 @@ pub const PREFILL_REPS: usize = 3;
 /// a 128-token prompt (median of [`PREFILL_REPS`] runs, as llama-bench's `-r 3`);
 /// forward+backward of 1000 positions (16 soft tokens + 984 text tokens, loss =
 /// cross-entropy on the last 64 rows; median of 3 in a child process), without and with
-/// per-layer recomputation. `prefill_bf16_tok_s` is left for the caller.
+/// per-layer recomputation. The bf16 rows are left for the caller.
 pub fn prefill_bench(model: &Model, lengths: &[usize]) -> Result<PrefillReport> {
     let prefill = prefill_speeds(model, lengths)?;
     let decode = median(
@@ -108,8 +118,8 @@ pub fn prefill_bench(model: &Model, lengths: &[usize]) -> Result<PrefillReport> 
             .map(|_| decode_tok_s(model, 64))
             .collect::<Result<Vec<f64>>>()?,
     );
-    let (fb_s, fb_mb) = fwd_bwd_in_child(model, false)?;
-    let (ck_s, ck_mb) = fwd_bwd_in_child(model, true)?;
+    let (fb_s, fb_mb) = fwd_bwd_in_child(&model.source, false, false)?;
+    let (ck_s, ck_mb) = fwd_bwd_in_child(&model.source, true, false)?;
     Ok(PrefillReport {
         model: model.source.display().to_string(),
         threads: rayon::current_num_threads(),
@@ -120,6 +130,8 @@ pub fn prefill_bench(model: &Model, lengths: &[usize]) -> Result<PrefillReport> 
         fwd_bwd_peak_mb: fb_mb,
         fwd_bwd_ckpt_1000_s: ck_s,
         fwd_bwd_ckpt_peak_mb: ck_mb,
+        fwd_bwd_bf16_1000_s: None,
+        fwd_bwd_bf16_peak_mb: None,
     })
 }
 
@@ -144,14 +156,17 @@ pub fn prefill_speeds(model: &Model, lengths: &[usize]) -> Result<BTreeMap<Strin
     Ok(prefill)
 }
 
-/// Runs `kvpacket bench fwd-bwd` (3 repetitions) in a fresh process so that its peak memory
-/// is its own (model included, as PyTorch's `ru_maxrss` is); returns (median seconds, peak
-/// RSS MB).
-fn fwd_bwd_in_child(model: &Model, checkpoint: bool) -> Result<(f64, f64)> {
+/// Runs `kvpacket bench fwd-bwd` (3 repetitions) of the model at `model` in a fresh process
+/// so that its peak memory is its own (model included, as PyTorch's `ru_maxrss` is); returns
+/// (median seconds, peak RSS MB).
+pub fn fwd_bwd_in_child(model: &std::path::Path, checkpoint: bool, bf16: bool) -> Result<(f64, f64)> {
     let mut cmd = std::process::Command::new(std::env::current_exe()?);
-    cmd.args(["bench", "fwd-bwd", "--model"]).arg(&model.source);
+    cmd.args(["bench", "fwd-bwd", "--model"]).arg(model);
     if checkpoint {
         cmd.arg("--checkpoint");
+    }
+    if bf16 {
+        cmd.arg("--bf16");
     }
     let out = cmd.output()?;
     anyhow::ensure!(
@@ -426,6 +441,8 @@ mod tests {
             fwd_bwd_peak_mb: 0.0,
             fwd_bwd_ckpt_1000_s: 0.0,
             fwd_bwd_ckpt_peak_mb: 0.0,
+            fwd_bwd_bf16_1000_s: None,
+            fwd_bwd_bf16_peak_mb: None,
         };
         let table = report.table();
         let at = |s: &str| table.find(s).unwrap();

@@ -430,3 +430,56 @@ fn bf16_prefill_tracks_f32() {
         );
     }
 }
+
+/// Training products in bf16 (`train --bf16-products`) on the real weights: over a packet-like
+/// block-diagonal sample (16 soft rows, then text), the loss on the last 32 rows' next tokens
+/// and the gradient that reaches the soft rows stay within bf16 rounding of f32's.
+#[test]
+fn bf16_training_gradient_tracks_f32() {
+    use candle_core::{D, Tensor};
+    use kvpacket::model::product_bf16::PackedBf16;
+    use kvpacket::model::{AttnMask, Segment};
+    for (name, f32m, path) in f32_models() {
+        if !PackedBf16::available() {
+            eprintln!("{name}: no AVX512-BF16 here (the tiny-model test checks the refusal)");
+            continue;
+        }
+        let mut bf16 = Model::load(&path, WeightMode::F32).unwrap();
+        bf16.weights.pack_bf16_training().unwrap();
+        let ids = f32m
+            .encode_prompt("The old stone bridge of the village was built in 1820 by the miller's sons, who carried every block from the quarry above the river. Who built the bridge?")
+            .unwrap();
+        let soft = f32m.embed(&ids[..16]).unwrap();
+        let x = Tensor::cat(&[&soft, &f32m.embed(&ids).unwrap()], 0).unwrap();
+        let n = x.dim(0).unwrap();
+        let pos: Vec<i64> = (0..n as i64).collect();
+        let mask =
+            std::sync::Arc::new(AttnMask::segments(0, &[Segment::Isolated(16), Segment::Global(n - 16)]).unwrap());
+        let rows: Vec<usize> = (n - 33..n - 1).collect();
+        let target = Tensor::new(&ids[ids.len() - 32..], x.device()).unwrap();
+        let loss = |logits: &Tensor| -> anyhow::Result<Tensor> {
+            let lp = candle_nn::ops::log_softmax(logits, D::Minus1)?;
+            Ok(lp.gather(&target.unsqueeze(1)?, 1)?.neg()?.sum_all()?)
+        };
+        let run = |m: &Model| {
+            m.loss_and_input_grad(&x, &pos, &mask, &rows, &loss, false, None)
+                .unwrap()
+        };
+        let (g32, g16) = (run(f32m), run(&bf16));
+        let norm = |t: &Tensor| t.sqr().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap().sqrt();
+        let soft_grad = |g: &Tensor| g.narrow(0, 0, 16).unwrap();
+        let rel_grad = norm(&(soft_grad(&g16.x) - soft_grad(&g32.x)).unwrap()) / norm(&soft_grad(&g32.x));
+        let rel_loss = (g16.loss - g32.loss).abs() / g32.loss;
+        eprintln!(
+            "{name}: bf16 training, loss {} vs {} ({rel_loss:.5}), soft rows' gradient off by {rel_grad:.4} of its norm",
+            g16.loss, g32.loss
+        );
+        assert!(
+            rel_loss > 0.0 && rel_loss < 0.01,
+            "{name}: loss {} vs {}",
+            g16.loss,
+            g32.loss
+        );
+        assert!(rel_grad < 0.05, "{name}: soft rows' gradient off by {rel_grad}");
+    }
+}

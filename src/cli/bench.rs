@@ -81,6 +81,9 @@ pub enum BenchWhat {
         /// Use gradient checkpointing.
         #[arg(long)]
         checkpoint: bool,
+        /// Run the layers' products in bf16, as `train --bf16-products` does (needs AVX512-BF16).
+        #[arg(long)]
+        bf16: bool,
         /// Repetitions (the median is reported).
         #[arg(long, default_value_t = 3)]
         reps: usize,
@@ -117,10 +120,15 @@ pub fn run(what: BenchWhat) -> Result<()> {
         BenchWhat::FwdBwd {
             model,
             checkpoint,
+            bf16,
             reps,
         } => {
             anyhow::ensure!(reps > 0, "--reps must be at least 1");
-            let m = crate::model::Model::load(&crate::model::fetch::resolve(&model)?, crate::model::WeightMode::F32)?;
+            let mut m =
+                crate::model::Model::load(&crate::model::fetch::resolve(&model)?, crate::model::WeightMode::F32)?;
+            if bf16 {
+                m.weights.pack_bf16_training()?;
+            }
             let times = (0..reps)
                 .map(|_| crate::bench::fwd_bwd(&m, 1000, 16, 64, checkpoint))
                 .collect::<Result<Vec<f64>>>()?;
@@ -188,6 +196,9 @@ pub fn run(what: BenchWhat) -> Result<()> {
                     ..model.clone()
                 };
                 r.prefill_bf16_tok_s = Some(crate::bench::prefill_speeds(&bf16.load()?, &lengths)?);
+                let path = crate::model::fetch::resolve(&model.model)?;
+                let (s, mb) = crate::bench::fwd_bwd_in_child(&path, false, true)?;
+                (r.fwd_bwd_bf16_1000_s, r.fwd_bwd_bf16_peak_mb) = (Some(s), Some(mb));
             }
             if json {
                 println!("{}", serde_json::to_string_pretty(&r)?);

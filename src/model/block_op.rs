@@ -11,7 +11,7 @@
 
 use super::fused::{MlpOp, RmsNormOp};
 use super::qkv_attention::QkvAttention;
-use super::weights::{matmul_w, matmul_wt};
+use super::weights::{Frozen, matmul_w, matmul_wt};
 use candle_core::{CpuStorage, CustomOp1, Layout, Shape, Tensor};
 use std::sync::Mutex;
 
@@ -19,10 +19,10 @@ use std::sync::Mutex;
 pub struct BlockOp {
     pub attn_norm: RmsNormOp,
     /// Fused q|k|v projection [qd + 2·kvd, hidden].
-    pub qkv: Tensor,
+    pub qkv: Frozen,
     pub attn: QkvAttention,
     /// Output projection [hidden, qd].
-    pub o: Tensor,
+    pub o: Frozen,
     pub ffn_norm: RmsNormOp,
     pub mlp: MlpOp,
     /// The rows whose output is computed (indices into `x`'s rows); None: all, in order.
@@ -51,9 +51,9 @@ impl BlockOp {
     /// The op over the given parts (`attn` built for this call's rows, rope and mask).
     pub fn new(
         attn_norm: RmsNormOp,
-        qkv: Tensor,
+        qkv: Frozen,
         attn: QkvAttention,
-        o: Tensor,
+        o: Frozen,
         ffn_norm: RmsNormOp,
         mlp: MlpOp,
         keep: Option<Vec<usize>>,
@@ -223,11 +223,11 @@ mod tests {
             };
             let op = BlockOp::new(
                 RmsNormOp::new(&n1, 1e-5).unwrap(),
-                qkv_w.clone(),
+                qkv_w.clone().into(),
                 attn(),
-                o_w.clone(),
+                o_w.clone().into(),
                 RmsNormOp::new(&n2, 1e-5).unwrap(),
-                MlpOp::new(&gu_w, &down_w).unwrap(),
+                MlpOp::new(&gu_w.clone().into(), &down_w.clone().into()).unwrap(),
                 keep.clone(),
             );
             let fused = x.apply_op1(op).unwrap();
@@ -246,7 +246,7 @@ mod tests {
             let mlp = m
                 .apply_op1(RmsNormOp::new(&n2, 1e-5).unwrap())
                 .unwrap()
-                .apply_op1(MlpOp::new(&gu_w, &down_w).unwrap())
+                .apply_op1(MlpOp::new(&gu_w.clone().into(), &down_w.clone().into()).unwrap())
                 .unwrap();
             let reference = (&m + mlp).unwrap();
             let diff = |a: &Tensor, b: &Tensor| crate::model::tiny::max_abs_diff(a, b).unwrap();

@@ -235,8 +235,7 @@ impl Model {
     ) -> Result<Tensor> {
         let w = &self.weights.layers[l];
         let dense = |lin: &super::weights::Linear| {
-            lin.dense_weight()
-                .cloned()
+            lin.frozen()
                 .ok_or_else(|| anyhow::anyhow!("the differentiable path needs f32 weights"))
         };
         let eps = self.config.rms_norm_eps;

@@ -7,7 +7,7 @@
 //! forward and one backward, parallel over rows, and keeps nothing but its input and output.
 
 use super::attention::fast_exp;
-use super::weights::matmul_w;
+use super::weights::{Frozen, matmul_w};
 use candle_core::{CpuStorage, CustomOp1, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
@@ -208,21 +208,21 @@ impl CustomOp1 for SwiGluOp {
 /// its backward writes the gate|up gradient over them in place: candle would allocate a zeroed
 /// gradient plus a sum for each of the two wide intermediates ([t, 2·i] and [t, i]).
 pub struct MlpOp {
-    gate_up: Tensor,
-    down: Tensor,
+    gate_up: Frozen,
+    down: Frozen,
     /// The forward's gate|up activations [t, 2·i], taken by the backward.
     saved: std::sync::Mutex<Option<Vec<f32>>>,
 }
 
 impl MlpOp {
     /// The op for a fused gate|up matrix [2·i, hidden] and a down matrix [hidden, i].
-    pub fn new(gate_up: &Tensor, down: &Tensor) -> candle_core::Result<Self> {
-        let (two_i, hidden) = gate_up.dims2()?;
-        if down.dims2()? != (hidden, two_i / 2) || two_i % 2 != 0 {
+    pub fn new(gate_up: &Frozen, down: &Frozen) -> candle_core::Result<Self> {
+        let (two_i, hidden) = gate_up.w.dims2()?;
+        if down.w.dims2()? != (hidden, two_i / 2) || two_i % 2 != 0 {
             candle_core::bail!(
                 "mlp: gate|up {:?} and down {:?} do not fit",
-                gate_up.dims(),
-                down.dims()
+                gate_up.w.dims(),
+                down.w.dims()
             );
         }
         Ok(Self {
@@ -356,7 +356,10 @@ mod tests {
             let x = random((rows, hidden), rows as u64 + 2);
             let (dy, dg) = compare(
                 &x,
-                |x| x.apply_op1(MlpOp::new(&gate_up, &down).unwrap()).unwrap(),
+                |x| {
+                    x.apply_op1(MlpOp::new(&gate_up.clone().into(), &down.clone().into()).unwrap())
+                        .unwrap()
+                },
                 |x| {
                     let gu = x.matmul(&gate_up.t().unwrap()).unwrap();
                     let act = (gu.narrow(D::Minus1, 0, i).unwrap().silu().unwrap()
@@ -368,7 +371,7 @@ mod tests {
             assert!(dy < 1e-4, "forward differs by {dy}");
             assert!(dg < 1e-4, "gradient differs by {dg}");
         }
-        assert!(MlpOp::new(&gate_up, &gate_up).is_err());
+        assert!(MlpOp::new(&gate_up.clone().into(), &gate_up.into()).is_err());
     }
 
     #[test]

@@ -95,6 +95,41 @@ pub struct Linear {
     quant: Vec<QuantPart>,
     /// A bf16 copy of `dense` for inference calls of more than [`DECODE_MAX_ROWS`] tokens.
     bf16: Option<PackedBf16>,
+    /// bf16 copies of `dense` for the differentiable path's products (training), apart from
+    /// `bf16` so that inference (the teacher, validation) stays as the weight mode says.
+    train_bf16: Option<Arc<TrainBf16>>,
+}
+
+/// A frozen matrix W [out, in] packed twice in bf16: as W for the forward `x·Wᵀ` and as Wᵀ
+/// for the input gradient `g·W`.
+struct TrainBf16 {
+    w: PackedBf16,
+    wt: PackedBf16,
+}
+
+/// A frozen projection matrix W [out, in] as the differentiable path reads it: the f32 matrix,
+/// and bf16 copies when the model was packed for training in bf16
+/// ([`Weights::pack_bf16_training`]); the forward `x·Wᵀ` and the input gradient `g·W` then
+/// round their operands to bf16 and keep f32 sums. Cloning shares the data.
+#[derive(Clone)]
+pub struct Frozen {
+    /// The f32 matrix [out, in].
+    pub w: Tensor,
+    bf16: Option<Arc<TrainBf16>>,
+}
+
+impl From<Tensor> for Frozen {
+    /// The f32 matrix alone: f32 products.
+    fn from(w: Tensor) -> Self {
+        Self { w, bf16: None }
+    }
+}
+
+impl Frozen {
+    /// True when the products run in bf16.
+    pub fn is_bf16(&self) -> bool {
+        self.bf16.is_some()
+    }
 }
 
 impl Linear {
@@ -105,23 +140,46 @@ impl Linear {
             dense: Some(w),
             quant: Vec::new(),
             bf16: None,
+            train_bf16: None,
         }
     }
 
     /// Adds a bf16 copy of the f32 matrix, which inference calls of more than
     /// [`DECODE_MAX_ROWS`] tokens then use. Fails without an f32 matrix or without AVX512-BF16.
     pub fn pack_bf16(&mut self) -> Result<()> {
-        if !PackedBf16::available() {
-            bail!(
-                "bf16 products need a CPU with AVX512-BF16 (AMD Zen 4, Intel Sapphire Rapids or later); this one has none: use f32-gguf-decode"
-            )
-        }
+        bf16_available()?;
         let Some(w) = &self.dense else {
             bail!("a bf16 copy is made from f32 weights")
         };
         let (n, k) = w.dims2()?;
         self.bf16 = Some(with_f32(w, |wv| PackedBf16::pack(wv, n, k))?);
         Ok(())
+    }
+
+    /// Adds the bf16 copies of the f32 matrix that the differentiable path then uses for its
+    /// forward and backward products ([`Frozen`]); inference is unchanged. Fails without an
+    /// f32 matrix or without AVX512-BF16.
+    pub fn pack_bf16_training(&mut self) -> Result<()> {
+        bf16_available()?;
+        let Some(w) = &self.dense else {
+            bail!("bf16 training copies are made from f32 weights")
+        };
+        let (n, k) = w.dims2()?;
+        let (w, wt) = with_f32(w, |wv| {
+            let t: Vec<f32> = (0..k * n).map(|i| wv[(i % n) * k + i / n]).collect();
+            (PackedBf16::pack(wv, n, k), PackedBf16::pack(&t, k, n))
+        })?;
+        self.train_bf16 = Some(Arc::new(TrainBf16 { w, wt }));
+        Ok(())
+    }
+
+    /// The matrix for the differentiable path (with its bf16 copies when packed for training),
+    /// when an f32 matrix is held.
+    pub fn frozen(&self) -> Option<Frozen> {
+        self.dense.as_ref().map(|w| Frozen {
+            w: w.clone(),
+            bf16: self.train_bf16.clone(),
+        })
     }
 
     /// Applies the projection to `x` [tokens, in] (inference: no gradient).
@@ -133,7 +191,7 @@ impl Linear {
             return Ok(Tensor::from_vec(out, (m, p.n()), x.device())?);
         }
         match &self.dense {
-            Some(w) if self.quant.is_empty() || !small => Ok(x.apply_op1_no_bwd(&FrozenLinear(w.clone()))?),
+            Some(w) if self.quant.is_empty() || !small => Ok(x.apply_op1_no_bwd(&FrozenLinear(w.clone().into()))?),
             _ => self.forward_quant(x),
         }
     }
@@ -169,25 +227,35 @@ impl Linear {
         let Some(w) = &self.dense else {
             bail!("the differentiable path needs f32 weights")
         };
-        Ok(x.apply_op1(FrozenLinear(w.clone()))?)
+        Ok(x.apply_op1(FrozenLinear(w.clone().into()))?)
     }
 
     /// True when an f32 matrix is held (the differentiable path needs this).
     pub fn is_dense(&self) -> bool {
         self.dense.is_some()
     }
+}
 
-    /// The f32 matrix [out, in], when held.
-    pub fn dense_weight(&self) -> Option<&Tensor> {
-        self.dense.as_ref()
+/// An error unless this CPU runs the bf16 kernel.
+fn bf16_available() -> Result<()> {
+    if !PackedBf16::available() {
+        bail!(
+            "bf16 products need a CPU with AVX512-BF16 (AMD Zen 4, Intel Sapphire Rapids or later); this one has none: use f32-gguf-decode"
+        )
     }
+    Ok(())
 }
 
 /// `x·Wᵀ` for `x` [m, k] in CPU storage (any layout candle's matmul accepts) and a CPU tensor
-/// `w` [n, k]: the result [m, n] as contiguous CPU storage.
-pub(super) fn matmul_wt(x: &CpuStorage, xl: &Layout, w: &Tensor) -> candle_core::Result<(CpuStorage, Shape)> {
+/// `w` [n, k]: the result [m, n] as contiguous CPU storage (in bf16 products when `w` has its
+/// bf16 copies and `x` is contiguous f32).
+pub(super) fn matmul_wt(x: &CpuStorage, xl: &Layout, w: &Frozen) -> candle_core::Result<(CpuStorage, Shape)> {
     let (m, k) = xl.shape().dims2()?;
-    let (guard, wl) = w.storage_and_layout();
+    if let (Some(p), CpuStorage::F32(xv), Some((x0, x1))) = (&w.bf16, x, xl.contiguous_offsets()) {
+        let out = p.w.product(&xv[x0..x1], m, candle_core::utils::get_num_threads());
+        return Ok((CpuStorage::F32(out), Shape::from((m, p.w.n()))));
+    }
+    let (guard, wl) = w.w.storage_and_layout();
     let Storage::Cpu(ws) = &*guard else {
         candle_core::bail!("frozen weights live on the CPU")
     };
@@ -215,22 +283,26 @@ fn gemm_xwt(x: &[f32], w: &[f32], m: usize, k: usize, n: usize) -> Vec<f32> {
 }
 
 /// `g·W` for `g` [m, n] and a frozen CPU matrix `W` [n, k]: the input gradient of `x·Wᵀ`, by
-/// the same column-split product as the forward, read in place where both are contiguous.
-pub(super) fn matmul_w(g: &Tensor, w: &Tensor) -> candle_core::Result<Tensor> {
+/// the same column-split product as the forward, read in place where both are contiguous (or
+/// by the bf16 copy of Wᵀ when `w` has one).
+pub(super) fn matmul_w(g: &Tensor, w: &Frozen) -> candle_core::Result<Tensor> {
     let (m, n) = g.dims2()?;
-    let (wn, k) = w.dims2()?;
+    let (wn, k) = w.w.dims2()?;
     if wn != n {
         candle_core::bail!("gradient [{m}, {n}] against weights [{wn}, {k}]")
     }
     let threads = candle_core::utils::get_num_threads();
-    let out = with_f32(g, |gv| {
-        with_f32(w, |wv| product(gv, m, n, Rhs { data: wv, rs: k, cs: 1 }, k, threads))
-    })??;
+    let out = match &w.bf16 {
+        Some(p) => with_f32(g, |gv| p.wt.product(gv, m, threads))?,
+        None => with_f32(g, |gv| {
+            with_f32(&w.w, |wv| product(gv, m, n, Rhs { data: wv, rs: k, cs: 1 }, k, threads))
+        })??,
+    };
     Tensor::from_vec(out, (m, k), g.device())
 }
 
 /// `x·Wᵀ` with W frozen: forward is one gemm, backward is `grad·W`.
-struct FrozenLinear(Tensor);
+struct FrozenLinear(Frozen);
 
 impl CustomOp1 for FrozenLinear {
     fn name(&self) -> &'static str {
@@ -398,6 +470,7 @@ impl Source<'_> {
             dense,
             quant,
             bf16: None,
+            train_bf16: None,
         })
     }
 }
@@ -410,6 +483,24 @@ fn check_shape(t: &Tensor, want: &[usize], name: &str) -> Result<()> {
 }
 
 impl Weights {
+    /// Packs every layer's projections in bf16 for the differentiable path (training's forward
+    /// and backward products, about twice the f32 products' speed); the f32 matrices stay, and
+    /// inference keeps the weight mode's products. Fails without f32 matrices (the `quantized`
+    /// and `bf16-gguf-decode` modes) or without AVX512-BF16.
+    pub fn pack_bf16_training(&mut self) -> Result<()> {
+        for layer in &mut self.layers {
+            for lin in [&mut layer.qkv, &mut layer.o, &mut layer.gate_up, &mut layer.down] {
+                lin.pack_bf16_training()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// True when the layers are packed for bf16 training products ([`Self::pack_bf16_training`]).
+    pub fn trains_in_bf16(&self) -> bool {
+        self.layers.first().is_some_and(|l| l.qkv.train_bf16.is_some())
+    }
+
     /// Loads every tensor of a GGUF file, checking shapes against `cfg`.
     pub fn from_gguf(ct: &gguf_file::Content, path: &Path, cfg: &Config, mode: WeightMode) -> Result<Self> {
         let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
@@ -529,7 +620,7 @@ mod tests {
         let (s, l) = x.storage_and_layout();
         let Storage::Cpu(s) = &*s else { unreachable!() };
         assert!(l.contiguous_offsets().is_none());
-        let (got, shape) = matmul_wt(s, l, &w).unwrap();
+        let (got, shape) = matmul_wt(s, l, &w.clone().into()).unwrap();
         assert_eq!(shape.dims(), &[m, n]);
         let CpuStorage::F32(got) = got else {
             panic!("f32 in, f32 out")
@@ -538,5 +629,46 @@ mod tests {
         let want = x.matmul(&w.t().unwrap()).unwrap();
         let diff = (got - want).unwrap().abs().unwrap().max_all().unwrap();
         assert!(diff.to_scalar::<f32>().unwrap() < 1e-5);
+    }
+
+    #[test]
+    fn bf16_training_copies_give_products_of_bf16_rounded_operands_both_ways() {
+        if !PackedBf16::available() {
+            eprintln!("skipped: this CPU has no AVX512-BF16");
+            return;
+        }
+        let round = |v: &[f32]| -> Vec<f64> { v.iter().map(|&x| half::bf16::from_f32(x).to_f64()).collect() };
+        for (m, k, n) in [(1, 3, 2), (37, 50, 70), (64, 97, 33)] {
+            let (x, wv, g) = (rand_vec(m * k, 5), rand_vec(n * k, 6), rand_vec(m * n, 7));
+            let mut lin = Linear::from_dense(Tensor::from_vec(wv.clone(), (n, k), &Device::Cpu).unwrap());
+            assert!(!lin.frozen().unwrap().is_bf16());
+            lin.pack_bf16_training().unwrap();
+            let w = lin.frozen().unwrap();
+            assert!(w.is_bf16());
+            let (xr, wr, gr) = (round(&x), round(&wv), round(&g));
+            let (s, shape) = matmul_wt(&CpuStorage::F32(x), &Layout::contiguous((m, k)), &w).unwrap();
+            assert_eq!(shape.dims(), &[m, n]);
+            let CpuStorage::F32(fwd) = s else { panic!("f32 out") };
+            let bwd = matmul_w(&Tensor::from_vec(g, (m, n), &Device::Cpu).unwrap(), &w)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap();
+            for (i, got) in fwd.iter().enumerate() {
+                let want: f64 = (0..k).map(|p| xr[i / n * k + p] * wr[i % n * k + p]).sum();
+                assert!(
+                    (*got as f64 - want).abs() < 1e-4 * (1.0 + want.abs()),
+                    "x·Wᵀ {m}x{k}x{n}"
+                );
+            }
+            for (i, got) in bwd.iter().enumerate() {
+                let want: f64 = (0..n).map(|j| gr[i / k * n + j] * wr[j * k + i % k]).sum();
+                assert!(
+                    (*got as f64 - want).abs() < 1e-4 * (1.0 + want.abs()),
+                    "g·W {m}x{k}x{n}"
+                );
+            }
+        }
     }
 }

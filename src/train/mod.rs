@@ -390,6 +390,7 @@ impl Trainer<'_> {
             "wall_time_s": state.elapsed_s,
             "final_loss": lines.last().map(|l| l.loss),
             "threads": rayon::current_num_threads(),
+            "bf16_products": self.model.weights.trains_in_bf16(),
         });
         Ok(a)
     }
