@@ -187,6 +187,7 @@ pub fn run(what: BenchWhat) -> Result<()> {
         BenchWhat::Prefill { model, lengths, json } => {
             let m = model.load()?;
             let mut r = crate::bench::prefill_bench(&m, &lengths)?;
+            let source = m.source.clone();
             drop(m);
             // Where the CPU can, prefill with bf16 products too (loaded after the f32 model is
             // dropped, so that both never hold memory at once).
@@ -196,8 +197,7 @@ pub fn run(what: BenchWhat) -> Result<()> {
                     ..model.clone()
                 };
                 r.prefill_bf16_tok_s = Some(crate::bench::prefill_speeds(&bf16.load()?, &lengths)?);
-                let path = crate::model::fetch::resolve(&model.model)?;
-                let (s, mb) = crate::bench::fwd_bwd_in_child(&path, false, true)?;
+                let (s, mb) = crate::bench::fwd_bwd_in_child(&source, false, true)?;
                 (r.fwd_bwd_bf16_1000_s, r.fwd_bwd_bf16_peak_mb) = (Some(s), Some(mb));
             }
             if json {
