@@ -5,8 +5,9 @@
 Usage: scripts/cross_domain.py RESULTS.jsonl
 Each cell is measured on the samples that have `full`, `none` and that adapter (its n is in
 the cell): the share of `none`'s first-token KL gap to `full` the adapter closes,
-1 − KL(adapter) / KL(none), and its mean fidelity F1 minus `none`'s (answers agreeing with
-`full`'s). Point estimates only; scripts/paired_table.py gives the bootstrap intervals.
+1 − KL(adapter) / KL(none), its mean fidelity F1 minus `none`'s (answers agreeing with
+`full`'s), and its mean gold F1 minus `none`'s (answers agreeing with the data's answers:
+an adapter can be level with `none` in fidelity and still lose gold answers). Point estimates only; scripts/paired_table.py gives the bootstrap intervals.
 """
 import collections
 import sys
@@ -30,10 +31,11 @@ def cell(dataset, adapter):
     kl_none = mean("none", "first_token_kl")
     closed = 1 - mean(adapter, "first_token_kl") / kl_none if kl_none else float("nan")
     fid = mean(adapter, "fidelity_f1") - mean("none", "fidelity_f1")
-    return f"{closed:+.0%} / {fid:+.3f} (n = {len(same)})"
+    gold = mean(adapter, "f1") - mean("none", "f1")
+    return f"{closed:+.0%} / {fid:+.3f} / {gold:+.3f} (n = {len(same)})"
 
 
-print("KL gap closed / Δ fidelity F1 against `none` (n = paired samples)\n")
+print("KL gap closed / Δ fidelity F1 / Δ gold F1 against `none` (n = paired samples)\n")
 print("| adapter | " + " | ".join(datasets) + " |")
 print("|---|" + "---|" * len(datasets))
 for a in adapters:
