@@ -7,7 +7,8 @@ Each cell is measured on the samples that have `full`, `none` and that adapter (
 the cell): the share of `none`'s first-token KL gap to `full` the adapter closes,
 1 − KL(adapter) / KL(none), its mean fidelity F1 minus `none`'s (answers agreeing with
 `full`'s), and its mean gold F1 minus `none`'s (answers agreeing with the data's answers:
-an adapter can be level with `none` in fidelity and still lose gold answers). Point estimates only; scripts/paired_table.py gives the bootstrap intervals.
+an adapter can be level with `none` in fidelity and still lose gold answers). Point estimates
+only; scripts/paired_table.py gives the bootstrap intervals.
 """
 import collections
 import sys
