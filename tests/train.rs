@@ -493,14 +493,13 @@ fn text_init_is_token_embeddings_and_chunked_samples_are_windows() {
         let e = draw_samples(&m, &bad, Split::Train, 1).unwrap_err().to_string();
         assert!(e.contains("stride"), "{e}");
     }
-    // A document cut below the window size would silently shorten every window.
+    let apart = draw_samples(&m, &every(0), Split::Train, 1).unwrap().remove(0).docs;
+    // The document cut applies to documents as the file has them, never to windows.
     let cut = SampleSpec {
-        max_doc_tokens: 23,
+        max_doc_tokens: 5,
         ..every(0)
     };
-    let e = draw_samples(&m, &cut, Split::Train, 1).unwrap_err().to_string();
-    assert!(e.contains("cut of 23 tokens"), "{e}");
-    let apart = draw_samples(&m, &every(0), Split::Train, 1).unwrap().remove(0).docs;
+    assert_eq!(draw_samples(&m, &cut, Split::Train, 1).unwrap().remove(0).docs, apart);
     let overlapping = draw_samples(&m, &every(12), Split::Train, 1).unwrap().remove(0).docs;
     let (n_apart, n_over) = (apart.len(), overlapping.len());
     assert!(
@@ -581,6 +580,45 @@ fn text_init_is_token_embeddings_and_chunked_samples_are_windows() {
             );
         }
     }
+
+    // Reshaping one file only: it is lowercased and re-cut into windows (never cut to
+    // max_doc_tokens), while the other keeps its titled paragraphs, cut.
+    let upper = spec.files[0].clone();
+    let plain = data_file("reshape-plain", 2);
+    let spec = SampleSpec {
+        files: vec![upper.clone(), plain.clone()],
+        count: 6,
+        chunk_tokens: 64,
+        max_doc_tokens: 3,
+        reshape_files: vec![upper.clone()],
+        distractors: false,
+        ..spec
+    };
+    let (mut reshaped, mut kept) = (0, 0);
+    for s in draw_samples(&m, &spec, Split::Train, spec.count).unwrap() {
+        if s.tasks[0] == "What Is It?" {
+            reshaped += 1;
+            assert_eq!(s.docs.len(), 1, "one window: {:?}", s.docs);
+            assert_eq!(
+                (s.docs[0].title.as_str(), s.docs[0].text.as_str()),
+                ("", "the thing is here another thing")
+            );
+        } else {
+            kept += 1;
+            assert_eq!(s.docs.len(), 4);
+            for d in &s.docs {
+                assert!(d.title.starts_with("doc "), "{d:?}");
+                assert!(m.tokenizer.encode(&d.text).unwrap().len() <= 3, "{d:?}");
+            }
+        }
+    }
+    assert!(reshaped > 0 && kept > 0, "{reshaped} reshaped, {kept} kept");
+    let stray = SampleSpec {
+        reshape_files: vec!["elsewhere.json".into()],
+        ..spec
+    };
+    let e = draw_samples(&m, &stray, Split::Train, 1).unwrap_err().to_string();
+    assert!(e.contains("elsewhere.json"), "{e}");
 }
 
 #[test]

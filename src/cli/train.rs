@@ -40,8 +40,8 @@ pub struct TrainArgs {
     /// others at random up to this many (0: all of them, as the reference recipe).
     #[arg(long, default_value_t = 0)]
     pub max_docs: usize,
-    /// Cut each document to this many tokens (0: no cut). Default: 200, or no cut with
-    /// --chunk-tokens (a value below --chunk-tokens is an error: it would cut every window).
+    /// Cut each document to this many tokens (0: no cut; windows of --chunk-tokens are never
+    /// cut). Default: 200, or no cut with --chunk-tokens.
     #[arg(long)]
     pub max_doc_tokens: Option<usize>,
     /// Probability of a generic instruction (summary, "main fact") instead of the entry's
@@ -66,6 +66,11 @@ pub struct TrainArgs {
     /// questions keep their case.
     #[arg(long)]
     pub lowercase_docs: bool,
+    /// Only this data file (one of --data; repeatable) is re-cut by --chunk-tokens and
+    /// lowercased by --lowercase-docs, e.g. MuSiQue into musique_s's shape while HotpotQA keeps
+    /// its titled paragraphs. Default: every data file.
+    #[arg(long = "reshape-data")]
+    pub reshape_data: Vec<PathBuf>,
     /// Data-file entries also get questions about single titled paragraphs, by title, up to
     /// --questions in all (training draws only; validation keeps the entry's own question):
     /// more questions per document pass, from the data's structure, never its answers.
@@ -217,6 +222,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
             chunk_stride: a.chunk_stride,
             distractors: a.distractors,
             lowercase_docs: a.lowercase_docs,
+            reshape_files: a.reshape_data.clone(),
             title_questions: a.title_questions,
             reasoning: a.reasoning,
             holdout_every: a.holdout_every.unwrap_or(0),

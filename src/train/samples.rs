@@ -76,7 +76,7 @@ pub struct SampleSpec {
     /// in older configs: 1).
     #[serde(default = "one")]
     pub questions: usize,
-    /// Documents are cut to this many tokens (0: no cut).
+    /// Documents are cut to this many tokens (0: no cut); windows (`chunk_tokens`) are not.
     pub max_doc_tokens: usize,
     /// Probability of a generic instruction instead of the entry's question (default 0).
     pub generic_task_prob: f64,
@@ -92,6 +92,11 @@ pub struct SampleSpec {
     /// passages are (absent in older configs: off). Questions keep their case.
     #[serde(default)]
     pub lowercase_docs: bool,
+    /// The data files that `chunk_tokens` and `lowercase_docs` reshape, among `files`: e.g.
+    /// MuSiQue into musique_s's lowercased windows while HotpotQA keeps its titled paragraphs
+    /// as its evaluation has them (empty, and absent in older configs: every data file).
+    #[serde(default)]
+    pub reshape_files: Vec<PathBuf>,
     /// Start of each window after the previous one, in tokens: below `chunk_tokens`, windows
     /// overlap, as musique_s's retrieved chunks do (0, and absent in older configs: equal to
     /// `chunk_tokens`, no overlap).
@@ -209,8 +214,9 @@ fn title_questions(docs: &[Document], n: usize, rng: &mut StdRng) -> Vec<String>
 
 /// Where a sample's documents come from.
 enum Entry {
-    /// An entry of a data file (or of a fixed synthetic set such as needles).
-    Data(Sample),
+    /// An entry of a data file (or of a fixed synthetic set such as needles), and the token
+    /// cut of its documents (0: none).
+    Data { sample: Sample, cut: usize },
     /// A fresh biography set, generated at draw time with its questions.
     Biography,
 }
@@ -248,6 +254,7 @@ impl SampleSpec {
             chunk_tokens: 0,
             distractors: false,
             lowercase_docs: false,
+            reshape_files: Vec::new(),
             chunk_stride: 0,
             title_questions: false,
             reasoning: false,
@@ -279,12 +286,8 @@ impl SampleSpec {
                 self.chunk_tokens
             );
         }
-        if self.chunk_tokens > 0 && self.max_doc_tokens > 0 && self.max_doc_tokens < self.chunk_tokens {
-            bail!(
-                "a document cut of {} tokens would cut every {}-token window; use no cut or smaller windows",
-                self.max_doc_tokens,
-                self.chunk_tokens
-            );
+        if let Some(f) = self.reshape_files.iter().find(|f| !self.files.contains(f)) {
+            bail!("reshaped file {} is not among the training data files", f.display());
         }
         if self.k_min == 0 || self.k_min > self.k_max {
             bail!("need 1 ≤ k-min ≤ k-max (got {}..{})", self.k_min, self.k_max);
@@ -324,6 +327,7 @@ impl SampleSpec {
             let synthetic = name.starts_with("synth:");
             let every = self.every();
             let holds_out = self.val_files.is_empty() || self.val_files.contains(f);
+            let reshaped = !synthetic && (self.reshape_files.is_empty() || self.reshape_files.contains(f));
             for (i, mut s) in loaded.into_iter().enumerate() {
                 let validation = holds_out && i % every == every - 1;
                 if synthetic || !validation {
@@ -332,21 +336,23 @@ impl SampleSpec {
                 if !synthetic && validation != (split == Split::Validation) {
                     continue;
                 }
-                if !synthetic && self.lowercase_docs {
+                if reshaped && self.lowercase_docs {
                     for d in &mut s.ctxs {
                         d.title = d.title.to_lowercase();
                         d.text = d.text.to_lowercase();
                     }
                 }
-                if !synthetic && self.chunk_tokens > 0 {
+                let windows = reshaped && self.chunk_tokens > 0;
+                if windows {
                     s.ctxs = chunked(model, &s.ctxs, self.chunk_tokens, stride)?;
                 }
                 if !s.ctxs.is_empty() {
-                    entries.push(Entry::Data(s));
+                    let cut = if windows { 0 } else { self.max_doc_tokens };
+                    entries.push(Entry::Data { sample: s, cut });
                 }
             }
         }
-        let data_entries = entries.iter().filter(|e| matches!(e, Entry::Data(_))).count();
+        let data_entries = entries.iter().filter(|e| matches!(e, Entry::Data { .. })).count();
         if split == Split::Validation && data_entries > 0 && train_entries > 0 {
             // Biography sets and data-file entries in the training mixture's proportion
             // (`count` sets against the files' training entries), so that the best checkpoint
@@ -389,31 +395,32 @@ pub fn draw_samples(model: &Model, spec: &SampleSpec, split: Split, count: usize
                 break;
             }
             let want = rng.random_range(spec.k_min..=spec.k_max);
-            let entry = match &entries[e] {
+            let (entry, cut) = match &entries[e] {
                 Entry::Biography => {
                     let (docs, tasks) = biography_questions(&mut rng, want, spec.questions, BioStyle::Training);
                     out.push(TrainSample { docs, tasks });
                     continue;
                 }
-                Entry::Data(s) => s,
+                Entry::Data { sample, cut } => (sample, *cut),
             };
             let keep = keep_paragraphs(&entry.ctxs, spec.max_docs, &mut rng);
             let mut docs = keep
                 .iter()
-                .map(|&i| cut_document(model, &entry.ctxs[i], spec.max_doc_tokens))
+                .map(|&i| cut_document(model, &entry.ctxs[i], cut))
                 .collect::<Result<Vec<_>>>()?;
-            let others: Vec<&Sample> = entries
+            let others: Vec<(&Sample, usize)> = entries
                 .iter()
                 .enumerate()
                 .filter_map(|(o, x)| match x {
-                    Entry::Data(s) if o != e => Some(s),
+                    Entry::Data { sample, cut } if o != e => Some((sample, *cut)),
                     _ => None,
                 })
                 .collect();
             if spec.distractors && want > docs.len() && !others.is_empty() {
                 while docs.len() < want {
-                    let other = &others[rng.random_range(0..others.len())].ctxs;
-                    let mut d = cut_document(model, &other[rng.random_range(0..other.len())], spec.max_doc_tokens)?;
+                    let (other, other_cut) = others[rng.random_range(0..others.len())];
+                    let other = &other.ctxs;
+                    let mut d = cut_document(model, &other[rng.random_range(0..other.len())], other_cut)?;
                     d.is_supporting = None;
                     docs.push(d);
                 }
