@@ -1,6 +1,7 @@
 //! Training on a tiny random model written by the test: loss goes down, only the adapter
-//! moves, resume is exact, the student with an empty adapter equals the teacher, and the
-//! student's first step equals the composed packets the evaluation answers from.
+//! moves, resume is exact (also with layer recomputation switched on), the student with an
+//! empty adapter equals the teacher, and the student's first step equals the composed packets
+//! the evaluation answers from.
 
 mod common;
 
@@ -228,6 +229,12 @@ fn resume_reproduces_the_uninterrupted_run() {
     );
     let split = trainer(&m, config("resume", 2, 2), "split");
     assert!(matches!(split.train(false, Some(2)).unwrap(), Outcome::Interrupted(2)));
+    // A run killed for memory resumes with layer recomputation on: the same run.
+    let recomputing = TrainConfig {
+        grad_checkpoint: true,
+        ..config("resume", 2, 2)
+    };
+    let split = trainer(&m, recomputing, "split");
     let Outcome::Finished(b) = split.train(true, None).unwrap() else {
         panic!()
     };

@@ -11,6 +11,8 @@
 # (`--reshape-data`), with --reasoning. LR 2e-4, one linear decay over 2 epochs of batch 16.
 # Teacher outputs: runs/qa-mix/teacher (not committed; recomputed deterministically on a
 # fresh machine). Resumable: rerun.
+# Layers are recomputed in the backward (--grad-checkpoint): a 9-window sample (~4,600 tokens)
+# took the full student past 23 GB, and the first attempt was killed for memory in step 2.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 dir=runs/qa-win
@@ -22,5 +24,5 @@ exec ./target/release/kvpacket train --model qwen2.5-0.5b --data synth:biography
   --holdout-every 5 --val-samples 30 --samples 48 --k-min 4 --k-max 10 --questions 8 --reasoning \
   --max-docs 0 --batch 16 --epochs 2 --lr 2e-4 --first-token-weight 3 --gen-tokens 96 \
   --header 32 --trailer 16 --init-from runs/qa-hdr/best.safetensors \
-  --val-every 2 --patience 3 --seed 5 --bf16-products \
+  --val-every 2 --patience 3 --seed 5 --bf16-products --grad-checkpoint \
   --teacher-dir runs/qa-mix/teacher --run-dir $dir --out $dir/adapter.safetensors "${resume[@]}"

@@ -417,8 +417,11 @@ impl Trainer<'_> {
         std::fs::create_dir_all(&self.run.0)?;
         let (mut adapter, mut state) = if resume {
             let (a, mut s) = load_checkpoint(&self.run, self.model)?;
-            // The patience only decides when the run ends: a resumed run may set or change it.
+            // The patience only decides when the run ends, and layer recomputation only how
+            // much memory a step takes (the same loss and gradient): a resumed run may change
+            // either, e.g. a run killed for memory resumes with recomputation on.
             s.config.patience = cfg.patience;
+            s.config.grad_checkpoint = cfg.grad_checkpoint;
             if s.config != *cfg {
                 bail!(
                     "resuming with different settings than the checkpoint (see {})",
