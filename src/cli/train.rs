@@ -41,9 +41,9 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 0)]
     pub max_docs: usize,
     /// Cut each document to this many tokens (0: no cut; windows of --chunk-tokens are never
-    /// cut). Default: 200, or no cut with --chunk-tokens.
-    #[arg(long)]
-    pub max_doc_tokens: Option<usize>,
+    /// cut).
+    #[arg(long, default_value_t = 200)]
+    pub max_doc_tokens: usize,
     /// Probability of a generic instruction (summary, "main fact") instead of the entry's
     /// question. The reference recipe has none.
     #[arg(long, default_value_t = 0.0)]
@@ -216,7 +216,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
             k_max: a.k_max,
             max_docs: a.max_docs,
             questions: a.questions,
-            max_doc_tokens: a.max_doc_tokens.unwrap_or(if a.chunk_tokens > 0 { 0 } else { 200 }),
+            max_doc_tokens: a.max_doc_tokens,
             generic_task_prob: a.generic_task_prob,
             chunk_tokens: a.chunk_tokens,
             chunk_stride: a.chunk_stride,
