@@ -165,6 +165,18 @@ fn a_training_step_lowers_the_loss_and_only_the_adapter_changes() {
     .unwrap();
     let line = provenance(&meta);
     assert!(line.contains("continued from runs/x/adapter.safetensors"), "{line}");
+    // ... and how the files it reshaped were cut, for those only.
+    let samples = &mut meta.made_by["config"]["samples"];
+    samples["files"] = serde_json::json!(["synth:biography", "q.json", "m.json"]);
+    samples["reshape_files"] = serde_json::json!(["m.json"]);
+    samples["chunk_tokens"] = 512.into();
+    samples["chunk_stride"] = 200.into();
+    samples["lowercase_docs"] = true.into();
+    let line = provenance(&meta);
+    assert!(
+        line.contains("trained on synth:biography + q.json + m.json (512-token windows every 200, lowercased) ("),
+        "{line}"
+    );
 }
 
 #[test]

@@ -495,7 +495,12 @@ pub fn provenance(meta: &AdapterMeta) -> String {
     let c = &m["config"];
     let files: Vec<String> = c["samples"]["files"]
         .as_array()
-        .map(|a| a.iter().filter_map(|f| f.as_str().map(String::from)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|f| f.as_str())
+                .map(|f| with_shape(&c["samples"], f))
+                .collect()
+        })
         .unwrap_or_default();
     let passes = m["question_passes"]
         .as_u64()
@@ -527,6 +532,30 @@ pub fn provenance(meta: &AdapterMeta) -> String {
         m["wall_time_s"].as_f64().unwrap_or(0.0) / 3600.0,
         m["threads"],
     )
+}
+
+/// A training data file as `adapter show` names it: with how its documents were reshaped
+/// (windows, lowercase) when the run's sample spec reshaped it, so two adapters trained on one
+/// file in different shapes read differently. Synthetic sets are never reshaped.
+fn with_shape(spec: &serde_json::Value, file: &str) -> String {
+    let only = spec["reshape_files"].as_array().filter(|a| !a.is_empty());
+    let reshaped = !file.starts_with("synth:") && only.is_none_or(|a| a.iter().any(|f| f.as_str() == Some(file)));
+    if !reshaped {
+        return file.to_string();
+    }
+    let mut shape = Vec::new();
+    if let Some(n) = spec["chunk_tokens"].as_u64().filter(|&n| n > 0) {
+        let stride = spec["chunk_stride"].as_u64().filter(|&s| s > 0).unwrap_or(n);
+        shape.push(format!("{n}-token windows every {stride}"));
+    }
+    if spec["lowercase_docs"].as_bool() == Some(true) {
+        shape.push("lowercased".to_string());
+    }
+    if shape.is_empty() {
+        file.to_string()
+    } else {
+        format!("{file} ({})", shape.join(", "))
+    }
 }
 
 /// `rows` extended to `n` rows by repeating its rows cyclically after them (unchanged when it
