@@ -15,7 +15,7 @@ use kvpacket::model::{Arch, Model, Rows, WeightMode};
 use kvpacket::packet::KvDtype;
 use kvpacket::store::{FsStore, LruStore};
 use kvpacket::train::samples::{SampleSpec, Split, TrainSample, draw_samples};
-use kvpacket::train::student::{LossKind, StudentGrad, StudentMode, loss_from_logits, student_grad};
+use kvpacket::train::student::{LossKind, StudentGrad, StudentMode, loss_from_logits, student_grad, student_rows};
 use kvpacket::train::teacher::{TeacherCache, TeacherOut, run_teacher};
 use kvpacket::train::{Outcome, RunDir, TrainConfig, Trainer, ValLine, read_log};
 use std::path::PathBuf;
@@ -176,6 +176,35 @@ fn a_training_step_lowers_the_loss_and_only_the_adapter_changes() {
     assert!(
         line.contains("trained on synth:biography + q.json + m.json (512-token windows every 200, lowercased) ("),
         "{line}"
+    );
+}
+
+#[test]
+fn the_memory_check_counts_the_students_rows_and_warns_with_the_way_out() {
+    let m = model();
+    let mut cfg = config("memory", 4, 1);
+    cfg.samples.questions = 2;
+    cfg.samples.title_questions = true;
+    let t = trainer(&m, cfg, "memory");
+    let data = t.prepare().unwrap();
+    let adapter = Adapter::init(&m, 2, 2, 5).unwrap();
+    for (s, te) in &data {
+        let g = student_grad(&m, &adapter, s, te, mode(false, false)).unwrap();
+        let scored: usize = te.iter().map(|t| t.tokens.len()).sum();
+        assert_eq!(student_rows(&m, 2, 2, s, te).unwrap(), (g.rows, scored));
+    }
+    let step = t.step_memory(&data).unwrap();
+    assert!(step.rows > 0 && step.plain > 0 && step.checkpointed > 0);
+    assert_eq!(step.warning(u64::MAX, false), None);
+    let warning = step.warning(0, false).unwrap();
+    assert!(
+        warning.contains("--grad-checkpoint") && warning.contains(&format!("{} rows", step.rows)),
+        "{warning}"
+    );
+    let warning = step.warning(0, true).unwrap();
+    assert!(
+        !warning.contains("--grad-checkpoint") && warning.contains("--k-max"),
+        "{warning}"
     );
 }
 

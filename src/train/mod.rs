@@ -5,6 +5,7 @@
 //! checkpoint kept, checkpoints, resume (also on a fresh machine from a committed run folder),
 //! Ctrl-C safe.
 
+pub mod memory;
 pub mod optim;
 pub mod samples;
 pub mod student;
@@ -26,7 +27,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
-use student::{LossKind, StudentMode, first_token_kl, student_grad};
+use student::{LossKind, StudentMode, first_token_kl, student_grad, student_rows};
 use teacher::TeacherCache;
 
 /// Every training setting; recorded in the checkpoint and in the final adapter's metadata.
@@ -122,6 +123,10 @@ pub struct LogLine {
     #[serde(default)]
     pub questions: Option<usize>,
     pub elapsed_s: f64,
+    /// The process's peak resident memory so far, in GB (Linux; absent elsewhere and in older
+    /// logs): what a step of this run's samples needs, to size a machine or a resume.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peak_rss_gb: Option<f64>,
 }
 
 /// One line of the validation log: mean first-answer-token KL(teacher ‖ student) over every
@@ -474,6 +479,13 @@ impl Trainer<'_> {
         if !val.is_empty() && state.step == 0 && state.best.is_none() {
             self.record_validation(&adapter, &val, &mut state, &mut val_log, total, plain_kl)?;
         }
+        let step_memory = self.step_memory(&data)?;
+        if self.progress {
+            eprintln!("{}", step_memory.describe(cfg.grad_checkpoint));
+        }
+        if let Some(warning) = memory::available_bytes().and_then(|a| step_memory.warning(a, cfg.grad_checkpoint)) {
+            eprintln!("warning: {warning}");
+        }
         let bar = self.bar(total, "train")?;
         bar.set_position(state.step as u64);
         let d = self.model.config.hidden_size;
@@ -550,6 +562,7 @@ impl Trainer<'_> {
                 samples_per_s: batch.len() as f64 / t_step.elapsed().as_secs_f64(),
                 questions: Some(questions),
                 elapsed_s: state.elapsed_s,
+                peak_rss_gb: memory::peak_rss_bytes().map(|b| b as f64 / 1e9),
             };
             crate::io::append_jsonl(&mut log, &line)?;
             if !val.is_empty() && (state.step % cfg.val_every == 0 || state.step == total) {
@@ -577,6 +590,21 @@ impl Trainer<'_> {
             return Ok(Outcome::Interrupted(state.step));
         }
         Ok(Outcome::Finished(self.result(&adapter, &state, total)?))
+    }
+
+    /// What a student step on the training sample that needs the most memory is expected to
+    /// take (by [`memory::student_step_bytes`]; tokenizes every sample, runs nothing).
+    pub fn step_memory(&self, data: &Prepared) -> Result<memory::StepMemory> {
+        let (nh, nt) = (self.config.n_header, self.config.n_trailer);
+        let mut largest = memory::StepMemory::default();
+        for (s, t) in data {
+            let (rows, scored) = student_rows(self.model, nh, nt, s, t)?;
+            let step = memory::StepMemory::of(&self.model.config, rows, scored);
+            if step.bytes(self.config.grad_checkpoint) > largest.bytes(self.config.grad_checkpoint) {
+                largest = step;
+            }
+        }
+        Ok(largest)
     }
 
     /// A finished run's result: the best checkpoint by validation (noting where a run out of

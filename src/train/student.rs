@@ -32,6 +32,8 @@ pub struct StudentGrad {
     pub head_key_scale: Vec<f32>,
     /// Questions the loss sums over.
     pub questions: usize,
+    /// Rows of the student's sequence (documents with their adapter rows, and every tail).
+    pub rows: usize,
 }
 
 /// Per-position losses [G] of student logits [G, V] against the teacher's top-k outputs.
@@ -196,6 +198,26 @@ fn prompts(model: &Model, sample: &TrainSample) -> Result<Vec<Vec<u32>>> {
         .collect()
 }
 
+/// Rows of the student's sequence for one sample and how many of them are scored: the
+/// preamble, every `[H; D; T]` block and every question's tail (prompt and teacher tokens).
+/// Tokenizes only; what [`student_grad`] will run on, for estimating its memory.
+pub fn student_rows(
+    model: &Model,
+    n_header: usize,
+    n_trailer: usize,
+    sample: &TrainSample,
+    teachers: &[TeacherOut],
+) -> Result<(usize, usize)> {
+    let seg = segments(model, &sample.docs, "")?;
+    let docs: usize = seg.docs.iter().map(|d| n_header + d.len() + n_trailer).sum();
+    let prompts: usize = prompts(model, sample)?.iter().map(Vec::len).sum();
+    let scored: usize = teachers.iter().map(|t| t.tokens.len()).sum();
+    Ok((
+        seg.preamble.len() + docs + prompts + scored.saturating_sub(teachers.len()),
+        scored,
+    ))
+}
+
 /// Runs the student on one sample (every question over one pass of its documents) and returns
 /// its loss, summed over the questions, and the adapter's gradients (the header's are zero
 /// with `freeze_header`). Equals the sum of separate runs, one per question.
@@ -269,6 +291,7 @@ pub fn student_grad(
             trailer,
             head_key_scale: g.head_key_scale,
             questions,
+            rows: n,
         });
     }
     // Frozen header: the constant rows' K,V from one inference forward over the whole sequence,
@@ -312,6 +335,7 @@ pub fn student_grad(
         trailer,
         head_key_scale: g.head_key_scale,
         questions,
+        rows: n,
     })
 }
 
