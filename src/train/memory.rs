@@ -21,6 +21,11 @@ pub fn peak_rss_bytes() -> Option<u64> {
     proc_kb("/proc/self/status", "VmHWM:")
 }
 
+/// This process's resident set size now, in bytes (Linux only).
+pub fn rss_bytes() -> Option<u64> {
+    proc_kb("/proc/self/status", "VmRSS:")
+}
+
 /// Bytes this process can still allocate before the kernel kills it: the machine's available
 /// memory, or the container's limit less its usage when that is lower (Linux only).
 pub fn available_bytes() -> Option<u64> {
@@ -92,14 +97,16 @@ impl StepMemory {
         if checkpoint { self.checkpointed } else { self.plain }
     }
 
-    /// One line for the start of a run: the largest sample and what its step needs.
-    pub fn describe(&self, checkpoint: bool) -> String {
+    /// One line for the start of a run: the largest sample, what its step needs and, when
+    /// known, what the process holds already (`resident` bytes: the weights and teacher outputs).
+    pub fn describe(&self, checkpoint: bool, resident: Option<u64>) -> String {
         format!(
-            "largest training sample: {} rows ({} scored), a step needs about {:.1} GB beyond the weights{}",
+            "largest training sample: {} rows ({} scored), a step needs about {:.1} GB beyond the weights{}{}",
             self.rows,
             self.scored,
             gb(self.bytes(checkpoint)),
-            if checkpoint { " (layers recomputed)" } else { "" }
+            if checkpoint { " (layers recomputed)" } else { "" },
+            resident.map_or(String::new(), |r| format!("; the process holds {:.2} GB now", gb(r)))
         )
     }
 

@@ -481,7 +481,7 @@ impl Trainer<'_> {
         }
         let step_memory = self.step_memory(&data)?;
         if self.progress {
-            eprintln!("{}", step_memory.describe(cfg.grad_checkpoint));
+            eprintln!("{}", step_memory.describe(cfg.grad_checkpoint, memory::rss_bytes()));
         }
         if let Some(warning) = memory::available_bytes().and_then(|a| step_memory.warning(a, cfg.grad_checkpoint)) {
             eprintln!("warning: {warning}");
