@@ -472,19 +472,21 @@ impl Trainer<'_> {
         }
         let data = self.prepare()?;
         let val = self.prepare_validation()?;
-        let last = max_steps.map_or(total, |m| (state.step + m).min(total));
-        let mut val_log = crate::io::open_jsonl_append(&self.run.val_log())?;
-        let plain = self.plain_validation(&val)?;
-        let plain_kl = plain.as_ref().map(|p| p.first_token_kl);
-        if !val.is_empty() && state.step == 0 && state.best.is_none() {
-            self.record_validation(&adapter, &val, &mut state, &mut val_log, total, plain_kl)?;
-        }
+        // Said before step 0's validation, which can take minutes: a step that will not fit is
+        // known before any time is spent.
         let step_memory = self.step_memory(&data)?;
         if self.progress {
             eprintln!("{}", step_memory.describe(cfg.grad_checkpoint, memory::rss_bytes()));
         }
         if let Some(warning) = memory::available_bytes().and_then(|a| step_memory.warning(a, cfg.grad_checkpoint)) {
             eprintln!("warning: {warning}");
+        }
+        let last = max_steps.map_or(total, |m| (state.step + m).min(total));
+        let mut val_log = crate::io::open_jsonl_append(&self.run.val_log())?;
+        let plain = self.plain_validation(&val)?;
+        let plain_kl = plain.as_ref().map(|p| p.first_token_kl);
+        if !val.is_empty() && state.step == 0 && state.best.is_none() {
+            self.record_validation(&adapter, &val, &mut state, &mut val_log, total, plain_kl)?;
         }
         let bar = self.bar(total, "train")?;
         bar.set_position(state.step as u64);
