@@ -8,7 +8,9 @@ the cell): the share of `none`'s first-token KL gap to `full` the adapter closes
 1 − KL(adapter) / KL(none), its mean fidelity F1 minus `none`'s (answers agreeing with
 `full`'s), and its mean gold F1 minus `none`'s (answers agreeing with the data's answers:
 an adapter can be level with `none` in fidelity and still lose gold answers). Point estimates
-only; scripts/paired_table.py gives the bootstrap intervals.
+only; scripts/paired_table.py gives the bootstrap intervals. The first row, where measured, is
+`full-reversed` (full attention over the documents in reverse order): the floor an adapter is
+read against, how far `full`'s own answers move when only the document order changes.
 """
 import collections
 import sys
@@ -21,7 +23,8 @@ rows = collections.defaultdict(lambda: collections.defaultdict(dict))
 for r in eval_rows(sys.argv[1]):
     rows[r["dataset"]][r["sample"]][r["method"]] = r
 datasets = sorted(d for d, s in rows.items() if any("full" in m and "none" in m for m in s.values()))
-adapters = sorted({m for d in datasets for ms in rows[d].values() for m in ms if m.startswith("kvpacket:") and "+" not in m})
+floor = ["full-reversed"] if any("full-reversed" in ms for d in datasets for ms in rows[d].values()) else []
+adapters = floor + sorted({m for d in datasets for ms in rows[d].values() for m in ms if m.startswith("kvpacket:") and "+" not in m})
 
 
 def cell(dataset, adapter):
