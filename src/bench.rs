@@ -12,24 +12,32 @@ use std::time::Instant;
 /// Results of [`prefill_bench`].
 #[derive(Debug, Serialize)]
 pub struct PrefillReport {
+    /// The model's name or path.
     pub model: String,
+    /// Threads the measurements ran on.
     pub threads: usize,
+    /// Prefill tokens per second, by prompt length.
     pub prefill_tok_s: BTreeMap<String, f64>,
     /// Prefill with the layers' products in bf16 (`bf16-gguf-decode`), measured where the CPU
     /// has AVX512-BF16 (absent elsewhere).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub prefill_bf16_tok_s: Option<BTreeMap<String, f64>>,
+    /// Decode tokens per second after the prompt.
     pub decode_tok_s: f64,
+    /// Seconds of one training forward + backward over 1,000 tokens.
     pub fwd_bwd_1000_s: f64,
+    /// Peak resident memory of that pass, MB.
     pub fwd_bwd_peak_mb: f64,
     /// The same with gradient checkpointing (per-layer recomputation).
     pub fwd_bwd_ckpt_1000_s: f64,
+    /// Peak resident memory of the checkpointed pass, MB.
     pub fwd_bwd_ckpt_peak_mb: f64,
     /// The plain forward+backward with the layers' products in bf16 (`train --bf16-products`),
     /// measured where the CPU has AVX512-BF16 (absent elsewhere).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fwd_bwd_bf16_1000_s: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    /// Peak resident memory of the bf16 pass, MB.
     pub fwd_bwd_bf16_peak_mb: Option<f64>,
 }
 
@@ -210,12 +218,19 @@ pub fn fwd_bwd(model: &Model, n: usize, soft: usize, loss_rows: usize, checkpoin
 /// (one full run per question). Times in seconds.
 #[derive(Debug, serde::Serialize)]
 pub struct SharedQuestionsReport {
+    /// People in the biography set.
     pub people: usize,
+    /// Questions over it.
     pub questions: usize,
+    /// Tokens of the set's documents.
     pub document_tokens: usize,
+    /// Teacher, documents prefilled once for all questions.
     pub teacher_shared_s: f64,
+    /// Teacher, one full run per question.
     pub teacher_separate_s: f64,
+    /// Student forward + backward, one pass with a tail per question.
     pub student_shared_s: f64,
+    /// Student forward + backward, one pass per question.
     pub student_separate_s: f64,
 }
 
@@ -310,16 +325,25 @@ pub fn shared_questions(model: &Model, people: usize, questions: usize) -> Resul
 /// costs on top of the least any method could do with this context.
 #[derive(Debug, Serialize)]
 pub struct WarmAskReport {
+    /// The model's name or path.
     pub model: String,
+    /// Threads the measurements ran on.
     pub threads: usize,
+    /// Documents composed.
     pub documents: usize,
+    /// Tokens of the composed cache (preamble and packets).
     pub context_tokens: usize,
+    /// Tokens of the question's prefill.
     pub prompt_tokens: usize,
+    /// Repetitions the times are the median of.
     pub reps: usize,
     /// Reading and verifying the packets from a directory store (OS page cache warm).
     pub load_ms: f64,
+    /// Placing the packets' KV into the request's cache, with key re-rotation.
     pub compose_ms: f64,
+    /// `compose_ms` + the question's prefill.
     pub ttft_ms: f64,
+    /// The question's prefill alone over the composed cache.
     pub floor_ms: f64,
 }
 

@@ -55,9 +55,13 @@ pub fn is_stale_temp(path: &Path) -> bool {
 
 /// One tensor to write: name, dtype, shape and raw little-endian bytes.
 pub struct RawTensor {
+    /// Tensor name in the file.
     pub name: String,
+    /// Element type of `bytes`.
     pub dtype: Dtype,
+    /// Dimensions, outermost first.
     pub shape: Vec<usize>,
+    /// Raw little-endian element bytes, row-major.
     pub bytes: Vec<u8>,
 }
 

@@ -4,6 +4,9 @@
 //! [`packet`] builds and composes document KV packets; [`store`] keeps them; [`methods`]
 //! answers questions with full prefill, packets, or baselines.
 
+// Every public item, field and variant says what it is; `cargo check` warns where one does not.
+#![warn(missing_docs)]
+
 pub mod adapter;
 pub mod bench;
 pub mod cli;

@@ -16,10 +16,15 @@ use std::path::Path;
 /// training configuration, data, steps, wall time and final loss).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct AdapterMeta {
+    /// Fingerprint of the model it was trained for; loading it with another model is refused.
     pub model_fingerprint: String,
+    /// Header rows (N_h).
     pub n_header: usize,
+    /// Trailer rows (N_t).
     pub n_trailer: usize,
+    /// The model's hidden size, the width of every row.
     pub hidden_size: usize,
+    /// How it was made, as JSON (see the struct's doc).
     pub made_by: serde_json::Value,
     /// A context-only header: each document's rows are computed after the header, but its
     /// packet keeps only `[D; T]` (re-rotated to start at position 0), so a request's cache
@@ -56,12 +61,22 @@ pub enum AdapterInit {
     Random,
     /// The token embeddings of a header text and a trailer text, each repeated or cut to
     /// fill N_h / N_t rows: a real-text start, like prompt tuning's vocabulary init.
-    Text { header: String, trailer: String },
+    Text {
+        /// The header's text.
+        header: String,
+        /// The trailer's text.
+        trailer: String,
+    },
     /// The values of an existing adapter file (continued training); its model must match. Its
     /// N_h / N_t are kept or grown: a part asked larger than the file's (non-empty) one gets
     /// the file's rows followed by copies of them, cyclically, so the trained rows keep their
     /// positions. `fingerprint` records which values that file held when training began.
-    File { path: String, fingerprint: String },
+    File {
+        /// The adapter file.
+        path: String,
+        /// Its fingerprint ([`Adapter::fingerprint`]) when training began.
+        fingerprint: String,
+    },
 }
 
 /// Default header text of [`AdapterInit::Text`].
@@ -74,8 +89,11 @@ pub const TRAILER_TEXT: &str = "\nThis is the end of the passage.\n\n";
 /// layers × kv heads of `meta.head_key_scale`, every factor positive and finite.
 #[derive(Debug, Clone)]
 pub struct Adapter {
+    /// [n_header, d] soft-token embeddings before each document.
     pub header: Tensor,
+    /// [n_trailer, d] soft-token embeddings after each document.
     pub trailer: Tensor,
+    /// Facts stored with it.
     pub meta: AdapterMeta,
     /// Per layer and kv head (layer-major), a factor on the packet rows' keys on top of
     /// `meta.key_scale`, learned in training (`train --learn-key-scale`): each head of the

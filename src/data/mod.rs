@@ -12,9 +12,12 @@ use std::path::Path;
 #[derive(Debug, Clone, Default, Deserialize, serde::Serialize, PartialEq)]
 pub struct Document {
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The data file's id for the document, when it has one.
     pub id: Option<String>,
     #[serde(default)]
+    /// Title line (empty: none; MuSiQue windows have none).
     pub title: String,
+    /// The document's text.
     pub text: String,
     /// True for a paragraph the question needs (HotpotQA, MuSiQue); absent elsewhere.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -25,10 +28,13 @@ pub struct Document {
 #[derive(Debug, Clone, Deserialize, serde::Serialize)]
 pub struct Sample {
     #[serde(default)]
+    /// The question (empty: the sample asks for a summary instead).
     pub question: String,
     #[serde(default)]
+    /// Gold answers and their aliases (empty when the file has none).
     pub answers: Vec<String>,
     #[serde(default)]
+    /// The documents, in context order; each becomes one packet.
     pub ctxs: Vec<Document>,
 }
 

@@ -137,8 +137,11 @@ fn people(rng: &mut StdRng, k: usize) -> Vec<Person> {
 /// uses wordings that training never sees, to judge whether an adapter generalises.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BioStyle {
+    /// The evaluation's one wording.
     Standard,
+    /// Five wordings, the standard one among them.
     Training,
+    /// Wordings no training draw uses.
     Heldout,
 }
 

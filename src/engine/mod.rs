@@ -77,6 +77,7 @@ impl Default for Limits {
 pub struct EngineConfig {
     /// A known model name or a path to a GGUF file or HF folder.
     pub model: String,
+    /// How projection matrices are held in memory.
     pub weights: WeightMode,
     /// The adapter of `kvpacket` (a file or a shipped name); None: the shipped `default`, or
     /// no `kvpacket` method when the model has none.
@@ -87,6 +88,7 @@ pub struct EngineConfig {
     pub memory_bytes: usize,
     /// Element type of packets built here.
     pub kv_dtype: KvDtype,
+    /// Sizes a request may not exceed.
     pub limits: Limits,
 }
 

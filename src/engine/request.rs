@@ -8,7 +8,9 @@ use crate::model::generate::{Finish, Sampling};
 /// A document of a request: a stored packet's id, or a text (packed now unless stored).
 #[derive(Debug, Clone, PartialEq)]
 pub enum DocumentRef {
+    /// A packet already in the store, by its id.
     Id(String),
+    /// A document's text, packed now unless its packet is stored.
     Text(Document),
 }
 
@@ -25,6 +27,7 @@ pub struct Request {
     pub method: String,
     /// Tokens the answer may have at most.
     pub max_tokens: usize,
+    /// How the next token is picked (greedy when the temperature is 0).
     pub sampling: Sampling,
     /// Text that ends the answer (not included).
     pub stop: Vec<String>,
@@ -96,6 +99,7 @@ pub struct Reply {
     pub prompt_tokens: usize,
     /// Tokens generated.
     pub completion_tokens: usize,
+    /// Why generation stopped.
     pub finish: Finish,
     /// Reused / recomputed tokens, document FLOPs, TTFT, packet load time.
     pub acct: Accounting,

@@ -21,15 +21,23 @@ use std::path::{Path, PathBuf};
 /// One answered (sample, method) pair: the unit of `results.jsonl`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Record {
+    /// The dataset's label: the data file's stem (with its `#range`) or the `synth:` spec.
     pub dataset: String,
+    /// Index of the sample in the data file.
     pub sample: usize,
+    /// The method's label, e.g. `full`, `none`, `kvpacket:qahdr`.
     pub method: String,
+    /// The question asked.
     pub question: String,
+    /// The method's answer (its first line for questions).
     pub answer: String,
+    /// The sample's gold answers.
     pub gold: Vec<String>,
+    /// Best SQuAD token F1 of the answer against a gold answer.
     pub f1: f64,
     /// Overlap counts (common, predicted, gold) with the best gold answer, for micro F1.
     pub overlap: (usize, usize, usize),
+    /// 1 when the normalised answer equals a gold answer, else 0.
     pub em: f64,
     /// F1 of this answer against `full`'s answer.
     pub fidelity_f1: f64,
@@ -38,11 +46,17 @@ pub struct Record {
     /// ROUGE-L against the references, for summarization samples (no question) only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rouge_l: Option<f64>,
+    /// Time to first token, milliseconds, from packets in memory (loading is `load_ms`).
     pub ttft_ms: f64,
+    /// Milliseconds spent reading packets from the store.
     pub load_ms: f64,
+    /// Document tokens whose KV was computed for this request.
     pub recomputed_tokens: usize,
+    /// Document tokens whose KV came from packets.
     pub reused_tokens: usize,
+    /// Forward FLOPs spent on document tokens for this request.
     pub doc_flops: f64,
+    /// Tokens of context before the first answer token.
     pub context_tokens: usize,
     /// Fingerprint of the adapter whose packets the method reused ("none" for plain
     /// packets; absent for methods without packets and in records of older runs).
@@ -57,13 +71,17 @@ pub fn read_records(path: &Path) -> Result<Vec<Record>> {
 
 /// Runs methods over datasets, appending to `DIR/results.jsonl` and skipping pairs already there.
 pub struct Runner<'a> {
+    /// The model and packet store every method uses.
     pub engine: Resources<'a>,
+    /// The methods to run, in order; `full` is the reference of the others.
     pub methods: Vec<Box<dyn Method + 'a>>,
     /// Decode length of question answers.
     pub max_new_tokens: usize,
     /// Decode length of summaries (samples without a question).
     pub summary_tokens: usize,
+    /// Directory of `results.jsonl`.
     pub out: PathBuf,
+    /// Show a progress bar.
     pub progress: bool,
     /// Where `full`'s answers are cached across runs (None: computed per run).
     pub references: Option<ReferenceCache>,

@@ -11,7 +11,9 @@ use std::path::{Path, PathBuf};
 /// What fidelity is measured against: `full`'s answer line and its first-token logits.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Reference {
+    /// `full`'s answer line.
     pub answer: String,
+    /// `full`'s logits for the first answer token, over the vocabulary.
     pub first_logits: Vec<f32>,
 }
 

@@ -10,18 +10,28 @@ use std::path::Path;
 /// Aggregates of one method on one dataset.
 #[derive(Debug, Clone, Serialize)]
 pub struct MethodSummary {
+    /// Token F1 from overlap counts summed over the records.
     pub f1_micro: f64,
+    /// Mean of the records' token F1.
     pub f1_macro: f64,
+    /// Mean exact match.
     pub em: f64,
+    /// Mean token F1 against `full`'s answers.
     pub fidelity_f1: f64,
+    /// Mean KL(full ‖ method) of the first answer token.
     pub first_token_kl: f64,
     /// Mean ROUGE-L over the records that have it (summarization samples); absent otherwise.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rouge_l: Option<f64>,
+    /// Mean time to first token, milliseconds.
     pub ttft_ms_mean: f64,
+    /// Median time to first token, milliseconds.
     pub ttft_ms_p50: f64,
+    /// Mean document FLOPs per request.
     pub doc_flops_mean: f64,
+    /// Mean recomputed document tokens per request.
     pub recomputed_tokens_mean: f64,
+    /// Records aggregated.
     pub n: usize,
 }
 

@@ -29,14 +29,20 @@ use std::time::Instant;
 /// first token's logits; `load_ms` is the time to fetch packets from the store.
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
 pub struct Accounting {
+    /// Document tokens whose KV came from packets.
     pub reused_tokens: usize,
+    /// Document tokens whose KV this call computed.
     pub recomputed_tokens: usize,
+    /// Analytic FLOPs spent on document KV.
     pub doc_flops: f64,
+    /// Milliseconds from packets in memory to the first token's logits.
     pub ttft_ms: f64,
     /// Of `ttft_ms`, the time spent placing stored KV into the request's cache (copies, key
     /// re-rotation) and repairing it, before the prompt's prefill; 0 for plain prefill.
     pub compose_ms: f64,
+    /// Milliseconds spent fetching packets from the store.
     pub load_ms: f64,
+    /// Tokens in the cache before the first answer token.
     pub context_tokens: usize,
     /// Document packets found in the store.
     pub packets_loaded: usize,
@@ -46,20 +52,27 @@ pub struct Accounting {
 
 /// The state after a method's prefill: the KV of the whole context and the first logits.
 pub struct Prefilled {
+    /// KV of the whole context, ready for decoding.
     pub cache: KvCache,
+    /// Logits of the first answer token.
     pub first_logits: Vec<f32>,
+    /// What the prefill cost.
     pub acct: Accounting,
 }
 
 /// A finished answer.
 #[derive(Debug, Clone, Serialize)]
 pub struct Answer {
+    /// The method's label.
     pub method: String,
     /// First non-empty line of the generated text, trimmed (a summary: the whole text, trimmed).
     pub answer: String,
+    /// The whole generated text.
     pub text: String,
+    /// The generated token ids.
     pub tokens: Vec<u32>,
     #[serde(flatten)]
+    /// What the answer cost.
     pub acct: Accounting,
     /// Logits of the first answer token (for fidelity measures).
     #[serde(skip)]
@@ -70,8 +83,11 @@ pub struct Answer {
 /// owned, shareable façade is [`crate::engine::Engine`]).
 #[derive(Clone, Copy)]
 pub struct Resources<'a> {
+    /// The model every method runs.
     pub model: &'a Model,
+    /// Where packets are read and written.
     pub store: &'a dyn PacketStore,
+    /// Element type of packets built here.
     pub kv_dtype: KvDtype,
     /// Refuse to build missing packets (error instead).
     pub cached_only: bool,
@@ -245,7 +261,9 @@ impl Method for QuestionOnly {
 /// Composition of stored packets with zero recomputation: `kvpacket` with a header/trailer
 /// adapter, `none` with the empty adapter (plain document KV).
 pub struct Packets {
+    /// The adapter packets are built with (empty for `none`).
     pub adapter: Adapter,
+    /// The method's label: `none`, `kvpacket` or `kvpacket:NAME`.
     pub label: String,
 }
 
@@ -284,7 +302,9 @@ impl Method for Packets {
 /// Where a document's own tokens sit in a composed cache (after its header, if any).
 #[derive(Debug, Clone)]
 pub struct DocSpan {
+    /// Cache row of the document's first token.
     pub start: usize,
+    /// The document's token ids.
     pub tokens: Vec<u32>,
 }
 

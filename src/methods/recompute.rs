@@ -26,6 +26,7 @@ pub enum Selection {
 /// A recompute method: over plain (no adapter) packets, the baselines; over adapter packets,
 /// a step from zero recomputation towards `full`.
 pub struct Recompute {
+    /// Which document tokens are recomputed.
     pub selection: Selection,
     adapter: Adapter,
     /// Name prefix: empty for the baselines, `kvpacket+` (or `kvpacket:NAME+`) on adapter packets.

@@ -32,8 +32,11 @@ macro_rules! by_head_dim {
 /// Head layout of an attention call. `n_heads` must be a multiple of `n_kv_heads` (GQA).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AttnShape {
+    /// Query heads.
     pub n_heads: usize,
+    /// Key/value heads.
     pub n_kv_heads: usize,
+    /// Values per head.
     pub head_dim: usize,
 }
 
@@ -47,10 +50,15 @@ impl AttnShape {
 /// are [nk, n_kv_heads, head_dim] with nk ≥ `mask.max_key()`; row i of `q` sees the keys of
 /// `mask.range(i)`.
 pub struct AttnInputs<'a> {
+    /// Queries, [nq, n_heads, head_dim].
     pub q: &'a [f32],
+    /// Keys, [nk, n_kv_heads, head_dim].
     pub k: &'a [f32],
+    /// Values, [nk, n_kv_heads, head_dim].
     pub v: &'a [f32],
+    /// Which keys each query row sees, and its score scales.
     pub mask: &'a AttnMask,
+    /// Head layout.
     pub shape: AttnShape,
     /// Per kv head, a further factor on the scores that the mask scales
     /// ([`AttnMask::layer_key_scale`] of this call's layer; empty: 1).
@@ -881,9 +889,13 @@ const TASKS_PER_THREAD: usize = 8;
 /// Gradients of [`attention_forward`]: dq, dk, dv laid out like q, k, v, and the gradient of
 /// each kv head's key factor ([`AttnInputs::head_scale`]; zeros where the mask scales nothing).
 pub struct AttnGrads {
+    /// Gradient of the queries, laid out like `q`.
     pub dq: Vec<f32>,
+    /// Gradient of the keys, laid out like `k`.
     pub dk: Vec<f32>,
+    /// Gradient of the values, laid out like `v`.
     pub dv: Vec<f32>,
+    /// Gradient of each kv head's key factor.
     pub dhead: Vec<f32>,
 }
 

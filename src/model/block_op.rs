@@ -17,13 +17,17 @@ use std::sync::Mutex;
 
 /// The block's frozen parameters and this call's attention op.
 pub struct BlockOp {
+    /// RMSNorm before attention.
     pub attn_norm: RmsNormOp,
     /// Fused q|k|v projection [qd + 2·kvd, hidden].
     pub qkv: Frozen,
+    /// This call's attention over its keys.
     pub attn: QkvAttention,
     /// Output projection [hidden, qd].
     pub o: Frozen,
+    /// RMSNorm before the MLP.
     pub ffn_norm: RmsNormOp,
+    /// The gated MLP.
     pub mlp: MlpOp,
     /// The rows whose output is computed (indices into `x`'s rows); None: all, in order.
     pub keep: Option<Vec<usize>>,

@@ -16,9 +16,13 @@ pub enum Arch {
 /// Llama-3.1 style frequency scaling (`rope_type = "llama3"`).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Llama3RopeScaling {
+    /// Overall factor the low frequencies are divided by.
     pub factor: f32,
+    /// Wavelengths above original_max / this are fully scaled.
     pub low_freq_factor: f32,
+    /// Wavelengths below original_max / this are left as they are.
     pub high_freq_factor: f32,
+    /// Context length the model was pretrained at.
     pub original_max_position_embeddings: usize,
 }
 
@@ -26,21 +30,34 @@ pub struct Llama3RopeScaling {
 /// Guarantees: `n_heads % n_kv_heads == 0` and `head_dim` is one the attention kernels support (checked by [`Config::validate`]).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Config {
+    /// Architecture family (Llama or Qwen2).
     pub arch: Arch,
+    /// Tokens in the vocabulary: rows of the embedding and of the output head.
     pub vocab_size: usize,
+    /// Width of the residual stream.
     pub hidden_size: usize,
+    /// Width of the MLP's gate and up projections.
     pub intermediate_size: usize,
+    /// Transformer blocks.
     pub n_layers: usize,
+    /// Query heads per layer.
     pub n_heads: usize,
+    /// Key/value heads per layer (grouped-query attention when fewer than `n_heads`).
     pub n_kv_heads: usize,
+    /// Values per head.
     pub head_dim: usize,
+    /// Epsilon of every RMSNorm.
     pub rms_norm_eps: f32,
+    /// RoPE base frequency.
     pub rope_theta: f32,
     /// True when rotary pairs are adjacent lanes (2i, 2i+1), as in GGUF Llama files whose
     /// Q/K rows were permuted by the converter; false for the "half split" (i, i + d/2) layout.
     pub rope_interleaved: bool,
+    /// Llama-3.1 frequency scaling, when the model has it.
     pub rope_scaling: Option<Llama3RopeScaling>,
+    /// Longest context the model supports; longer requests are refused.
     pub max_position_embeddings: usize,
+    /// True when the output head reuses the token-embedding matrix.
     pub tie_word_embeddings: bool,
 }
 

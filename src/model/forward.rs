@@ -26,16 +26,22 @@ pub struct GraphGrad {
 
 /// What the model reads: token ids, or input embeddings [tokens, hidden] (soft tokens).
 pub enum Input<'a> {
+    /// Token ids, embedded by the model.
     Tokens(&'a [u32]),
+    /// Input embeddings [tokens, hidden], e.g. an adapter's soft tokens.
     Embeddings(&'a Tensor),
 }
 
 /// Which rows of the new tokens get logits.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Rows {
+    /// No logits (prefill into the cache only).
     None,
+    /// The last row's logits.
     Last,
+    /// Every row's logits.
     All,
+    /// The listed rows' logits, in that order.
     Some(Vec<usize>),
 }
 

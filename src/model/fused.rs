@@ -64,6 +64,7 @@ pub(super) fn with_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> candle_cor
 pub struct RmsNormOp {
     /// The norm's weight [hidden].
     pub weight: Vec<f32>,
+    /// Epsilon added to the mean square.
     pub eps: f32,
 }
 

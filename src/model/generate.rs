@@ -8,10 +8,15 @@ use std::time::Instant;
 /// The result of one generation call.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Generation {
+    /// The prompt's token ids.
     pub prompt_tokens: Vec<u32>,
+    /// Generated token ids.
     pub tokens: Vec<u32>,
+    /// Their decoded text.
     pub text: String,
+    /// Milliseconds to prefill the prompt (time to first token).
     pub prefill_ms: f64,
+    /// Decode speed after the first token.
     pub decode_tokens_per_s: f64,
 }
 
@@ -57,8 +62,11 @@ pub fn last_row(logits: &Tensor) -> Result<Vec<f32>> {
 /// reaches `top_p` (nucleus sampling), with a seeded RNG (same seed, same draws).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Sampling {
+    /// 0: greedy; above 0: softmax temperature.
     pub temperature: f32,
+    /// Nucleus mass kept when sampling (1: all tokens).
     pub top_p: f32,
+    /// RNG seed of the draws.
     pub seed: u64,
 }
 
@@ -154,6 +162,7 @@ pub struct Decoded {
     pub tokens: Vec<u32>,
     /// Their text, cut before the first stop string.
     pub text: String,
+    /// Why decoding stopped.
     pub finish: Finish,
     /// Seconds spent decoding after the first token.
     pub seconds: f64,

@@ -6,7 +6,9 @@ use anyhow::{Result, bail};
 /// Keys and values of one layer for `len` tokens, with room for `capacity`.
 #[derive(Clone)]
 pub struct LayerKv {
+    /// Keys [len, kv_heads, head_dim], token-major, allocated for `capacity` tokens.
     pub k: Vec<f32>,
+    /// Values, laid out like `k`.
     pub v: Vec<f32>,
 }
 

@@ -36,9 +36,13 @@ use weights::Weights;
 
 /// A loaded model: everything needed to tokenize, template and run it.
 pub struct Model {
+    /// Shape and hyperparameters.
     pub config: Config,
+    /// Embeddings, layers and output head.
     pub weights: Weights,
+    /// Text to token ids and back.
     pub tokenizer: Tokenizer,
+    /// The model's chat template, when its files have one.
     pub chat: Option<ChatTemplate>,
     /// Identifies the exact weights: hex sha256 over the architecture and the weight file(s).
     pub fingerprint: String,

@@ -10,8 +10,11 @@
 /// The right-hand operand: element (p, j) at `data[p * rs + j * cs]`.
 #[derive(Clone, Copy)]
 pub struct Rhs<'a> {
+    /// The elements.
     pub data: &'a [f32],
+    /// Stride between rows (p).
     pub rs: usize,
+    /// Stride between columns (j).
     pub cs: usize,
 }
 

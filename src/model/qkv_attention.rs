@@ -16,7 +16,9 @@ use std::sync::{Arc, Mutex};
 /// [`super::FrozenKv`]): the whole sequence's K and V [rows, kvd], whose `live` rows are
 /// replaced by the call's own.
 pub struct FrozenLayer {
+    /// Keys of the whole sequence [rows, kvd].
     pub k: Vec<f32>,
+    /// Values of the whole sequence [rows, kvd].
     pub v: Vec<f32>,
     /// The call's rows in the sequence, ascending.
     pub live: Vec<usize>,

@@ -15,15 +15,23 @@ use std::path::Path;
 /// Shape of the tiny model.
 #[derive(Debug, Clone, Copy)]
 pub struct TinySpec {
+    /// Architecture family.
     pub arch: Arch,
+    /// Hidden size.
     pub hidden: usize,
+    /// Transformer blocks.
     pub layers: usize,
+    /// Query heads.
     pub heads: usize,
+    /// Key/value heads.
     pub kv_heads: usize,
+    /// MLP width.
     pub intermediate: usize,
     /// Llama-3.1 rope scaling in config.json.
     pub llama3_scaling: bool,
+    /// Output head shares the token embeddings.
     pub tie_embeddings: bool,
+    /// Seed of the random weights.
     pub seed: u64,
 }
 

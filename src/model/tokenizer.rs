@@ -17,7 +17,9 @@ pub struct Tokenizer {
     pub bos_to_add: Option<u32>,
     /// Ids that end generation (EOS and end-of-turn tokens).
     pub stop_ids: Vec<u32>,
+    /// The BOS token's text, for chat templates.
     pub bos_text: String,
+    /// The EOS token's text, for chat templates.
     pub eos_text: String,
 }
 

@@ -320,14 +320,19 @@ impl CustomOp1 for FrozenLinear {
 
 /// One transformer block's parameters.
 pub struct Layer {
+    /// RMSNorm weight before attention [hidden].
     pub attn_norm: Tensor,
     /// Fused q|k|v projection: outputs [n_heads·hd | n_kv·hd | n_kv·hd].
     pub qkv: Linear,
+    /// Bias of the fused q|k|v projection (Qwen2), laid out like its outputs.
     pub qkv_bias: Option<Tensor>,
+    /// Attention output projection.
     pub o: Linear,
+    /// RMSNorm weight before the MLP [hidden].
     pub ffn_norm: Tensor,
     /// Fused gate|up projection: outputs [intermediate | intermediate].
     pub gate_up: Linear,
+    /// MLP down projection [hidden, intermediate].
     pub down: Linear,
 }
 
@@ -335,8 +340,11 @@ pub struct Layer {
 pub struct Weights {
     /// Token embeddings [vocab, hidden], f32.
     pub embed: Tensor,
+    /// The transformer blocks, in order.
     pub layers: Vec<Layer>,
+    /// Final RMSNorm weight [hidden].
     pub norm: Tensor,
+    /// Output projection to vocabulary logits (the embeddings when tied).
     pub lm_head: Linear,
 }
 

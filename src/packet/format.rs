@@ -12,16 +12,41 @@ use std::path::Path;
 /// Why a packet file was refused. Each cause is distinct so callers and users can tell them apart.
 #[derive(Debug, thiserror::Error)]
 pub enum PacketError {
+    /// The file ends before its header or payload does.
     #[error("packet file is truncated ({got} of {want} bytes)")]
-    Truncated { got: usize, want: usize },
+    Truncated {
+        /// Bytes the file has.
+        got: usize,
+        /// Bytes its header says it needs.
+        want: usize,
+    },
+    /// A checksum or a header field does not match; the message says which.
     #[error("packet file is corrupt: {0}")]
     Corrupt(String),
+    /// Written by another kvpacket format version.
     #[error("packet format version {found} is not supported (this kvpacket reads version {expected})")]
-    WrongVersion { found: u32, expected: u32 },
+    WrongVersion {
+        /// The file's version.
+        found: u32,
+        /// The version this build reads.
+        expected: u32,
+    },
+    /// Built for another model.
     #[error("packet was built for model {} but the loaded model is {}", short(.packet), short(.expected))]
-    WrongModel { packet: String, expected: String },
+    WrongModel {
+        /// The model fingerprint in the packet.
+        packet: String,
+        /// The loaded model's fingerprint.
+        expected: String,
+    },
+    /// Built with another adapter.
     #[error("packet was built with adapter {} but the requested adapter is {}", short(.packet), short(.expected))]
-    WrongAdapter { packet: String, expected: String },
+    WrongAdapter {
+        /// The adapter fingerprint in the packet.
+        packet: String,
+        /// The requested adapter's fingerprint.
+        expected: String,
+    },
 }
 
 impl PacketMeta {

@@ -37,7 +37,9 @@ impl PayloadHash {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum KvDtype {
+    /// IEEE half precision: half the bytes of f32, answers identical on the issue-15 check.
     F16,
+    /// Full precision: the values exactly as computed.
     F32,
     /// int8 with an f16 scale per group of 32 values: about half the bytes of f16.
     Q8,
@@ -46,20 +48,31 @@ pub enum KvDtype {
 /// Everything about a packet except its K,V arrays.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct PacketMeta {
+    /// The on-disk format version the packet was written in (see `format.rs`).
     pub format_version: u32,
     /// sha256 of (format version, model fingerprint, adapter fingerprint, dtype, token ids).
     pub id: String,
+    /// Fingerprint of the model whose KV this is; a packet is only used with that model.
     pub model_fingerprint: String,
+    /// Fingerprint of the adapter (header/trailer) it was built with; "none" for plain packets.
     pub adapter_fingerprint: String,
     /// The document's token ids (no BOS, no header/trailer).
     pub tokens: Vec<u32>,
+    /// Header rows the packet's K,V hold before the document (0 for a context-only header).
     pub n_header: usize,
+    /// Trailer rows the packet's K,V hold after the document.
     pub n_trailer: usize,
+    /// Transformer layers: `k` and `v` have one entry per layer.
     pub n_layers: usize,
+    /// Key/value heads per row.
     pub n_kv_heads: usize,
+    /// Values per head.
     pub head_dim: usize,
+    /// Element type of the stored K,V.
     pub dtype: KvDtype,
+    /// RoPE base the keys were rotated with; composition re-rotates with the same base.
     pub rope_theta: f32,
+    /// True when rotary pairs are adjacent lanes (2i, 2i+1); false for the half-split layout.
     pub rope_interleaved: bool,
     /// XXH3-128 of the stored K,V bytes (hex), checked on every read. A checksum against
     /// damage, not an authenticator: format 1's sha256 ran at ~1.4 GB/s and was half of a
@@ -73,8 +86,11 @@ pub struct PacketMeta {
 /// local positions 0..len.
 #[derive(Debug, Clone)]
 pub struct Packet {
+    /// Identity, shape and checksum.
     pub meta: PacketMeta,
+    /// Keys per layer, [len, kv_heads, head_dim], rotated at local positions 0..len.
     pub k: Vec<Vec<f32>>,
+    /// Values per layer, [len, kv_heads, head_dim]; position-free, never changed by composition.
     pub v: Vec<Vec<f32>>,
 }
 

@@ -7,13 +7,21 @@ use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, 
 /// Every metric the server exports, registered in its own registry.
 pub struct Metrics {
     registry: Registry,
+    /// `kvpacket_requests_total`, by endpoint.
     pub requests: IntCounterVec,
+    /// `kvpacket_errors_total`, by kind.
     pub errors: IntCounterVec,
+    /// `kvpacket_ttft_seconds` of chat completions.
     pub ttft: Histogram,
+    /// `kvpacket_reused_tokens_total`: document tokens whose KV came from packets.
     pub reused_tokens: IntCounter,
+    /// `kvpacket_recomputed_tokens_total`: document tokens whose KV was computed.
     pub recomputed_tokens: IntCounter,
+    /// `kvpacket_store_hits_total`: document packets found in the store.
     pub store_hits: IntCounter,
+    /// `kvpacket_store_misses_total`: document packets built because they were missing.
     pub store_misses: IntCounter,
+    /// `kvpacket_in_flight`: requests admitted and not finished.
     pub in_flight: IntGauge,
 }
 

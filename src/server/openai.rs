@@ -10,8 +10,10 @@ use serde_json::{Value, json};
 /// One chat message. `content` is a string, or a list of `{"type": "text", "text": …}` parts.
 #[derive(Debug, Deserialize)]
 pub struct Message {
+    /// `system`, `developer`, `user` or `assistant`.
     pub role: String,
     #[serde(default)]
+    /// The message's text, or its text parts.
     pub content: Value,
 }
 
@@ -19,8 +21,11 @@ pub struct Message {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DocumentIn {
+    /// A stored packet's id (exclusive with `text`).
     pub id: Option<String>,
+    /// A document's text, packed unless already stored.
     pub text: Option<String>,
+    /// The text's title line.
     pub title: Option<String>,
 }
 
@@ -28,23 +33,35 @@ pub struct DocumentIn {
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
 pub enum Stop {
+    /// A single stop string.
     One(String),
+    /// Up to 4 stop strings.
     Many(Vec<String>),
 }
 
 /// The body of `POST /v1/chat/completions`.
 #[derive(Debug, Deserialize)]
 pub struct ChatRequest {
+    /// Accepted for client compatibility; the server answers with the one model it loaded.
     pub model: Option<String>,
+    /// An optional system (or developer) message, then one user message: the question.
     pub messages: Vec<Message>,
+    /// Older name of `max_completion_tokens`, used when that is absent.
     pub max_tokens: Option<usize>,
+    /// Tokens the answer may have at most (the server's default when absent).
     pub max_completion_tokens: Option<usize>,
+    /// 0 or absent: greedy.
     pub temperature: Option<f32>,
+    /// Nucleus mass kept when sampling (absent: 1).
     pub top_p: Option<f32>,
+    /// Seed of the sampling draws (absent: 0).
     pub seed: Option<u64>,
+    /// Text that ends the answer, not included in it.
     pub stop: Option<Stop>,
     #[serde(default)]
+    /// Stream the answer as server-sent events.
     pub stream: bool,
+    /// Choices to return; only 1 is supported.
     pub n: Option<usize>,
     /// kvpacket: the documents the answer reads, in context order.
     #[serde(default)]
@@ -192,14 +209,18 @@ pub fn chunk(id: &str, created: u64, model: &str, delta: Value, finish: Option<&
 /// An error body in OpenAI's shape.
 #[derive(Debug, Serialize)]
 pub struct ErrorBody {
+    /// What went wrong.
     pub error: ErrorDetail,
 }
 
 /// The `error` object: message, type and code.
 #[derive(Debug, Serialize)]
 pub struct ErrorDetail {
+    /// A sentence for the user.
     pub message: String,
     #[serde(rename = "type")]
+    /// OpenAI's error type, e.g. `invalid_request_error`.
     pub kind: String,
+    /// A machine-readable code, when there is one.
     pub code: Option<String>,
 }

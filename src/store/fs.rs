@@ -120,6 +120,7 @@ impl FsStore {
 
 /// One file of an [`FsStore`], as listed by [`FsStore::list`].
 pub struct StoredPacket {
+    /// The packet file.
     pub path: PathBuf,
     /// File size in bytes.
     pub bytes: u64,

@@ -52,8 +52,18 @@ impl<S: PacketStore + ?Sized> PacketStore for Box<S> {
 /// set) or a Redis server (`redis://host:port/[db]`).
 #[derive(Debug, Clone, PartialEq)]
 pub enum StoreSpec {
-    Dir { path: PathBuf, max_bytes: Option<u64> },
-    Redis { url: String },
+    /// A local directory of packet files.
+    Dir {
+        /// The directory.
+        path: PathBuf,
+        /// Bytes the directory may hold; least recently used packets are evicted beyond it.
+        max_bytes: Option<u64>,
+    },
+    /// A Redis server shared by several kvpacket servers.
+    Redis {
+        /// `redis://host:port/[db]`.
+        url: String,
+    },
 }
 
 impl StoreSpec {

@@ -69,11 +69,13 @@ pub fn student_step_bytes(config: &Config, rows: usize, scored: usize, checkpoin
 /// recomputation.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct StepMemory {
-    /// Rows of the student's sequence and how many of them are scored (have logits).
+    /// Rows of the student's sequence.
     pub rows: usize,
+    /// Rows of the sequence with logits (the teacher tokens' predictions).
     pub scored: usize,
-    /// [`student_step_bytes`] without and with recomputation.
+    /// [`student_step_bytes`] without recomputation.
     pub plain: u64,
+    /// Bytes of the step with recomputation.
     pub checkpointed: u64,
 }
 

@@ -33,8 +33,11 @@ use teacher::TeacherCache;
 /// Every training setting; recorded in the checkpoint and in the final adapter's metadata.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct TrainConfig {
+    /// Which samples are drawn, from which data, in which shape.
     pub samples: SampleSpec,
+    /// Header rows (N_h).
     pub n_header: usize,
+    /// Trailer rows (N_t).
     pub n_trailer: usize,
     /// How the adapter starts (absent in configs of older runs: random).
     #[serde(default)]
@@ -47,12 +50,17 @@ pub struct TrainConfig {
     pub gen_tokens: usize,
     /// Teacher log-probs kept per step (the rest is one bucket).
     pub top_k: usize,
+    /// The distillation loss.
     pub loss: LossKind,
+    /// Peak learning rate; it decays linearly to 0 over the whole run.
     pub lr: f64,
+    /// AdamW's decoupled weight decay.
     pub weight_decay: f64,
     /// Samples per optimizer step (gradient accumulation).
     pub batch: usize,
+    /// Passes over the samples.
     pub epochs: usize,
+    /// Seed of the adapter's start and of the sample order.
     pub seed: u64,
     /// Save a checkpoint every this many steps.
     pub checkpoint_every: usize,
@@ -70,6 +78,7 @@ pub struct TrainConfig {
     #[serde(default)]
     pub val_samples: usize,
     #[serde(default = "one_step")]
+    /// Steps between validations (absent in older configs: 1).
     pub val_every: usize,
     /// Early stop: the run ends once this many validations in a row found nothing better than
     /// its best, and its result is that best checkpoint (0, and absent in older configs: never).
@@ -111,17 +120,21 @@ fn one_step() -> usize {
 /// One line of the training log.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct LogLine {
+    /// Optimizer steps done, this one included.
     pub step: usize,
     /// Epoch of the step (0-based); absent in logs of older runs.
     #[serde(default)]
     pub epoch: Option<usize>,
     /// Loss per question, averaged over the step's questions.
     pub loss: f64,
+    /// Learning rate of the step.
     pub lr: f64,
+    /// Samples per second of the step's wall time.
     pub samples_per_s: f64,
     /// Questions (teacher answers) the step learned from (absent in older logs).
     #[serde(default)]
     pub questions: Option<usize>,
+    /// Seconds of steps since the run began, over every session.
     pub elapsed_s: f64,
     /// The process's peak resident memory so far, in GB (Linux; absent elsewhere and in older
     /// logs): what a step of this run's samples needs, to size a machine or a resume.
@@ -133,8 +146,11 @@ pub struct LogLine {
 /// question of the held-out samples after `step` steps (step 0: the starting adapter).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ValLine {
+    /// Optimizer steps done when scored (0: the start).
     pub step: usize,
+    /// Mean first-answer-token KL(teacher ‖ student).
     pub first_token_kl: f64,
+    /// Questions scored.
     pub questions: usize,
 }
 
@@ -312,9 +328,13 @@ pub type Prepared = Vec<(TrainSample, Vec<teacher::TeacherOut>)>;
 
 /// A training run: model, config, run directory, and where teacher outputs are cached.
 pub struct Trainer<'a> {
+    /// The frozen model.
     pub model: &'a Model,
+    /// The run's settings.
     pub config: TrainConfig,
+    /// The run folder (checkpoint, logs, best adapter).
     pub run: RunDir,
+    /// Where teacher outputs are cached by content.
     pub teacher_cache: TeacherCache,
     /// Set to stop at the next sample boundary (Ctrl-C).
     pub stop: Arc<AtomicBool>,

@@ -6,9 +6,13 @@ use serde::{Deserialize, Serialize};
 /// AdamW state and hyper-parameters. Guarantees: `m` and `v` have the parameters' length.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct AdamW {
+    /// Decay of the first-moment average.
     pub beta1: f64,
+    /// Decay of the second-moment average.
     pub beta2: f64,
+    /// Added to the second moment's root, against division by 0.
     pub eps: f64,
+    /// Decoupled weight decay per step, times the learning rate.
     pub weight_decay: f64,
     /// First moments (stored beside, not inside, the serialized state).
     #[serde(skip)]

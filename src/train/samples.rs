@@ -35,7 +35,9 @@ pub const VALIDATION_EVERY: usize = 10;
 /// question, or empty for the summary instruction of the prompt layout).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct TrainSample {
+    /// The documents, in context order; each is one block of the student.
     pub docs: Vec<Document>,
+    /// The questions (or tasks) asked over them; the documents run once for all.
     pub tasks: Vec<String>,
 }
 
@@ -52,7 +54,9 @@ impl TrainSample {
 /// of a data file, nor a synthetic seed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Split {
+    /// What training steps learn from.
     Train,
+    /// Held-out samples that pick the best checkpoint.
     Validation,
 }
 
@@ -62,10 +66,12 @@ pub struct SampleSpec {
     /// Data files in the shared format (optionally `FILE#A..B`, an entry range), or synthetic
     /// sets (`synth:biography`, `synth:niah[:K]`).
     pub files: Vec<PathBuf>,
+    /// Samples to draw.
     pub count: usize,
-    /// People per biography set (drawn uniformly); for data files with `distractors`, the
-    /// number of documents to fill up to.
+    /// The smallest k of the drawn k: people per biography set (uniform in k_min..=k_max);
+    /// for data files with `distractors`, the number of documents to fill up to.
     pub k_min: usize,
+    /// The largest k (inclusive).
     pub k_max: usize,
     /// Paragraphs kept per data-file entry: its supporting ones, then others at random up to
     /// this many, in the entry's order (0, and absent in older configs: all, as the reference).
@@ -124,6 +130,7 @@ pub struct SampleSpec {
     /// train on every entry (empty, and absent in older configs: all of them).
     #[serde(default)]
     pub val_files: Vec<PathBuf>,
+    /// Seed of the draws; the same spec draws the same samples.
     pub seed: u64,
 }
 

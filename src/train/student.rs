@@ -26,9 +26,13 @@ pub enum LossKind {
 /// / d the adapter's per-head key factors (laid out like them; empty when it has none).
 /// The loss is the sum over the sample's questions.
 pub struct StudentGrad {
+    /// The loss, summed over the sample's questions.
     pub loss: f32,
+    /// d loss / d header [N_h·d].
     pub header: Vec<f32>,
+    /// d loss / d trailer [N_t·d].
     pub trailer: Vec<f32>,
+    /// d loss / d per-head key factors (empty when the adapter has none).
     pub head_key_scale: Vec<f32>,
     /// Questions the loss sums over.
     pub questions: usize,
@@ -87,6 +91,7 @@ fn weighted_loss(
 /// How the student runs: the loss, per-layer recomputation, and which adapter rows learn.
 #[derive(Debug, Clone, Copy)]
 pub struct StudentMode {
+    /// The distillation loss.
     pub loss: LossKind,
     /// Per-layer recomputation: one more forward for less memory.
     pub grad_checkpoint: bool,

@@ -17,8 +17,11 @@ use std::path::{Path, PathBuf};
 /// the remaining mass is implied (1 − Σ exp(top_logp[t])).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct TeacherOut {
+    /// The teacher's greedy answer tokens.
     pub tokens: Vec<u32>,
+    /// Per answer step, the k most likely token ids.
     pub top_ids: Vec<Vec<u32>>,
+    /// Their log-probabilities, in the same order.
     pub top_logp: Vec<Vec<f32>>,
 }
 
