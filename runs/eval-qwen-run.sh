@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Evaluates a Qwen2.5 training run's adapter: `runs/eval-qwen-run.sh RUN NAME` copies
 # runs/RUN/adapter.safetensors (the best checkpoint by validation; best.safetensors, the best so
-# far, for a run stopped early) to
-# adapters/qwen2.5-0.5b/NAME.safetensors, then evaluates `kvpacket=NAME` against the `full`,
-# `none` and `mix` rows already in docs/results/issue15/qwen2.5-0.5b/results.jsonl, on issue 15's
-# acceptance sets, biographies first (what the biography runs train for): 10- and 5-person
-# biographies (n = 100 each), HotpotQA entries 50-99 (held out of every training run), MuSiQue
-# (musique_s, n = 50) and 10-person biographies in wording no training used (n = 60).
+# far, for a run stopped early) to adapters/qwen2.5-0.5b/NAME.safetensors, then evaluates
+# `kvpacket=NAME` against the `full`, `none` and `mix` rows already in
+# docs/results/issue15/qwen2.5-0.5b (results.jsonl and archive.jsonl), on issue 15's acceptance
+# sets, biographies first (what the biography runs train for): 10- and 5-person biographies
+# (n = 100 each), HotpotQA entries 50-99 (held out of every training run), MuSiQue (musique_s,
+# n = 50) and 10-person biographies in wording no training used (n = 60).
 # `runs/eval-qwen-run.sh RUN NAME SET...` evaluates only the named sets (bio10 bio5 hotpotqa
 # musique heldout), in that order. Resumable: eval skips the rows already written.
 set -euo pipefail
