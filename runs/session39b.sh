@@ -12,3 +12,7 @@ kv --out docs/results/issue15/dial-timing --data "../shared/data/hotpotqa_train1
   --methods full,none,kvpacket,epic:16,epic:32,epic:64,kvpacket=qahdr+epic:32
 # (3) added after (1)-(2) had run: MuSiQue's dial one step further, EPIC's 128 tokens a document.
 kv --out docs/results/issue15/qwen2.5-0.5b --data ../shared/data/musique_s.json --limit 50 --methods epic:128
+# (4) added last: random recomputation at EPIC's shares on HotpotQA (22% = epic:32, 42% =
+# epic:64): are the document starts special, or is any recomputed 22% as good?
+kv --out docs/results/issue15/qwen2.5-0.5b --data "../shared/data/hotpotqa_train100.json#50..100" --limit 50 \
+  --methods random:0.22,random:0.42
