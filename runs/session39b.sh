@@ -16,3 +16,5 @@ kv --out docs/results/issue15/qwen2.5-0.5b --data ../shared/data/musique_s.json 
 # epic:64): are the document starts special, or is any recomputed 22% as good?
 kv --out docs/results/issue15/qwen2.5-0.5b --data "../shared/data/hotpotqa_train100.json#50..100" --limit 50 \
   --methods random:0.22,random:0.42
+# (5) the same control on MuSiQue at epic:32's share (5%).
+kv --out docs/results/issue15/qwen2.5-0.5b --data ../shared/data/musique_s.json --limit 50 --methods random:0.05
