@@ -18,3 +18,6 @@ kv --out docs/results/issue15/qwen2.5-0.5b --data "../shared/data/hotpotqa_train
   --methods random:0.22,random:0.42
 # (5) the same control on MuSiQue at epic:32's share (5%).
 kv --out docs/results/issue15/qwen2.5-0.5b --data ../shared/data/musique_s.json --limit 50 --methods random:0.05
+# (6) the same control on SmolLM2, HotpotQA 50-99: EPIC's 32 starts against 22% at random.
+./target/release/kvpacket eval --model smollm2 --out docs/results/issue15/smollm2 \
+  --data "../shared/data/hotpotqa_train100.json#50..100" --limit 50 --methods epic:32,random:0.22
