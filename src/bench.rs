@@ -289,6 +289,7 @@ pub fn shared_questions(model: &Model, people: usize, questions: usize) -> Resul
         loss: LossKind::Kl,
         grad_checkpoint: false,
         freeze_header: false,
+        freeze_trailer: false,
         first_token_weight: 1.0,
     };
     let t0 = Instant::now();

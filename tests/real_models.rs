@@ -268,6 +268,7 @@ fn smollm2_top_k_kl_is_close_to_the_exact_kl() {
         loss: LossKind::Kl,
         grad_checkpoint: false,
         freeze_header: false,
+        freeze_trailer: false,
         first_token_weight: 1.0,
     };
     for s in draw_samples(m, &spec, Split::Train, 2).unwrap() {

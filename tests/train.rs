@@ -96,6 +96,8 @@ fn config(name: &str, batch: usize, epochs: usize) -> TrainConfig {
         checkpoint_every: 1,
         grad_checkpoint: false,
         freeze_header: false,
+        n_bridge: 0,
+        freeze_trailer: false,
         first_token_weight: 1.0,
         val_samples: 0,
         val_every: 1,
@@ -110,7 +112,16 @@ fn mode(grad_checkpoint: bool, freeze_header: bool) -> StudentMode {
         loss: LossKind::Kl,
         grad_checkpoint,
         freeze_header,
+        freeze_trailer: false,
         first_token_weight: 1.0,
+    }
+}
+
+/// The student with header and trailer frozen: only the tails (bridge included) learn.
+fn bridge_only(grad_checkpoint: bool) -> StudentMode {
+    StudentMode {
+        freeze_trailer: true,
+        ..mode(grad_checkpoint, true)
     }
 }
 
@@ -191,7 +202,7 @@ fn the_memory_check_counts_the_students_rows_and_warns_with_the_way_out() {
     for (s, te) in &data {
         let g = student_grad(&m, &adapter, s, te, mode(false, false)).unwrap();
         let scored: usize = te.iter().map(|t| t.tokens.len()).sum();
-        assert_eq!(student_rows(&m, 2, 2, s, te).unwrap(), (g.rows, scored));
+        assert_eq!(student_rows(&m, [2, 2, 0], s, te).unwrap(), (g.rows, scored));
     }
     let step = t.step_memory(&data).unwrap();
     assert!(step.rows > 0 && step.plain > 0 && step.checkpointed > 0);
@@ -250,6 +261,98 @@ fn a_frozen_header_gives_the_full_paths_loss_and_trailer_gradient() {
     let rows = |t: &candle_core::Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
     assert_eq!(rows(&trained.header), rows(&start.header), "the header did not move");
     assert_ne!(rows(&trained.trailer), rows(&start.trailer), "the trailer moved");
+}
+
+#[test]
+fn a_bridge_learns_alone_with_the_full_paths_gradient_and_resumes() {
+    let m = model();
+    let t = trainer(&m, config("bridge", 4, 1), "bridge");
+    let data = t.prepare().unwrap();
+    let adapter = Adapter::init(&m, 2, 2, 5)
+        .unwrap()
+        .with_bridge(&m, 3, "so the question")
+        .unwrap();
+    for (s, te) in &data {
+        let full = student_grad(&m, &adapter, s, te, mode(false, false)).unwrap();
+        let alone = student_grad(&m, &adapter, s, te, bridge_only(false)).unwrap();
+        assert!(
+            (full.loss - alone.loss).abs() <= 1e-4 * full.loss.abs().max(1.0),
+            "loss {} vs {}",
+            full.loss,
+            alone.loss
+        );
+        assert!(alone.header.iter().chain(&alone.trailer).all(|&x| x == 0.0));
+        let scale = full.bridge.iter().fold(0f32, |a, &x| a.max(x.abs()));
+        assert!(scale > 0.0, "the bridge gets a gradient");
+        let diff = full
+            .bridge
+            .iter()
+            .zip(&alone.bridge)
+            .fold(0f32, |a, (x, y)| a.max((x - y).abs()));
+        assert!(
+            diff <= 1e-3 * scale,
+            "bridge gradient differs by {diff} (scale {scale})"
+        );
+    }
+    // A run that trains only a new bridge on top of a start adapter: header and trailer stay,
+    // and stopping after one step then resuming gives the uninterrupted run's bridge.
+    let start = t.run.0.join("start.safetensors");
+    Adapter::init(&m, 2, 2, 5).unwrap().save(&start).unwrap();
+    let bridge_cfg = |name: &str| {
+        let mut cfg = config(name, 2, 2);
+        cfg.init = AdapterInit::File {
+            path: start.display().to_string(),
+            fingerprint: Adapter::load(&start, None).unwrap().fingerprint().unwrap(),
+        };
+        cfg.n_bridge = 3;
+        cfg.freeze_header = true;
+        cfg.freeze_trailer = true;
+        cfg
+    };
+    let Outcome::Finished(straight) = trainer(&m, bridge_cfg("bridge-a"), "bridge-a")
+        .train(false, None)
+        .unwrap()
+    else {
+        panic!("not finished")
+    };
+    let resumed = trainer(&m, bridge_cfg("bridge-b"), "bridge-b");
+    assert!(matches!(
+        resumed.train(false, Some(1)).unwrap(),
+        Outcome::Interrupted(1)
+    ));
+    let Outcome::Finished(resumed) = resumed.train(true, None).unwrap() else {
+        panic!("not finished")
+    };
+    let rows = |t: &candle_core::Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let first = Adapter::load(&start, None).unwrap();
+    assert_eq!(rows(&straight.header), rows(&first.header), "the header did not move");
+    assert_eq!(
+        rows(&straight.trailer),
+        rows(&first.trailer),
+        "the trailer did not move"
+    );
+    let fresh = first
+        .clone()
+        .with_bridge(&m, 3, kvpacket::adapter::BRIDGE_TEXT)
+        .unwrap();
+    assert_ne!(rows(&straight.bridge), rows(&fresh.bridge), "the bridge moved");
+    assert_eq!(
+        rows(&straight.bridge),
+        rows(&resumed.bridge),
+        "resuming changed the bridge"
+    );
+    assert_eq!(
+        straight.packet_fingerprint().unwrap(),
+        first.packet_fingerprint().unwrap(),
+        "a bridge shares its start's packets"
+    );
+    assert_ne!(straight.fingerprint().unwrap(), first.fingerprint().unwrap());
+    let saved = t.run.0.join("bridged.safetensors");
+    straight.save(&saved).unwrap();
+    let back = Adapter::load(&saved, Some(&m)).unwrap();
+    assert_eq!(back.meta.n_bridge, 3);
+    assert_eq!(rows(&back.bridge), rows(&straight.bridge));
+    assert_eq!(back.fingerprint().unwrap(), straight.fingerprint().unwrap());
 }
 
 #[test]
@@ -358,19 +461,25 @@ fn first_step_equals_composed_packets(m: &Model, dir: &std::path::Path) {
     // 2+3 soft tokens, a trailer alone (0+3: the document rows stay plain packets'), a
     // context-only header (4+2: packets keep no header row, the tails see none), and key scales
     // (the packets store scaled keys, the student's tails read them scaled).
-    // Per-head key factors on top (each layer and kv head its own).
-    for (nh, nt, context, key_scale, heads) in [
-        (2, 3, false, 1.0, false),
-        (0, 3, false, 1.0, false),
-        (4, 2, true, 1.0, false),
-        (2, 3, false, 0.6, false),
-        (4, 2, true, 1.4, false),
-        (2, 3, false, 1.0, true),
-        (4, 2, true, 0.8, true),
+    // Per-head key factors on top (each layer and kv head its own). A bridge (the last number)
+    // before each question's prompt, with packets and alone (plain packets, 0+0).
+    for (nh, nt, context, key_scale, heads, bridge) in [
+        (2, 3, false, 1.0, false, 0),
+        (0, 3, false, 1.0, false, 0),
+        (4, 2, true, 1.0, false, 0),
+        (2, 3, false, 0.6, false, 0),
+        (4, 2, true, 1.4, false, 0),
+        (2, 3, false, 1.0, true, 0),
+        (4, 2, true, 0.8, true, 0),
+        (2, 3, false, 1.0, false, 3),
+        (4, 2, true, 0.8, true, 2),
+        (0, 0, false, 1.0, false, 3),
     ] {
         let mut adapter = Adapter::fresh(m, nh, nt, &AdapterInit::Random, 4)
             .unwrap()
             .with_context_header(context)
+            .unwrap()
+            .with_bridge(m, bridge, "then the question")
             .unwrap()
             .with_key_scale(key_scale)
             .unwrap();
@@ -427,22 +536,17 @@ fn first_step_equals_composed_packets_with(m: &Model, dir: &std::path::Path, ada
     };
     let with_adapter = composed_kl(Packets::kvpacket(adapter.clone()));
     let without = composed_kl(Packets::none(m).unwrap());
-    for freeze_header in [false, true] {
-        let student = student_grad(
-            m,
-            adapter,
-            &sample,
-            std::slice::from_ref(&uniform),
-            mode(false, freeze_header),
-        )
-        .unwrap()
-        .loss;
+    for student_mode in [mode(false, false), mode(false, true), bridge_only(false)] {
+        let student = student_grad(m, adapter, &sample, std::slice::from_ref(&uniform), student_mode)
+            .unwrap()
+            .loss;
         let (err, effect) = ((student - with_adapter).abs(), (with_adapter - without).abs());
         assert!(
             err < 1e-4 * with_adapter && effect > 100.0 * err,
-            "student {student} vs composed {with_adapter} (none: {without}; frozen header: {freeze_header}; {}+{} rows)",
+            "student {student} vs composed {with_adapter} (none: {without}; {student_mode:?}; {}+{}+{} rows)",
             adapter.meta.n_header,
-            adapter.meta.n_trailer
+            adapter.meta.n_trailer,
+            adapter.meta.n_bridge
         );
     }
 }

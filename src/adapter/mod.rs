@@ -1,5 +1,6 @@
 //! The KV Packet adapter: trainable header (N_h × d) and trailer (N_t × d) soft-token
-//! embeddings wrapped around every document, one adapter per model.
+//! embeddings wrapped around every document, one adapter per model, and an optional bridge
+//! (N_b × d) of soft tokens computed once per request between the packets and the question.
 
 use crate::io::{RawTensor, atomic_write, decode_floats, f32_bytes, safetensors_bytes, safetensors_meta};
 use crate::model::Model;
@@ -42,6 +43,13 @@ pub struct AdapterMeta {
     /// ([`Adapter::head_key_scale`]); None: it has none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub head_key_scale: Option<[usize; 2]>,
+    /// Bridge rows (N_b, see [`Adapter::bridge`]); absent in older adapters: 0.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub n_bridge: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 fn unit_scale() -> f32 {
@@ -83,9 +91,11 @@ pub enum AdapterInit {
 pub const HEADER_TEXT: &str = "The following passage is one of several documents:\n";
 /// Default trailer text of [`AdapterInit::Text`].
 pub const TRAILER_TEXT: &str = "\nThis is the end of the passage.\n\n";
+/// Default text a new bridge starts from ([`Adapter::with_bridge`]).
+pub const BRIDGE_TEXT: &str = "Read the passages above together, in their order.\n\n";
 
-/// Header and trailer embeddings, f32. Guarantees: shapes [n_header, d] and [n_trailer, d]
-/// with d the model's hidden size; `head_key_scale` is empty or holds the
+/// Header, trailer and bridge embeddings, f32. Guarantees: shapes [n_header, d], [n_trailer, d]
+/// and [n_bridge, d] with d the model's hidden size; `head_key_scale` is empty or holds the
 /// layers × kv heads of `meta.head_key_scale`, every factor positive and finite.
 #[derive(Debug, Clone)]
 pub struct Adapter {
@@ -93,6 +103,11 @@ pub struct Adapter {
     pub header: Tensor,
     /// [n_trailer, d] soft-token embeddings after each document.
     pub trailer: Tensor,
+    /// [n_bridge, d] soft-token embeddings placed once per request right after the last
+    /// packet, before the task prompt, and computed with the prompt at request time: unlike a
+    /// packet's rows they attend to every document, in the request's order. They cost N_b rows
+    /// of the prompt's prefill and recompute no document token. Packets do not depend on them.
+    pub bridge: Tensor,
     /// Facts stored with it.
     pub meta: AdapterMeta,
     /// Per layer and kv head (layer-major), a factor on the packet rows' keys on top of
@@ -115,10 +130,12 @@ impl Adapter {
             context_header: false,
             key_scale: 1.0,
             head_key_scale: None,
+            n_bridge: 0,
         };
         Ok(Self {
             header: z.clone(),
-            trailer: z,
+            trailer: z.clone(),
+            bridge: z,
             meta,
             head_key_scale: Vec::new(),
         })
@@ -151,10 +168,12 @@ impl Adapter {
             context_header: false,
             key_scale: 1.0,
             head_key_scale: None,
+            n_bridge: 0,
         };
         Ok(Self {
             header: draw(n_header)?,
             trailer: draw(n_trailer)?,
+            bridge: draw(0)?,
             meta,
             head_key_scale: Vec::new(),
         })
@@ -225,18 +244,46 @@ impl Adapter {
             context_header: false,
             key_scale: 1.0,
             head_key_scale: None,
+            n_bridge: 0,
         };
         Ok(Self {
             header: rows(header_text, n_header, "header")?,
             trailer: rows(trailer_text, n_trailer, "trailer")?,
+            bridge: rows("", 0, "bridge")?,
             meta,
             head_key_scale: Vec::new(),
         })
     }
 
-    /// True for the empty adapter.
+    /// True for the empty adapter (no header, trailer or bridge).
     pub fn is_empty(&self) -> bool {
-        self.meta.n_header == 0 && self.meta.n_trailer == 0
+        self.meta.n_header == 0 && self.meta.n_trailer == 0 && self.meta.n_bridge == 0
+    }
+
+    /// This adapter with a bridge of `n` rows ([`Adapter::bridge`]): its own rows when it has
+    /// `n`; grown from its rows repeated cyclically when it has fewer but some; from the token
+    /// embeddings of `text` repeated cyclically when it has none. Errors when asked for fewer
+    /// rows than it has, or for rows from a text without tokens.
+    pub fn with_bridge(mut self, model: &Model, n: usize, text: &str) -> Result<Self> {
+        let have = self.meta.n_bridge;
+        if n < have {
+            bail!("the adapter has {have} bridge rows; a bridge can keep its size or grow, not shrink to {n}");
+        }
+        if n == have {
+            return Ok(self);
+        }
+        self.bridge = if have > 0 {
+            repeat_rows(&self.bridge, n)?
+        } else {
+            let ids = model.tokenizer.encode(text)?;
+            if ids.is_empty() {
+                bail!("the bridge text {text:?} has no tokens");
+            }
+            let ids: Vec<u32> = ids.iter().copied().cycle().take(n).collect();
+            model.embed(&ids)?.to_dtype(candle_core::DType::F32)?
+        };
+        self.meta.n_bridge = n;
+        Ok(self)
     }
 
     /// This adapter with its header made context-only (`on`), or as it was: see
@@ -309,12 +356,31 @@ impl Adapter {
         self.packet_header_rows() + self.meta.n_trailer
     }
 
-    /// Identifies the adapter's values: "none" for the empty adapter, else a hex sha256 of
-    /// the sizes, whether the header is context-only, the key scale when it is not 1, the
-    /// f32 bytes of header and trailer, and the per-head key factors when it has them
-    /// (adapters without key scales keep their fingerprints).
+    /// Identifies the adapter's values: its [`Adapter::packet_fingerprint`] when it has no
+    /// bridge, else a hex sha256 of that, N_b and the bridge's f32 bytes.
     pub fn fingerprint(&self) -> Result<String> {
-        if self.is_empty() {
+        let packets = self.packet_fingerprint()?;
+        if self.meta.n_bridge == 0 {
+            return Ok(packets);
+        }
+        let mut h = Sha256::new();
+        h.update(format!("{packets}b{}", self.meta.n_bridge));
+        h.update(f32_bytes(&self.bridge.flatten_all()?.to_vec1::<f32>()?));
+        Ok(hex::encode(h.finalize()))
+    }
+
+    /// Identifies what the adapter's packets depend on, and so names them in a store:
+    /// "none" when it packs documents plain (no header, no trailer, no key scale), else a hex
+    /// sha256 of the sizes, whether the header is context-only, the key scale when it is not
+    /// 1, the f32 bytes of header and trailer, and the per-head key factors when it has them
+    /// (adapters without key scales keep their fingerprints). The bridge is not part of it:
+    /// adapters that differ only in their bridges share packets.
+    pub fn packet_fingerprint(&self) -> Result<String> {
+        if self.meta.n_header == 0
+            && self.meta.n_trailer == 0
+            && self.meta.key_scale == 1.0
+            && self.meta.head_key_scale.is_none()
+        {
             return Ok("none".into());
         }
         let mut h = Sha256::new();
@@ -337,8 +403,8 @@ impl Adapter {
         Ok(hex::encode(h.finalize()))
     }
 
-    /// Writes the adapter as safetensors (`header`, `trailer`, and `head_key_scale` when it has
-    /// one; f32) with its metadata, atomically.
+    /// Writes the adapter as safetensors (`header`, `trailer`, `bridge` and `head_key_scale` when
+    /// it has them; f32) with its metadata, atomically.
     pub fn save(&self, path: &Path) -> Result<()> {
         let d = self.meta.hidden_size;
         let t = |name: &str, x: &Tensor, n: usize| -> Result<RawTensor> {
@@ -353,6 +419,9 @@ impl Adapter {
             t("header", &self.header, self.meta.n_header)?,
             t("trailer", &self.trailer, self.meta.n_trailer)?,
         ];
+        if self.meta.n_bridge > 0 {
+            tensors.push(t("bridge", &self.bridge, self.meta.n_bridge)?);
+        }
         if let Some(shape) = self.meta.head_key_scale {
             tensors.push(RawTensor {
                 name: "head_key_scale".into(),
@@ -382,8 +451,8 @@ impl Adapter {
         Ok(adapter)
     }
 
-    /// Parses adapter file bytes: metadata, `header` and `trailer` of the shapes it declares,
-    /// every value finite. Any other input is an error, never a panic.
+    /// Parses adapter file bytes: metadata, `header`, `trailer` (and `bridge` when it declares
+    /// one) of the shapes it declares, every value finite. Any other input is an error, never a panic.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
         let meta: AdapterMeta = serde_json::from_value(safetensors_meta(bytes)?).context("not a kvpacket adapter")?;
         let st = safetensors::SafeTensors::deserialize(bytes).context("not a safetensors file")?;
@@ -403,13 +472,23 @@ impl Adapter {
             )?)
         };
         let head_shape = meta.head_key_scale;
+        let bridge = if meta.n_bridge > 0 {
+            read("bridge", meta.n_bridge)?
+        } else {
+            Tensor::zeros((0, meta.hidden_size), candle_core::DType::F32, &Device::Cpu)?
+        };
         let adapter = Self {
             header: read("header", meta.n_header)?,
             trailer: read("trailer", meta.n_trailer)?,
+            bridge,
             meta,
             head_key_scale: Vec::new(),
         };
-        for (name, t) in [("header", &adapter.header), ("trailer", &adapter.trailer)] {
+        for (name, t) in [
+            ("header", &adapter.header),
+            ("trailer", &adapter.trailer),
+            ("bridge", &adapter.bridge),
+        ] {
             if t.flatten_all()?.to_vec1::<f32>()?.iter().any(|x| !x.is_finite()) {
                 bail!("its {name} holds values that are not finite (NaN or ∞)");
             }
@@ -502,7 +581,15 @@ pub fn provenance(meta: &AdapterMeta) -> String {
     } else {
         format!(", packet keys scaled by {}", meta.key_scale)
     };
-    let size = format!("{}+{} soft tokens{context}{scale}", meta.n_header, meta.n_trailer);
+    let bridge = if meta.n_bridge > 0 {
+        format!(", a {}-row bridge before the question", meta.n_bridge)
+    } else {
+        String::new()
+    };
+    let size = format!(
+        "{}+{} soft tokens{context}{scale}{bridge}",
+        meta.n_header, meta.n_trailer
+    );
     let size = match meta.head_key_scale {
         Some([l, h]) => format!("{size}, learned key scales for {l} layers × {h} kv heads"),
         None => size,

@@ -100,7 +100,7 @@ fn adapter_key(a: &str) -> Result<String> {
         return Ok(a.into());
     }
     if Path::new(a).is_file() {
-        return Adapter::load(Path::new(a), None)?.fingerprint();
+        return Adapter::load(Path::new(a), None)?.packet_fingerprint();
     }
     check_prefix(a)?;
     Ok(a.to_ascii_lowercase())

@@ -126,6 +126,17 @@ pub struct TrainArgs {
     /// 3× cheaper per sample of 10 × 512 tokens on Qwen2.5 (scripts/bench_freeze_header.sh).
     #[arg(long)]
     pub freeze_header: bool,
+    /// Bridge rows: soft tokens prefilled once per request between the last packet and the
+    /// question, attending to every document in the request's order (no document token is
+    /// recomputed). An --init-from adapter's bridge is kept or grown; new rows start from a
+    /// short instruction's token embeddings.
+    #[arg(long, default_value_t = 0)]
+    pub bridge: usize,
+    /// With --freeze-header, keep the trailer too: only the bridge (and any key factors) learn,
+    /// and every packet row is a constant of one inference forward. The packets stay those of
+    /// the --init-from adapter.
+    #[arg(long)]
+    pub freeze_trailer: bool,
     /// Weight of the first teacher token's loss (the others weigh 1): the first answer token is
     /// where the answer's form and entity are chosen, and what the evaluation's KL measures.
     #[arg(long, default_value_t = 1.0)]
@@ -244,6 +255,8 @@ pub fn run(a: TrainArgs) -> Result<()> {
         checkpoint_every: a.checkpoint_every,
         grad_checkpoint: a.grad_checkpoint,
         freeze_header: a.freeze_header,
+        n_bridge: a.bridge,
+        freeze_trailer: a.freeze_trailer,
         first_token_weight: a.first_token_weight,
         val_samples: a.val_samples,
         val_every: a.val_every,

@@ -281,7 +281,10 @@ impl Engine {
             seg.prompt = self.model.encode_prompt(&format!("{pre}{}{post}", req.question))?;
         }
         seg.docs = docs;
-        let adapter_rows = self.adapter.as_ref().map_or(0, |a| a.packet_extra_rows()) * seg.docs.len();
+        let adapter_rows = match (&self.adapter, seg.docs.len()) {
+            (Some(a), n) if n > 0 => a.packet_extra_rows() * n + a.meta.n_bridge,
+            _ => 0,
+        };
         self.check_fits(seg.concat().len() + adapter_rows, req.max_tokens)?;
         Ok(seg)
     }

@@ -142,7 +142,7 @@ impl Resources<'_> {
     fn packet_id(&self, adapter: &Adapter, tokens: &[u32]) -> Result<String> {
         Ok(packet_id(
             &self.model.fingerprint,
-            &adapter.fingerprint()?,
+            &adapter.packet_fingerprint()?,
             tokens,
             self.kv_dtype,
         ))
@@ -174,14 +174,16 @@ impl Resources<'_> {
         })
     }
 
-    fn cache_for(&self, seg: &Segments, with_docs: bool, adapter_len: usize) -> KvCache {
+    /// A cache with room for the request: preamble, documents (each with `adapter_len` more
+    /// rows), `bridge` rows, the prompt, and the decode room.
+    fn cache_for(&self, seg: &Segments, with_docs: bool, adapter_len: usize, bridge: usize) -> KvCache {
         let docs = if with_docs {
             seg.doc_tokens() + seg.docs.len() * adapter_len
         } else {
             0
         };
         self.model
-            .new_cache(seg.preamble.len() + docs + seg.prompt.len() + self.decode_room)
+            .new_cache(seg.preamble.len() + docs + bridge + seg.prompt.len() + self.decode_room)
     }
 }
 
@@ -208,7 +210,7 @@ fn plain_prefill(engine: &Resources, seg: &Segments, with_docs: bool) -> Result<
     } else {
         [seg.preamble.clone(), seg.prompt.clone()].concat()
     };
-    let mut cache = engine.cache_for(seg, with_docs, 0);
+    let mut cache = engine.cache_for(seg, with_docs, 0, 0);
     cache.reserve(ids.len() + 1)?;
     let t0 = Instant::now();
     let logits = m.prefill(&ids, &mut cache, &Rows::Last)?.expect("one row requested");
@@ -315,7 +317,8 @@ pub trait Repair {
 }
 
 /// Loads (or builds) the preamble and document packets, concatenates them with re-rotated
-/// keys, applies `repair` if any, and prefills the task prompt. TTFT runs from "packets in
+/// keys, applies `repair` if any, and prefills the adapter's bridge (when there are documents)
+/// and the task prompt. TTFT runs from "packets in
 /// memory" to the first logits (plus the time of any packet built on the fly).
 pub fn compose_and_prefill(
     engine: &Resources,
@@ -368,7 +371,14 @@ pub fn compose_and_prefill(
         };
         packets.push(p);
     }
-    let mut cache = engine.cache_for(seg, true, adapter.packet_extra_rows());
+    // The adapter's bridge goes between the last packet and the prompt, when there are
+    // packets to bridge.
+    let bridge = if seg.docs.is_empty() {
+        adapter.bridge.narrow(0, 0, 0)?
+    } else {
+        adapter.bridge.clone()
+    };
+    let mut cache = engine.cache_for(seg, true, adapter.packet_extra_rows(), bridge.dim(0)?);
     let t0 = Instant::now();
     if let Some(p) = &preamble {
         p.append_to(m, &mut cache)?;
@@ -388,7 +398,7 @@ pub fn compose_and_prefill(
     }
     acct.compose_ms = ms(t0);
     let logits = m
-        .prefill(&seg.prompt, &mut cache, &Rows::Last)?
+        .prefill_after_soft(&bridge, &seg.prompt, &mut cache, &Rows::Last)?
         .expect("one row requested");
     let first_logits = last_row(&logits)?;
     acct.ttft_ms = ms(t0) + built_ms;

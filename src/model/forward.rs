@@ -372,6 +372,33 @@ impl Model {
         )
     }
 
+    /// Prefills the soft rows `soft` [n, hidden] (e.g. an adapter's bridge) and then `tokens`,
+    /// at the positions after the cache's rows and causally, as one sequence; `rows` picks
+    /// logits among all of them. With no soft rows it is [`Model::prefill`].
+    pub fn prefill_after_soft(
+        &self,
+        soft: &Tensor,
+        tokens: &[u32],
+        cache: &mut KvCache,
+        rows: &Rows,
+    ) -> Result<Option<Tensor>> {
+        let n_soft = soft.dim(0)?;
+        if n_soft == 0 {
+            return self.prefill(tokens, cache, rows);
+        }
+        let x = Tensor::cat(&[soft, &self.embed(tokens)?], 0)?;
+        let start = cache.len();
+        let n = n_soft + tokens.len();
+        let positions: Vec<i64> = (start..start + n).map(|p| p as i64).collect();
+        self.forward(
+            Input::Embeddings(&x),
+            &positions,
+            &AttnMask::causal(start, n),
+            cache,
+            rows,
+        )
+    }
+
     /// Recomputes the K,V of cached rows `rows` (ascending key indices) through `layers`:
     /// `x` [rows, hidden] is their input to the first layer of the range, `positions` their
     /// positions. At each layer their K,V overwrite the cached ones, and each row attends to

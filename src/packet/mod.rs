@@ -189,7 +189,7 @@ impl Packet {
         k.iter_mut()
             .chain(v.iter_mut())
             .for_each(|x| codec::round(dtype, x, c.head_dim));
-        let adapter_fp = adapter.fingerprint()?;
+        let adapter_fp = adapter.packet_fingerprint()?;
         let meta = PacketMeta {
             format_version: FORMAT_VERSION,
             id: packet_id(&model.fingerprint, &adapter_fp, tokens, dtype),

@@ -69,6 +69,14 @@ pub struct TrainConfig {
     /// Train only the trailer; the header keeps its starting value (absent in older configs: false).
     #[serde(default)]
     pub freeze_header: bool,
+    /// Bridge rows (N_b, [`Adapter::bridge`]): kept or grown from the start adapter's, new ones
+    /// from [`crate::adapter::BRIDGE_TEXT`]'s embeddings (absent in older configs: 0).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub n_bridge: usize,
+    /// Keep the trailer too at its starting value (with `freeze_header`): only the bridge and
+    /// any key factors learn (absent in older configs: false).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub freeze_trailer: bool,
     /// Weight of each question's first teacher token's loss; the others weigh 1 (absent in
     /// older configs: 1).
     #[serde(default = "one")]
@@ -111,6 +119,10 @@ fn is_legacy_gain(x: &f32) -> bool {
 
 fn one() -> f32 {
     1.0
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 fn one_step() -> usize {
@@ -222,7 +234,7 @@ fn save_checkpoint(run: &RunDir, adapter: &Adapter, state: &State) -> Result<()>
         shape: vec![rows, d],
         bytes: f32_bytes(x),
     };
-    let rows = adapter.meta.n_header + adapter.meta.n_trailer;
+    let rows = adapter.meta.n_header + adapter.meta.n_trailer + adapter.meta.n_bridge;
     let mut tensors = vec![
         t(
             "header",
@@ -237,6 +249,13 @@ fn save_checkpoint(run: &RunDir, adapter: &Adapter, state: &State) -> Result<()>
         t("adam_m", &state.adam.m[..rows * d], rows),
         t("adam_v", &state.adam.v[..rows * d], rows),
     ];
+    if adapter.meta.n_bridge > 0 {
+        tensors.push(t(
+            "bridge",
+            &adapter.bridge.flatten_all()?.to_vec1::<f32>()?,
+            adapter.meta.n_bridge,
+        ));
+    }
     // The key factors, and their moments when they are learned, as flat tensors.
     let flat = |name: &str, x: &[f32]| RawTensor {
         name: name.into(),
@@ -272,7 +291,7 @@ fn load_checkpoint(run: &RunDir, model: &Model) -> Result<(Adapter, State)> {
         }
         decode_floats(v.data(), v.dtype())
     };
-    let (nh, nt) = (state.config.n_header, state.config.n_trailer);
+    let (nh, nt, nb) = (state.config.n_header, state.config.n_trailer, state.config.n_bridge);
     let read = |name: &str, rows: usize| -> Result<Tensor> {
         Ok(Tensor::from_vec(
             floats(name, rows)?,
@@ -284,8 +303,12 @@ fn load_checkpoint(run: &RunDir, model: &Model) -> Result<(Adapter, State)> {
         Adapter::init(model, nh, nt, state.config.seed)?.with_context_header(state.config.context_header)?;
     adapter.header = read("header", nh)?;
     adapter.trailer = read("trailer", nt)?;
-    state.adam.m = floats("adam_m", nh + nt)?;
-    state.adam.v = floats("adam_v", nh + nt)?;
+    if nb > 0 {
+        adapter.bridge = read("bridge", nb)?;
+        adapter.meta.n_bridge = nb;
+    }
+    state.adam.m = floats("adam_m", nh + nt + nb)?;
+    state.adam.v = floats("adam_v", nh + nt + nb)?;
     let (layers, heads) = (model.config.n_layers, model.config.n_kv_heads);
     let flat = |name: &str| -> Result<Vec<f32>> {
         let v = st.tensor(name).with_context(|| format!("checkpoint has no `{name}`"))?;
@@ -436,6 +459,9 @@ impl Trainer<'_> {
                 cfg.first_token_weight
             );
         }
+        if cfg.freeze_trailer && !cfg.freeze_header {
+            bail!("a frozen trailer needs a frozen header too (the header's gradient runs through every row)");
+        }
         if cfg.batch == 0 || cfg.epochs == 0 || cfg.val_every == 0 {
             bail!("batch, epochs and validation interval must be at least 1");
         }
@@ -456,13 +482,14 @@ impl Trainer<'_> {
             (a, s)
         } else {
             let mut a = Adapter::fresh(self.model, cfg.n_header, cfg.n_trailer, &cfg.init, cfg.seed)?
-                .with_context_header(cfg.context_header)?;
+                .with_context_header(cfg.context_header)?
+                .with_bridge(self.model, cfg.n_bridge, crate::adapter::BRIDGE_TEXT)?;
             let (layers, heads) = (self.model.config.n_layers, self.model.config.n_kv_heads);
             if cfg.learn_key_scale && a.meta.head_key_scale.is_none() {
                 a = a.with_head_key_scale(vec![1.0; layers * heads], layers, heads)?;
             }
             let learned = if cfg.learn_key_scale { layers * heads } else { 0 };
-            let n = (cfg.n_header + cfg.n_trailer) * self.model.config.hidden_size + learned;
+            let n = (cfg.n_header + cfg.n_trailer + cfg.n_bridge) * self.model.config.hidden_size + learned;
             let s = State {
                 config: cfg.clone(),
                 model_fingerprint: self.model.fingerprint.clone(),
@@ -521,7 +548,8 @@ impl Trainer<'_> {
             let within = state.step % per_epoch;
             let batch = &order[within * cfg.batch..((within + 1) * cfg.batch).min(order.len())];
             let t_step = Instant::now();
-            let nd = (cfg.n_header + cfg.n_trailer) * d;
+            let trailer_end = nh + cfg.n_trailer * d;
+            let nd = trailer_end + cfg.n_bridge * d;
             let mut grad = vec![0f32; state.adam.m.len()];
             let mut loss = 0.0f64;
             let mut questions = 0usize;
@@ -536,13 +564,21 @@ impl Trainer<'_> {
                     loss: cfg.loss,
                     grad_checkpoint: cfg.grad_checkpoint,
                     freeze_header: cfg.freeze_header,
+                    freeze_trailer: cfg.freeze_trailer,
                     first_token_weight: cfg.first_token_weight,
                 };
                 let g = student_grad(self.model, &adapter, s, t, mode)?;
                 loss += g.loss as f64;
                 questions += g.questions;
                 grad[..nh].iter_mut().zip(&g.header).for_each(|(a, b)| *a += b);
-                grad[nh..nd].iter_mut().zip(&g.trailer).for_each(|(a, b)| *a += b);
+                grad[nh..trailer_end]
+                    .iter_mut()
+                    .zip(&g.trailer)
+                    .for_each(|(a, b)| *a += b);
+                grad[trailer_end..nd]
+                    .iter_mut()
+                    .zip(&g.bridge)
+                    .for_each(|(a, b)| *a += b);
                 if cfg.learn_key_scale {
                     // d loss / d φ = gain · factor · d loss / d factor.
                     grad[nd..]
@@ -558,6 +594,7 @@ impl Trainer<'_> {
             let lr = linear_lr(cfg.lr, state.step, total);
             let mut params: Vec<f32> = adapter.header.flatten_all()?.to_vec1::<f32>()?;
             params.extend(adapter.trailer.flatten_all()?.to_vec1::<f32>()?);
+            params.extend(adapter.bridge.flatten_all()?.to_vec1::<f32>()?);
             if cfg.learn_key_scale {
                 params.extend(adapter.head_key_scale.iter().map(|f| f.ln() / cfg.key_scale_gain));
             }
@@ -565,7 +602,10 @@ impl Trainer<'_> {
             if !cfg.freeze_header {
                 adapter.header = Tensor::from_vec(params[..nh].to_vec(), (cfg.n_header, d), &Device::Cpu)?;
             }
-            adapter.trailer = Tensor::from_vec(params[nh..nd].to_vec(), (cfg.n_trailer, d), &Device::Cpu)?;
+            if !cfg.freeze_trailer {
+                adapter.trailer = Tensor::from_vec(params[nh..trailer_end].to_vec(), (cfg.n_trailer, d), &Device::Cpu)?;
+            }
+            adapter.bridge = Tensor::from_vec(params[trailer_end..nd].to_vec(), (cfg.n_bridge, d), &Device::Cpu)?;
             if cfg.learn_key_scale {
                 let (layers, heads) = (self.model.config.n_layers, self.model.config.n_kv_heads);
                 let factors = params[nd..]
@@ -617,10 +657,10 @@ impl Trainer<'_> {
     /// What a student step on the training sample that needs the most memory is expected to
     /// take (by [`memory::student_step_bytes`]; tokenizes every sample, runs nothing).
     pub fn step_memory(&self, data: &Prepared) -> Result<memory::StepMemory> {
-        let (nh, nt) = (self.config.n_header, self.config.n_trailer);
+        let sizes = [self.config.n_header, self.config.n_trailer, self.config.n_bridge];
         let mut largest = memory::StepMemory::default();
         for (s, t) in data {
-            let (rows, scored) = student_rows(self.model, nh, nt, s, t)?;
+            let (rows, scored) = student_rows(self.model, sizes, s, t)?;
             let step = memory::StepMemory::of(&self.model.config, rows, scored);
             if step.bytes(self.config.grad_checkpoint) > largest.bytes(self.config.grad_checkpoint) {
                 largest = step;

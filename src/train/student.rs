@@ -30,8 +30,10 @@ pub struct StudentGrad {
     pub loss: f32,
     /// d loss / d header [N_h·d].
     pub header: Vec<f32>,
-    /// d loss / d trailer [N_t·d].
+    /// d loss / d trailer [N_t·d] (zeros when the trailer is frozen).
     pub trailer: Vec<f32>,
+    /// d loss / d bridge [N_b·d].
+    pub bridge: Vec<f32>,
     /// d loss / d per-head key factors (empty when the adapter has none).
     pub head_key_scale: Vec<f32>,
     /// Questions the loss sums over.
@@ -99,12 +101,16 @@ pub struct StudentMode {
     /// computed by one inference forward and only the trailer and prompt rows take the
     /// differentiable path. Same loss and trailer gradient as the full path.
     pub freeze_header: bool,
+    /// Train neither header nor trailer (with `freeze_header`): every packet row is a constant
+    /// and only the tails (the bridge, prompt and teacher rows) take the differentiable path.
+    /// Same loss and bridge gradient as the full path.
+    pub freeze_trailer: bool,
     /// Weight of each question's first teacher token's loss (the others weigh 1).
     pub first_token_weight: f32,
 }
 
 /// The student's sequence for one sample: `preamble, [H;D1;T], …, [H;Dk;T]`, then one tail
-/// per question. Each tail sits at the positions right after the documents and attends to
+/// per question: the adapter's bridge rows, the task prompt and the teacher tokens. Each tail sits at the positions right after the documents and attends to
 /// them and to itself only (`Segment::Branch`), exactly as if it were asked alone. With a
 /// context-only header, the k header copies come first instead (`Segment::Context`), each at
 /// the positions just before its document's, and only its `[D; T]` block sees it: the tails
@@ -116,6 +122,8 @@ struct Sequence {
     mask: AttnMask,
     /// (first header row, first row of the document's text, tokens) of each document.
     docs: Vec<(usize, usize, usize)>,
+    /// First row of each tail (its bridge rows, then its prompt).
+    tail_starts: Vec<usize>,
     /// Rows whose logits are scored, in order: the last `scored[j]` rows of each tail j.
     rows: Vec<usize>,
 }
@@ -163,13 +171,16 @@ fn sequence(
     positions.extend(0..(seg.preamble.len() + seg.docs.iter().map(|d| kept + d.len() + nt).sum::<usize>()) as i64);
     let at = positions.len() - context_copies * nh;
     let mut rows = Vec::new();
+    let mut tail_starts = Vec::with_capacity(tails.len());
     let mut end = row;
+    let nb = adapter.meta.n_bridge;
     for (tail, &g) in tails.iter().zip(scored) {
         ensure!(g <= tail.len(), "a tail of {} tokens cannot score {g} rows", tail.len());
-        parts.push(model.embed(tail)?);
-        segs.push(Segment::Branch(tail.len()));
-        positions.extend((at..at + tail.len()).map(|p| p as i64));
-        end += tail.len();
+        parts.extend([adapter.bridge.clone(), model.embed(tail)?]);
+        segs.push(Segment::Branch(nb + tail.len()));
+        positions.extend((at..at + nb + tail.len()).map(|p| p as i64));
+        tail_starts.push(end);
+        end += nb + tail.len();
         rows.extend(end - g..end);
     }
     // A header copy may start before position 0 (a header longer than the preamble): RoPE
@@ -190,6 +201,7 @@ fn sequence(
         positions,
         mask,
         docs,
+        tail_starts,
         rows,
     })
 }
@@ -204,18 +216,18 @@ fn prompts(model: &Model, sample: &TrainSample) -> Result<Vec<Vec<u32>>> {
 }
 
 /// Rows of the student's sequence for one sample and how many of them are scored: the
-/// preamble, every `[H; D; T]` block and every question's tail (prompt and teacher tokens).
+/// preamble, every `[H; D; T]` block and every question's tail (bridge, prompt and teacher
+/// tokens), for an adapter of N_h, N_t and N_b rows.
 /// Tokenizes only; what [`student_grad`] will run on, for estimating its memory.
 pub fn student_rows(
     model: &Model,
-    n_header: usize,
-    n_trailer: usize,
+    [n_header, n_trailer, n_bridge]: [usize; 3],
     sample: &TrainSample,
     teachers: &[TeacherOut],
 ) -> Result<(usize, usize)> {
     let seg = segments(model, &sample.docs, "")?;
     let docs: usize = seg.docs.iter().map(|d| n_header + d.len() + n_trailer).sum();
-    let prompts: usize = prompts(model, sample)?.iter().map(Vec::len).sum();
+    let prompts: usize = prompts(model, sample)?.iter().map(|p| n_bridge + p.len()).sum();
     let scored: usize = teachers.iter().map(|t| t.tokens.len()).sum();
     Ok((
         seg.preamble.len() + docs + prompts + scored.saturating_sub(teachers.len()),
@@ -225,7 +237,8 @@ pub fn student_rows(
 
 /// Runs the student on one sample (every question over one pass of its documents) and returns
 /// its loss, summed over the questions, and the adapter's gradients (the header's are zero
-/// with `freeze_header`). Equals the sum of separate runs, one per question.
+/// with `freeze_header`, the trailer's with `freeze_trailer`). Equals the sum of separate runs,
+/// one per question.
 pub fn student_grad(
     model: &Model,
     adapter: &Adapter,
@@ -233,7 +246,11 @@ pub fn student_grad(
     teachers: &[TeacherOut],
     mode: StudentMode,
 ) -> Result<StudentGrad> {
-    let (nh, nt) = (adapter.meta.n_header, adapter.meta.n_trailer);
+    let (nh, nt, nb) = (adapter.meta.n_header, adapter.meta.n_trailer, adapter.meta.n_bridge);
+    ensure!(
+        mode.freeze_header || !mode.freeze_trailer,
+        "a frozen trailer needs a frozen header (the header's gradient runs through every row)"
+    );
     ensure!(
         teachers.len() == sample.tasks.len() && !teachers.is_empty(),
         "{} teacher outputs for {} questions",
@@ -269,6 +286,7 @@ pub fn student_grad(
     let d = model.config.hidden_size;
     let mut header = vec![0f32; nh * d];
     let mut trailer = vec![0f32; nt * d];
+    let mut bridge = vec![0f32; nb * d];
     let add = |acc: &mut [f32], grad: &[f32], row: usize, rows: usize| {
         acc.iter_mut()
             .zip(&grad[row * d..(row + rows) * d])
@@ -290,17 +308,21 @@ pub fn student_grad(
             add(&mut header, &grad, h, nh);
             add(&mut trailer, &grad, s + len, nt);
         }
+        for &t in &sq.tail_starts {
+            add(&mut bridge, &grad, t, nb);
+        }
         return Ok(StudentGrad {
             loss: g.loss,
             header,
             trailer,
+            bridge,
             head_key_scale: g.head_key_scale,
             questions,
             rows: n,
         });
     }
     // Frozen header: the constant rows' K,V from one inference forward over the whole sequence,
-    // then the differentiable path over the trailers and the tails only.
+    // then the differentiable path over the trailers (unless frozen too) and the tails only.
     let mut cache = model.new_cache(n);
     model.forward(
         Input::Embeddings(&sq.x),
@@ -309,8 +331,12 @@ pub fn student_grad(
         &mut cache,
         &Rows::None,
     )?;
-    let tails_start = n - tails.iter().map(|t| t.len()).sum::<usize>();
-    let mut live: Vec<usize> = sq.docs.iter().flat_map(|&(_, s, len)| s + len..s + len + nt).collect();
+    let tails_start = sq.tail_starts[0];
+    let mut live: Vec<usize> = if mode.freeze_trailer {
+        Vec::new()
+    } else {
+        sq.docs.iter().flat_map(|&(_, s, len)| s + len..s + len + nt).collect()
+    };
     live.extend(tails_start..n);
     let ids = Tensor::new(live.iter().map(|&r| r as u32).collect::<Vec<_>>(), sq.x.device())?;
     let live_pos: Vec<i64> = live.iter().map(|&r| sq.positions[r]).collect();
@@ -331,13 +357,19 @@ pub fn student_grad(
         Some(&frozen),
     )?;
     let grad = g.x.flatten_all()?.to_vec1::<f32>()?;
-    for i in 0..sq.docs.len() {
-        add(&mut trailer, &grad, i * nt, nt);
+    if !mode.freeze_trailer {
+        for i in 0..sq.docs.len() {
+            add(&mut trailer, &grad, i * nt, nt);
+        }
+    }
+    for &t in &sq.tail_starts {
+        add(&mut bridge, &grad, t - shift, nb);
     }
     Ok(StudentGrad {
         loss: g.loss,
         header,
         trailer,
+        bridge,
         head_key_scale: g.head_key_scale,
         questions,
         rows: n,
