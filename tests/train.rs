@@ -98,6 +98,7 @@ fn config(name: &str, batch: usize, epochs: usize) -> TrainConfig {
         freeze_header: false,
         n_bridge: 0,
         freeze_trailer: false,
+        bridge_after_prompt: false,
         first_token_weight: 1.0,
         val_samples: 0,
         val_every: 1,
@@ -263,18 +264,11 @@ fn a_frozen_header_gives_the_full_paths_loss_and_trailer_gradient() {
     assert_ne!(rows(&trained.trailer), rows(&start.trailer), "the trailer moved");
 }
 
-#[test]
-fn a_bridge_learns_alone_with_the_full_paths_gradient_and_resumes() {
-    let m = model();
-    let t = trainer(&m, config("bridge", 4, 1), "bridge");
-    let data = t.prepare().unwrap();
-    let adapter = Adapter::init(&m, 2, 2, 5)
-        .unwrap()
-        .with_bridge(&m, 3, "so the question")
-        .unwrap();
-    for (s, te) in &data {
-        let full = student_grad(&m, &adapter, s, te, mode(false, false)).unwrap();
-        let alone = student_grad(&m, &adapter, s, te, bridge_only(false)).unwrap();
+/// The bridge-only student's loss and bridge gradient equal the full path's on every sample.
+fn bridge_gradient_matches_the_full_paths(m: &Model, adapter: &Adapter, data: &kvpacket::train::Prepared) {
+    for (s, te) in data {
+        let full = student_grad(m, adapter, s, te, mode(false, false)).unwrap();
+        let alone = student_grad(m, adapter, s, te, bridge_only(false)).unwrap();
         assert!(
             (full.loss - alone.loss).abs() <= 1e-4 * full.loss.abs().max(1.0),
             "loss {} vs {}",
@@ -293,6 +287,20 @@ fn a_bridge_learns_alone_with_the_full_paths_gradient_and_resumes() {
             diff <= 1e-3 * scale,
             "bridge gradient differs by {diff} (scale {scale})"
         );
+    }
+}
+
+#[test]
+fn a_bridge_learns_alone_with_the_full_paths_gradient_and_resumes() {
+    let m = model();
+    let t = trainer(&m, config("bridge", 4, 1), "bridge");
+    let data = t.prepare().unwrap();
+    for after in [false, true] {
+        let adapter = Adapter::init(&m, 2, 2, 5)
+            .unwrap()
+            .with_bridge(&m, 3, after, "so the question")
+            .unwrap();
+        bridge_gradient_matches_the_full_paths(&m, &adapter, &data);
     }
     // A run that trains only a new bridge on top of a start adapter: header and trailer stay,
     // and stopping after one step then resuming gives the uninterrupted run's bridge.
@@ -333,7 +341,7 @@ fn a_bridge_learns_alone_with_the_full_paths_gradient_and_resumes() {
     );
     let fresh = first
         .clone()
-        .with_bridge(&m, 3, kvpacket::adapter::BRIDGE_TEXT)
+        .with_bridge(&m, 3, false, kvpacket::adapter::BRIDGE_TEXT)
         .unwrap();
     assert_ne!(rows(&straight.bridge), rows(&fresh.bridge), "the bridge moved");
     assert_eq!(
@@ -463,23 +471,26 @@ fn first_step_equals_composed_packets(m: &Model, dir: &std::path::Path) {
     // (the packets store scaled keys, the student's tails read them scaled).
     // Per-head key factors on top (each layer and kv head its own). A bridge (the last number)
     // before each question's prompt, with packets and alone (plain packets, 0+0).
-    for (nh, nt, context, key_scale, heads, bridge) in [
-        (2, 3, false, 1.0, false, 0),
-        (0, 3, false, 1.0, false, 0),
-        (4, 2, true, 1.0, false, 0),
-        (2, 3, false, 0.6, false, 0),
-        (4, 2, true, 1.4, false, 0),
-        (2, 3, false, 1.0, true, 0),
-        (4, 2, true, 0.8, true, 0),
-        (2, 3, false, 1.0, false, 3),
-        (4, 2, true, 0.8, true, 2),
-        (0, 0, false, 1.0, false, 3),
+    // `after`: the bridge after the task prompt instead of before it.
+    for (nh, nt, context, key_scale, heads, bridge, after) in [
+        (2, 3, false, 1.0, false, 0, false),
+        (0, 3, false, 1.0, false, 0, false),
+        (4, 2, true, 1.0, false, 0, false),
+        (2, 3, false, 0.6, false, 0, false),
+        (4, 2, true, 1.4, false, 0, false),
+        (2, 3, false, 1.0, true, 0, false),
+        (4, 2, true, 0.8, true, 0, false),
+        (2, 3, false, 1.0, false, 3, false),
+        (4, 2, true, 0.8, true, 2, false),
+        (0, 0, false, 1.0, false, 3, false),
+        (2, 3, false, 1.0, false, 3, true),
+        (0, 0, false, 1.0, false, 2, true),
     ] {
         let mut adapter = Adapter::fresh(m, nh, nt, &AdapterInit::Random, 4)
             .unwrap()
             .with_context_header(context)
             .unwrap()
-            .with_bridge(m, bridge, "then the question")
+            .with_bridge(m, bridge, after, "then the question")
             .unwrap()
             .with_key_scale(key_scale)
             .unwrap();

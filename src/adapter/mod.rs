@@ -46,6 +46,10 @@ pub struct AdapterMeta {
     /// Bridge rows (N_b, see [`Adapter::bridge`]); absent in older adapters: 0.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub n_bridge: usize,
+    /// The bridge sits after the task prompt (after the assistant header, so the first answer
+    /// token is read from its last row) instead of before it; absent: before.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub bridge_after_prompt: bool,
 }
 
 fn is_zero(n: &usize) -> bool {
@@ -103,10 +107,11 @@ pub struct Adapter {
     pub header: Tensor,
     /// [n_trailer, d] soft-token embeddings after each document.
     pub trailer: Tensor,
-    /// [n_bridge, d] soft-token embeddings placed once per request right after the last
-    /// packet, before the task prompt, and computed with the prompt at request time: unlike a
-    /// packet's rows they attend to every document, in the request's order. They cost N_b rows
-    /// of the prompt's prefill and recompute no document token. Packets do not depend on them.
+    /// [n_bridge, d] soft-token embeddings placed once per request after the last packet, right
+    /// before the task prompt (or right after it, with `meta.bridge_after_prompt`), and computed
+    /// with the prompt at request time: unlike a packet's rows they attend to every document,
+    /// in the request's order. They cost N_b rows of the prompt's prefill and recompute no
+    /// document token. Packets do not depend on them.
     pub bridge: Tensor,
     /// Facts stored with it.
     pub meta: AdapterMeta,
@@ -131,6 +136,7 @@ impl Adapter {
             key_scale: 1.0,
             head_key_scale: None,
             n_bridge: 0,
+            bridge_after_prompt: false,
         };
         Ok(Self {
             header: z.clone(),
@@ -169,6 +175,7 @@ impl Adapter {
             key_scale: 1.0,
             head_key_scale: None,
             n_bridge: 0,
+            bridge_after_prompt: false,
         };
         Ok(Self {
             header: draw(n_header)?,
@@ -245,6 +252,7 @@ impl Adapter {
             key_scale: 1.0,
             head_key_scale: None,
             n_bridge: 0,
+            bridge_after_prompt: false,
         };
         Ok(Self {
             header: rows(header_text, n_header, "header")?,
@@ -260,18 +268,23 @@ impl Adapter {
         self.meta.n_header == 0 && self.meta.n_trailer == 0 && self.meta.n_bridge == 0
     }
 
-    /// This adapter with a bridge of `n` rows ([`Adapter::bridge`]): its own rows when it has
-    /// `n`; grown from its rows repeated cyclically when it has fewer but some; from the token
-    /// embeddings of `text` repeated cyclically when it has none. Errors when asked for fewer
-    /// rows than it has, or for rows from a text without tokens.
-    pub fn with_bridge(mut self, model: &Model, n: usize, text: &str) -> Result<Self> {
+    /// This adapter with a bridge of `n` rows ([`Adapter::bridge`]), after the task prompt when
+    /// `after_prompt`, else before it: its own rows when it has `n`; grown from its rows
+    /// repeated cyclically when it has fewer but some; from the token embeddings of `text`
+    /// repeated cyclically when it has none. Errors when asked for fewer rows than it has, for
+    /// its bridge at the other place, or for rows from a text without tokens.
+    pub fn with_bridge(mut self, model: &Model, n: usize, after_prompt: bool, text: &str) -> Result<Self> {
         let have = self.meta.n_bridge;
         if n < have {
             bail!("the adapter has {have} bridge rows; a bridge can keep its size or grow, not shrink to {n}");
         }
+        if have > 0 && after_prompt != self.meta.bridge_after_prompt {
+            bail!("the adapter's bridge sits on the other side of the task prompt");
+        }
         if n == have {
             return Ok(self);
         }
+        self.meta.bridge_after_prompt = after_prompt;
         self.bridge = if have > 0 {
             repeat_rows(&self.bridge, n)?
         } else {
@@ -356,15 +369,29 @@ impl Adapter {
         self.packet_header_rows() + self.meta.n_trailer
     }
 
+    /// The embedded rows a question adds after the packets, and the first bridge row among
+    /// them: the bridge then `prompt` (or `prompt` then the bridge, with
+    /// `meta.bridge_after_prompt`), then `rest` (in training, the teacher's tokens).
+    pub fn question_tail(&self, model: &Model, prompt: &[u32], rest: &[u32]) -> Result<(Tensor, usize)> {
+        let (prompt, rest) = (model.embed(prompt)?, model.embed(rest)?);
+        Ok(if self.meta.bridge_after_prompt {
+            let at = prompt.dim(0)?;
+            (Tensor::cat(&[&prompt, &self.bridge, &rest], 0)?, at)
+        } else {
+            (Tensor::cat(&[&self.bridge, &prompt, &rest], 0)?, 0)
+        })
+    }
+
     /// Identifies the adapter's values: its [`Adapter::packet_fingerprint`] when it has no
-    /// bridge, else a hex sha256 of that, N_b and the bridge's f32 bytes.
+    /// bridge, else a hex sha256 of that, N_b, where the bridge sits and its f32 bytes.
     pub fn fingerprint(&self) -> Result<String> {
         let packets = self.packet_fingerprint()?;
         if self.meta.n_bridge == 0 {
             return Ok(packets);
         }
         let mut h = Sha256::new();
-        h.update(format!("{packets}b{}", self.meta.n_bridge));
+        let after = if self.meta.bridge_after_prompt { "a" } else { "" };
+        h.update(format!("{packets}b{}{after}", self.meta.n_bridge));
         h.update(f32_bytes(&self.bridge.flatten_all()?.to_vec1::<f32>()?));
         Ok(hex::encode(h.finalize()))
     }
@@ -582,7 +609,12 @@ pub fn provenance(meta: &AdapterMeta) -> String {
         format!(", packet keys scaled by {}", meta.key_scale)
     };
     let bridge = if meta.n_bridge > 0 {
-        format!(", a {}-row bridge before the question", meta.n_bridge)
+        let at = if meta.bridge_after_prompt {
+            "after the task prompt"
+        } else {
+            "before the question"
+        };
+        format!(", a {}-row bridge {at}", meta.n_bridge)
     } else {
         String::new()
     };

@@ -137,6 +137,10 @@ pub struct TrainArgs {
     /// the --init-from adapter.
     #[arg(long)]
     pub freeze_trailer: bool,
+    /// Put a new bridge after the task prompt (after the assistant header: the first answer
+    /// token is read from its last row) instead of before the question.
+    #[arg(long)]
+    pub bridge_after_prompt: bool,
     /// Weight of the first teacher token's loss (the others weigh 1): the first answer token is
     /// where the answer's form and entity are chosen, and what the evaluation's KL measures.
     #[arg(long, default_value_t = 1.0)]
@@ -257,6 +261,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
         freeze_header: a.freeze_header,
         n_bridge: a.bridge,
         freeze_trailer: a.freeze_trailer,
+        bridge_after_prompt: a.bridge_after_prompt,
         first_token_weight: a.first_token_weight,
         val_samples: a.val_samples,
         val_every: a.val_every,

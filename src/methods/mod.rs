@@ -371,14 +371,9 @@ pub fn compose_and_prefill(
         };
         packets.push(p);
     }
-    // The adapter's bridge goes between the last packet and the prompt, when there are
-    // packets to bridge.
-    let bridge = if seg.docs.is_empty() {
-        adapter.bridge.narrow(0, 0, 0)?
-    } else {
-        adapter.bridge.clone()
-    };
-    let mut cache = engine.cache_for(seg, true, adapter.packet_extra_rows(), bridge.dim(0)?);
+    // The adapter's bridge joins the prompt when there are packets to bridge.
+    let bridge = if seg.docs.is_empty() { 0 } else { adapter.meta.n_bridge };
+    let mut cache = engine.cache_for(seg, true, adapter.packet_extra_rows(), bridge);
     let t0 = Instant::now();
     if let Some(p) = &preamble {
         p.append_to(m, &mut cache)?;
@@ -397,9 +392,13 @@ pub fn compose_and_prefill(
         acct.doc_flops += flops;
     }
     acct.compose_ms = ms(t0);
-    let logits = m
-        .prefill_after_soft(&bridge, &seg.prompt, &mut cache, &Rows::Last)?
-        .expect("one row requested");
+    let logits = if bridge > 0 {
+        let (x, _) = adapter.question_tail(m, &seg.prompt, &[])?;
+        m.prefill_embeddings(&x, &mut cache, &Rows::Last)?
+    } else {
+        m.prefill(&seg.prompt, &mut cache, &Rows::Last)?
+    }
+    .expect("one row requested");
     let first_logits = last_row(&logits)?;
     acct.ttft_ms = ms(t0) + built_ms;
     acct.context_tokens = cache.len();

@@ -372,26 +372,15 @@ impl Model {
         )
     }
 
-    /// Prefills the soft rows `soft` [n, hidden] (e.g. an adapter's bridge) and then `tokens`,
-    /// at the positions after the cache's rows and causally, as one sequence; `rows` picks
-    /// logits among all of them. With no soft rows it is [`Model::prefill`].
-    pub fn prefill_after_soft(
-        &self,
-        soft: &Tensor,
-        tokens: &[u32],
-        cache: &mut KvCache,
-        rows: &Rows,
-    ) -> Result<Option<Tensor>> {
-        let n_soft = soft.dim(0)?;
-        if n_soft == 0 {
-            return self.prefill(tokens, cache, rows);
-        }
-        let x = Tensor::cat(&[soft, &self.embed(tokens)?], 0)?;
+    /// Prefills input embeddings `x` [n, hidden] (e.g. a prompt with soft rows among its
+    /// tokens' embeddings) at the positions after the cache's rows, causally, as
+    /// [`Model::prefill`] does token ids.
+    pub fn prefill_embeddings(&self, x: &Tensor, cache: &mut KvCache, rows: &Rows) -> Result<Option<Tensor>> {
         let start = cache.len();
-        let n = n_soft + tokens.len();
+        let n = x.dim(0)?;
         let positions: Vec<i64> = (start..start + n).map(|p| p as i64).collect();
         self.forward(
-            Input::Embeddings(&x),
+            Input::Embeddings(x),
             &positions,
             &AttnMask::causal(start, n),
             cache,

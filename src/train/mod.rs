@@ -77,6 +77,10 @@ pub struct TrainConfig {
     /// any key factors learn (absent in older configs: false).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub freeze_trailer: bool,
+    /// A new bridge sits after the task prompt ([`crate::adapter::AdapterMeta::bridge_after_prompt`]);
+    /// absent in older configs: before it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub bridge_after_prompt: bool,
     /// Weight of each question's first teacher token's loss; the others weigh 1 (absent in
     /// older configs: 1).
     #[serde(default = "one")]
@@ -483,7 +487,12 @@ impl Trainer<'_> {
         } else {
             let mut a = Adapter::fresh(self.model, cfg.n_header, cfg.n_trailer, &cfg.init, cfg.seed)?
                 .with_context_header(cfg.context_header)?
-                .with_bridge(self.model, cfg.n_bridge, crate::adapter::BRIDGE_TEXT)?;
+                .with_bridge(
+                    self.model,
+                    cfg.n_bridge,
+                    cfg.bridge_after_prompt,
+                    crate::adapter::BRIDGE_TEXT,
+                )?;
             let (layers, heads) = (self.model.config.n_layers, self.model.config.n_kv_heads);
             if cfg.learn_key_scale && a.meta.head_key_scale.is_none() {
                 a = a.with_head_key_scale(vec![1.0; layers * heads], layers, heads)?;

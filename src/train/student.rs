@@ -110,7 +110,8 @@ pub struct StudentMode {
 }
 
 /// The student's sequence for one sample: `preamble, [H;D1;T], …, [H;Dk;T]`, then one tail
-/// per question: the adapter's bridge rows, the task prompt and the teacher tokens. Each tail sits at the positions right after the documents and attends to
+/// per question: the task prompt with the adapter's bridge rows before or after it, and the
+/// teacher tokens. Each tail sits at the positions right after the documents and attends to
 /// them and to itself only (`Segment::Branch`), exactly as if it were asked alone. With a
 /// context-only header, the k header copies come first instead (`Segment::Context`), each at
 /// the positions just before its document's, and only its `[D; T]` block sees it: the tails
@@ -122,8 +123,10 @@ struct Sequence {
     mask: AttnMask,
     /// (first header row, first row of the document's text, tokens) of each document.
     docs: Vec<(usize, usize, usize)>,
-    /// First row of each tail (its bridge rows, then its prompt).
-    tail_starts: Vec<usize>,
+    /// First row of the tails.
+    tails_start: usize,
+    /// First bridge row of each tail.
+    bridge_rows: Vec<usize>,
     /// Rows whose logits are scored, in order: the last `scored[j]` rows of each tail j.
     rows: Vec<usize>,
 }
@@ -132,7 +135,7 @@ fn sequence(
     model: &Model,
     adapter: &Adapter,
     sample: &TrainSample,
-    tails: &[Vec<u32>],
+    tails: &[Tail],
     scored: &[usize],
 ) -> Result<Sequence> {
     let (nh, nt) = (adapter.meta.n_header, adapter.meta.n_trailer);
@@ -171,16 +174,17 @@ fn sequence(
     positions.extend(0..(seg.preamble.len() + seg.docs.iter().map(|d| kept + d.len() + nt).sum::<usize>()) as i64);
     let at = positions.len() - context_copies * nh;
     let mut rows = Vec::new();
-    let mut tail_starts = Vec::with_capacity(tails.len());
+    let mut bridge_rows = Vec::with_capacity(tails.len());
     let mut end = row;
-    let nb = adapter.meta.n_bridge;
     for (tail, &g) in tails.iter().zip(scored) {
-        ensure!(g <= tail.len(), "a tail of {} tokens cannot score {g} rows", tail.len());
-        parts.extend([adapter.bridge.clone(), model.embed(tail)?]);
-        segs.push(Segment::Branch(nb + tail.len()));
-        positions.extend((at..at + nb + tail.len()).map(|p| p as i64));
-        tail_starts.push(end);
-        end += nb + tail.len();
+        let (x, bridge_at) = adapter.question_tail(model, &tail.prompt, &tail.rest)?;
+        let len = x.dim(0)?;
+        ensure!(g <= len, "a tail of {len} rows cannot score {g} of them");
+        parts.push(x);
+        segs.push(Segment::Branch(len));
+        positions.extend((at..at + len).map(|p| p as i64));
+        bridge_rows.push(end + bridge_at);
+        end += len;
         rows.extend(end - g..end);
     }
     // A header copy may start before position 0 (a header longer than the preamble): RoPE
@@ -201,9 +205,17 @@ fn sequence(
         positions,
         mask,
         docs,
-        tail_starts,
+        tails_start: docs_end,
+        bridge_rows,
         rows,
     })
+}
+
+/// A question's tail: its task prompt and, in training, the teacher's tokens after it but the
+/// last (the adapter's bridge goes before or after the prompt, see [`Adapter::question_tail`]).
+struct Tail {
+    prompt: Vec<u32>,
+    rest: Vec<u32>,
 }
 
 /// The task prompts' tokens of a sample, one per question.
@@ -261,13 +273,12 @@ pub fn student_grad(
         teachers.iter().all(|t| !t.tokens.is_empty()),
         "the teacher produced no tokens"
     );
-    let tails: Vec<Vec<u32>> = prompts(model, sample)?
+    let tails: Vec<Tail> = prompts(model, sample)?
         .into_iter()
         .zip(teachers)
-        .map(|(p, t)| {
-            p.into_iter()
-                .chain(t.tokens[..t.tokens.len() - 1].iter().copied())
-                .collect()
+        .map(|(prompt, t)| Tail {
+            prompt,
+            rest: t.tokens[..t.tokens.len() - 1].to_vec(),
         })
         .collect();
     let scored: Vec<usize> = teachers.iter().map(|t| t.tokens.len()).collect();
@@ -308,8 +319,8 @@ pub fn student_grad(
             add(&mut header, &grad, h, nh);
             add(&mut trailer, &grad, s + len, nt);
         }
-        for &t in &sq.tail_starts {
-            add(&mut bridge, &grad, t, nb);
+        for &b in &sq.bridge_rows {
+            add(&mut bridge, &grad, b, nb);
         }
         return Ok(StudentGrad {
             loss: g.loss,
@@ -331,7 +342,7 @@ pub fn student_grad(
         &mut cache,
         &Rows::None,
     )?;
-    let tails_start = sq.tail_starts[0];
+    let tails_start = sq.tails_start;
     let mut live: Vec<usize> = if mode.freeze_trailer {
         Vec::new()
     } else {
@@ -362,8 +373,8 @@ pub fn student_grad(
             add(&mut trailer, &grad, i * nt, nt);
         }
     }
-    for &t in &sq.tail_starts {
-        add(&mut bridge, &grad, t - shift, nb);
+    for &b in &sq.bridge_rows {
+        add(&mut bridge, &grad, b - shift, nb);
     }
     Ok(StudentGrad {
         loss: g.loss,
@@ -386,7 +397,13 @@ pub fn first_token_kl(
     teachers: &[TeacherOut],
 ) -> Result<Vec<f32>> {
     ensure!(teachers.len() == sample.tasks.len(), "one teacher output per question");
-    let tails = prompts(model, sample)?;
+    let tails: Vec<Tail> = prompts(model, sample)?
+        .into_iter()
+        .map(|prompt| Tail {
+            prompt,
+            rest: Vec::new(),
+        })
+        .collect();
     let sq = sequence(model, adapter, sample, &tails, &vec![1; tails.len()])?;
     let mut cache = model.new_cache(sq.x.dim(0)?);
     let logits = model
