@@ -99,6 +99,7 @@ fn config(name: &str, batch: usize, epochs: usize) -> TrainConfig {
         n_bridge: 0,
         freeze_trailer: false,
         bridge_after_prompt: false,
+        bridge_text: kvpacket::adapter::BRIDGE_TEXT.into(),
         first_token_weight: 1.0,
         val_samples: 0,
         val_every: 1,

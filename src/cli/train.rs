@@ -141,6 +141,9 @@ pub struct TrainArgs {
     /// token is read from its last row) instead of before the question.
     #[arg(long)]
     pub bridge_after_prompt: bool,
+    /// The text whose token embeddings (repeated) a new bridge starts from.
+    #[arg(long, default_value = crate::adapter::BRIDGE_TEXT)]
+    pub bridge_text: String,
     /// Weight of the first teacher token's loss (the others weigh 1): the first answer token is
     /// where the answer's form and entity are chosen, and what the evaluation's KL measures.
     #[arg(long, default_value_t = 1.0)]
@@ -262,6 +265,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
         n_bridge: a.bridge,
         freeze_trailer: a.freeze_trailer,
         bridge_after_prompt: a.bridge_after_prompt,
+        bridge_text: a.bridge_text.clone(),
         first_token_weight: a.first_token_weight,
         val_samples: a.val_samples,
         val_every: a.val_every,

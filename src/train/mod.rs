@@ -81,6 +81,10 @@ pub struct TrainConfig {
     /// absent in older configs: before it.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub bridge_after_prompt: bool,
+    /// The text whose token embeddings a new bridge starts from (absent in older configs:
+    /// [`crate::adapter::BRIDGE_TEXT`]).
+    #[serde(default = "bridge_text", skip_serializing_if = "is_bridge_text")]
+    pub bridge_text: String,
     /// Weight of each question's first teacher token's loss; the others weigh 1 (absent in
     /// older configs: 1).
     #[serde(default = "one")]
@@ -123,6 +127,14 @@ fn is_legacy_gain(x: &f32) -> bool {
 
 fn one() -> f32 {
     1.0
+}
+
+fn bridge_text() -> String {
+    crate::adapter::BRIDGE_TEXT.to_string()
+}
+
+fn is_bridge_text(t: &str) -> bool {
+    t == crate::adapter::BRIDGE_TEXT
 }
 
 fn is_zero(n: &usize) -> bool {
@@ -487,12 +499,7 @@ impl Trainer<'_> {
         } else {
             let mut a = Adapter::fresh(self.model, cfg.n_header, cfg.n_trailer, &cfg.init, cfg.seed)?
                 .with_context_header(cfg.context_header)?
-                .with_bridge(
-                    self.model,
-                    cfg.n_bridge,
-                    cfg.bridge_after_prompt,
-                    crate::adapter::BRIDGE_TEXT,
-                )?;
+                .with_bridge(self.model, cfg.n_bridge, cfg.bridge_after_prompt, &cfg.bridge_text)?;
             let (layers, heads) = (self.model.config.n_layers, self.model.config.n_kv_heads);
             if cfg.learn_key_scale && a.meta.head_key_scale.is_none() {
                 a = a.with_head_key_scale(vec![1.0; layers * heads], layers, heads)?;
