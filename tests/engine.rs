@@ -107,3 +107,56 @@ fn bad_requests_are_typed_errors() {
         EngineError::BadRequest(_)
     ));
 }
+
+#[test]
+fn a_bridge_joins_the_prompt_only_when_there_are_packets_and_shares_their_packets() {
+    let dir = common::tiny_model("engine", "model", TinySpec::default());
+    let m = Model::load(&dir, WeightMode::F32).unwrap();
+    let plain = Adapter::init(&m, 2, 2, 3).unwrap();
+    let bridged = plain.clone().with_bridge(&m, 3, false, "and now").unwrap();
+    let store_dir = common::scratch("engine", "bridge");
+    let e = Engine::from_parts(
+        m,
+        Some(bridged),
+        Box::new(LruStore::new(FsStore::new(store_dir).unwrap(), 1 << 24)),
+        KvDtype::F16,
+        Limits::default(),
+    );
+    let docs = vec![text("alice lives in the blue house"), text("bob keeps a cat")];
+    let ask = |method: &str, docs: Vec<DocumentRef>| {
+        let req = Request {
+            method: method.into(),
+            max_tokens: 4,
+            ..Request::new("where does alice live?", docs)
+        };
+        e.answer(&req, &mut |_| true).unwrap()
+    };
+    let with = ask("kvpacket", docs.clone());
+    let without = ask("none", docs.clone());
+    // The same documents and prompt: the adapter's packets add 2 + 2 rows each, its bridge 3.
+    assert_eq!(with.prompt_tokens, without.prompt_tokens + 2 * 4 + 3);
+    assert_eq!(with.acct.packets_built, 2);
+    // The adapter without its bridge finds the bridged adapter's packets: they are the same.
+    let plain_method = kvpacket::methods::Packets::kvpacket(plain);
+    let seg = kvpacket::methods::layout::segments(
+        e.model(),
+        &[
+            Document {
+                text: "alice lives in the blue house".into(),
+                ..Default::default()
+            },
+            Document {
+                text: "bob keeps a cat".into(),
+                ..Default::default()
+            },
+        ],
+        "where does alice live?",
+    )
+    .unwrap();
+    let again = e.answer_segments(&plain_method, &seg, 4).unwrap();
+    assert_eq!((again.acct.packets_loaded, again.acct.packets_built), (2, 0));
+    // No documents: a plain chat turn, no bridge.
+    let alone = ask("kvpacket", Vec::new());
+    let alone_none = ask("none", Vec::new());
+    assert_eq!(alone.prompt_tokens, alone_none.prompt_tokens);
+}
