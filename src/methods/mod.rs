@@ -318,8 +318,8 @@ pub trait Repair {
 
 /// Loads (or builds) the preamble and document packets, concatenates them with re-rotated
 /// keys, applies `repair` if any, and prefills the adapter's bridge (when there are documents)
-/// and the task prompt. TTFT runs from "packets in
-/// memory" to the first logits (plus the time of any packet built on the fly).
+/// and the task prompt. TTFT runs from "packets in memory" to the first logits (plus the time
+/// of any packet built on the fly).
 pub fn compose_and_prefill(
     engine: &Resources,
     seg: &Segments,
