@@ -2,7 +2,7 @@
 
 `rows(path)` yields every record of `path`, then those of `archive.jsonl` in the same folder
 when there is one. An evaluation folder keeps the rows of superseded, unshipped adapters in
-that archive (written once, never appended to), so `results.jsonl`, which `eval` appends to
+that archive (`eval` never writes it; rows move there by hand), so `results.jsonl`, which `eval` appends to
 and resumes from, stays small; every table script still sees both.
 """
 import json
