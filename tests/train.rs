@@ -1172,6 +1172,32 @@ fn the_best_checkpoint_by_validation_is_kept_and_deterministic() {
 }
 
 #[test]
+fn a_fresh_run_reuses_a_plain_level_only_for_the_same_validation() {
+    // A fresh run folder seeded with another run's val_plain.json, its KL marked so that a
+    // reuse shows: read as is when the validation samples are the same, recomputed otherwise.
+    let m = model();
+    let first = trainer(&m, validated("plain-reuse"), "plain-reuse-a");
+    assert!(matches!(first.train(false, None).unwrap(), Outcome::Finished(_)));
+    let mut level: serde_json::Value = serde_json::from_slice(&std::fs::read(first.run.val_plain()).unwrap()).unwrap();
+    assert!(level["samples"].is_string(), "the level names what it was scored on");
+    level["first_token_kl"] = 123.0.into();
+    let mut other = validated("plain-reuse");
+    other.samples.seed = 4;
+    for (run, cfg, reused) in [
+        ("plain-reuse-b", validated("plain-reuse"), true),
+        ("plain-reuse-c", other, false),
+    ] {
+        let t = trainer(&m, cfg, run);
+        std::fs::write(t.run.val_plain(), serde_json::to_vec(&level).unwrap()).unwrap();
+        let Outcome::Finished(best) = t.train(false, None).unwrap() else {
+            panic!()
+        };
+        let kl = best.meta.made_by["validation"]["plain_packets_kl"].as_f64().unwrap();
+        assert_eq!(kl == 123.0, reused, "{run}: plain level {kl}");
+    }
+}
+
+#[test]
 fn a_run_out_of_patience_stops_with_its_best_checkpoint() {
     // A learning rate far too large for the adapter rows: validation gets worse after step 0,
     // so the run must stop once `patience` validations in a row found nothing better.

@@ -516,8 +516,9 @@ impl Trainer<'_> {
             };
             std::fs::write(self.run.log(), b"")?;
             std::fs::write(self.run.val_log(), b"")?;
-            // A fresh run may have new validation samples: its plain-packet level is redone.
-            if self.run.val_plain().exists() {
+            // A level from before digests cannot say what it was scored on: a fresh run redoes
+            // it. One with a digest is checked against this run's samples when it is read.
+            if read_plain_level(&self.run.val_plain())?.is_some_and(|l| l.samples.is_none()) {
                 std::fs::remove_file(self.run.val_plain())?;
             }
             atomic_write(&self.run.config(), &serde_json::to_vec_pretty(cfg)?)?;
@@ -706,12 +707,37 @@ impl Trainer<'_> {
             return Ok(None);
         }
         let path = self.run.val_plain();
-        if let Some(line) = read_val_plain(&path)? {
-            return Ok(Some(line));
+        let digest = self.validation_digest(val)?;
+        if let Some(level) = read_plain_level(&path)? {
+            // No digest: written by this run before digests existed, and trusted as then.
+            if level.samples.as_deref().is_none_or(|s| s == digest) {
+                return Ok(Some(level.line));
+            }
         }
         let line = self.validate(&Adapter::empty(self.model)?, val)?;
-        atomic_write(&path, &serde_json::to_vec_pretty(&line)?)?;
+        let level = PlainLevel {
+            line: line.clone(),
+            samples: Some(digest),
+        };
+        atomic_write(&path, &serde_json::to_vec_pretty(&level)?)?;
         Ok(Some(line))
+    }
+
+    /// A digest of everything the plain packets' validation KL depends on: the model's
+    /// weights and product precision, the validation samples, and the teacher's first-token
+    /// targets. Equal digests mean the same level, so a run folder may reuse another's.
+    fn validation_digest(&self, val: &Prepared) -> Result<String> {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        h.update(self.model.fingerprint.as_bytes());
+        h.update([u8::from(self.model.weights.trains_in_bf16())]);
+        for (sample, outs) in val {
+            h.update(sample.key().as_bytes());
+            for o in outs {
+                h.update(serde_json::to_vec(&(o.top_ids.first(), o.top_logp.first()))?);
+            }
+        }
+        Ok(hex::encode(h.finalize()))
     }
 
     /// Scores `adapter` on the validation samples, logs it, and keeps it as the run's best
@@ -749,8 +775,18 @@ pub fn read_log(path: &Path) -> Result<Vec<LogLine>> {
     crate::io::read_jsonl(path)
 }
 
+/// `val_plain.json`: the plain packets' validation line and, since session 41, the digest of
+/// what it was scored on (`Trainer::validation_digest`; absent in older run folders).
+#[derive(Serialize, Deserialize)]
+struct PlainLevel {
+    #[serde(flatten)]
+    line: ValLine,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    samples: Option<String>,
+}
+
 /// A run's plain-packet validation level ([`RunDir::val_plain`]); `None` when not written yet.
-fn read_val_plain(path: &Path) -> Result<Option<ValLine>> {
+fn read_plain_level(path: &Path) -> Result<Option<PlainLevel>> {
     match std::fs::read(path) {
         Ok(bytes) => Ok(Some(
             serde_json::from_slice(&bytes).with_context(|| format!("reading {}", path.display()))?,
@@ -807,12 +843,13 @@ pub fn plot_log(log: &Path, out: &Path, steps_per_epoch: usize) -> Result<()> {
             "validation first-token KL".to_string(),
             val.iter().map(|v| (v.step as f64, v.first_token_kl)).collect(),
         ));
-        if let Some(plain) = read_val_plain(&RunDir(log.parent().unwrap_or(Path::new(".")).to_path_buf()).val_plain())?
+        if let Some(plain) =
+            read_plain_level(&RunDir(log.parent().unwrap_or(Path::new(".")).to_path_buf()).val_plain())?
         {
             let ends = [val[0].step, val[val.len() - 1].step];
             series.push((
                 "validation, plain packets (none)".to_string(),
-                ends.iter().map(|&s| (s as f64, plain.first_token_kl)).collect(),
+                ends.iter().map(|&s| (s as f64, plain.line.first_token_kl)).collect(),
             ));
         }
     }
