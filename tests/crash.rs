@@ -267,7 +267,7 @@ fn asking_while_another_process_evicts_rebuilds_and_the_budget_holds_across_proc
                 "--method",
                 "none",
                 "--docs",
-                &docs_json(&home),
+                &docs_json(home),
                 "--sample",
                 "0",
                 "which?",

@@ -77,7 +77,7 @@ fn answers_stream_in_pieces_reuse_packets_and_run_past_64_tokens() {
 #[test]
 fn bad_requests_are_typed_errors() {
     let e = engine("errors");
-    let ask = |r: Request| e.answer(&r, &mut |_| true).err().expect("an error");
+    let ask = |r: Request| e.answer(&r, &mut |_| true).expect_err("an error");
     assert!(matches!(ask(Request::new("", vec![])), EngineError::BadRequest(_)));
     assert!(matches!(
         ask(Request::new("q?", vec![DocumentRef::Id("abcdef".into())])),

@@ -138,7 +138,7 @@ fn packet(m: &Model, text: &str) -> Packet {
 }
 
 fn err_of(bytes: &[u8]) -> PacketError {
-    Packet::from_bytes(bytes).err().expect("must be refused")
+    Packet::from_bytes(bytes).expect_err("must be refused")
 }
 
 #[test]

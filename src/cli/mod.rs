@@ -58,7 +58,7 @@ enum Command {
     /// Print a dataset's samples (a file, a slice of one, or a synthetic set) as JSON.
     Data(data::DataArgs),
     /// Train an adapter by self-supervised KL distillation.
-    Train(train::TrainArgs),
+    Train(Box<train::TrainArgs>),
     /// Serve an OpenAI-compatible HTTP API with packet reuse.
     Serve(serve::ServeArgs),
     /// Measure speed.
@@ -149,7 +149,7 @@ pub fn run() -> Result<()> {
         Command::Pack(a) => pack::run(a),
         Command::Store { action } => store::run(action),
         Command::Ask(a) => ask::run(a),
-        Command::Train(a) => train::run(a),
+        Command::Train(a) => train::run(*a),
         Command::Eval(a) => eval::run(a),
         Command::Data(a) => data::run(a),
         Command::Serve(a) => serve::run(a),

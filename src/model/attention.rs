@@ -193,15 +193,9 @@ pub fn fast_exp(x: f32) -> f32 {
     // Horner steps as fused multiply-adds: LLVM does not contract `a * b + c` by itself, and
     // separate multiplies and adds made this polynomial most of the softmax's time.
     let r = n.mul_add(2.121_944_4e-4, n.mul_add(-0.693_359_4, xc));
-    let p = [
-        1.398_199_9e-3,
-        8.333_452e-3,
-        4.166_579_6e-2,
-        1.666_666_5e-1,
-        5.000_000_1e-1,
-    ]
-    .into_iter()
-    .fold(1.987_569_1e-4_f32, |p, c| p.mul_add(r, c));
+    let p = [1.398_199_9e-3, 8.333_452e-3, 4.166_579_6e-2, 1.666_666_5e-1, 5e-1]
+        .into_iter()
+        .fold(1.987_569_1e-4_f32, |p, c| p.mul_add(r, c));
     // 2^n without a float-to-int conversion (whose saturating `as` semantics kept LLVM from
     // vectorizing loops over this function): n is an integer in [-125, 127] after the clamp,
     // so n + 2^23 + 127 holds 127 + n in its low mantissa bits, which the shift moves into
@@ -250,6 +244,8 @@ struct RowState<const D: usize> {
 /// `D`: attention of the query rows `[q0, q1)` of kv head `kvh`'s group over the keys of
 /// `keys` (a chunk of the context): the rows' outputs normalised over those keys, and their
 /// log-sum-exps (−∞ and a zero output for a row that sees none of them).
+// Indexed loops over the R query rows and 16-lane strips keep the accumulators in registers.
+#[allow(clippy::needless_range_loop)]
 fn forward_task<const D: usize>(
     a: &AttnInputs,
     kvh: usize,
@@ -576,6 +572,7 @@ mod simd_scores {
     /// AVX2 and FMA must be available; `len <= BK` and every key row `j < len` must have `D`
     /// floats at `k[j * kv_row..]`.
     #[target_feature(enable = "avx2,fma")]
+    #[allow(clippy::needless_range_loop)] // j indexes key rows of `k` and the score columns alike
     pub unsafe fn scores<const D: usize>(
         q: &[[f32; D]; R],
         k: &[f32],
@@ -583,7 +580,7 @@ mod simd_scores {
         len: usize,
         s: &mut [[f32; BK]; R],
     ) {
-        const { assert!(R == 4 && D % 8 == 0) };
+        const { assert!(R == 4 && D.is_multiple_of(8)) };
         for j in 0..len {
             // SAFETY: the caller guarantees D floats at k[j * kv_row..] for j < len.
             let out = unsafe {

@@ -116,7 +116,7 @@ impl BlockMatrix {
 
     /// A matrix from raw blocks; fails when the sizes disagree.
     pub fn new(format: BlockFormat, rows: usize, cols: usize, data: Vec<u8>) -> Result<Self> {
-        if cols % BLOCK != 0 {
+        if !cols.is_multiple_of(BLOCK) {
             bail!("a {format:?} matrix needs a multiple of {BLOCK} columns, got {cols}");
         }
         if data.len() != rows * cols / BLOCK * format.block_bytes() {

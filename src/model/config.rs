@@ -64,7 +64,7 @@ pub struct Config {
 impl Config {
     /// Checks the invariants the kernels rely on.
     pub fn validate(&self) -> Result<()> {
-        if self.n_heads == 0 || self.n_kv_heads == 0 || self.n_heads % self.n_kv_heads != 0 {
+        if self.n_heads == 0 || self.n_kv_heads == 0 || !self.n_heads.is_multiple_of(self.n_kv_heads) {
             bail!(
                 "invalid head counts: {} heads, {} kv heads",
                 self.n_heads,
@@ -81,9 +81,8 @@ impl Config {
         if self.n_layers == 0 || self.hidden_size == 0 || self.vocab_size == 0 {
             bail!("model has an empty dimension: {self:?}");
         }
-        if !(self.rope_theta.is_finite() && self.rope_theta > 0.0)
-            || !(self.rms_norm_eps.is_finite() && self.rms_norm_eps >= 0.0)
-        {
+        let positive_theta = self.rope_theta.is_finite() && self.rope_theta > 0.0;
+        if !(positive_theta && self.rms_norm_eps.is_finite() && self.rms_norm_eps >= 0.0) {
             bail!("rope_theta must be positive and rms_norm_eps non-negative: {self:?}");
         }
         if let Some(s) = self.rope_scaling {

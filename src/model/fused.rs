@@ -117,7 +117,7 @@ impl RmsNormOp {
     /// With r = 1/rms(x) and g' = g·w: dx = r·g' − x · r³ · mean(g'·x).
     pub fn grad(&self, x: &[f32], g: &[f32]) -> candle_core::Result<Vec<f32>> {
         let h = self.weight.len();
-        if x.len() != g.len() || h == 0 || x.len() % h != 0 {
+        if x.len() != g.len() || h == 0 || !x.len().is_multiple_of(h) {
             candle_core::bail!(
                 "rms norm backward: {} inputs, {} gradients, width {h}",
                 x.len(),
@@ -183,7 +183,7 @@ fn swiglu_grad_in_place(gu: &mut [f32], dy: &[f32], i: usize) {
 /// The gate|up width of a SwiGLU input layout, refusing an odd one.
 fn swiglu_half(dims: &[usize]) -> candle_core::Result<usize> {
     let two_i = *dims.last().unwrap_or(&0);
-    if two_i % 2 != 0 {
+    if !two_i.is_multiple_of(2) {
         candle_core::bail!("swiglu: last dimension {two_i} is not gate|up");
     }
     Ok(two_i / 2)
