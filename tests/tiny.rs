@@ -421,6 +421,51 @@ fn data_prints_the_samples_eval_reads_in_the_shared_format() {
 }
 
 #[test]
+fn adapter_init_gives_a_bridge_and_grows_one_by_repeating_its_rows() {
+    let (m, dir) = tiny(TinySpec::default(), "bridge-init");
+    let out = common::scratch("tiny", "bridge-init-out");
+    let (first, grown) = (out.join("a.safetensors"), out.join("b.safetensors"));
+    let model = dir.to_str().unwrap();
+    let init = |extra: &[&str], to: &PathBuf| {
+        let mut args = vec!["adapter", "init", "--model", model, "--header", "2", "--trailer", "2"];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["--out", to.to_str().unwrap()]);
+        let (ok, _, err) = cli(&args);
+        assert!(ok, "{err}");
+        kvpacket::adapter::Adapter::load(to, Some(&m)).unwrap()
+    };
+    let a = init(&["--bridge", "3", "--bridge-text", "Read on."], &first);
+    assert_eq!((a.meta.n_bridge, a.meta.bridge_after_prompt), (3, false));
+    let b = init(&["--init-from", first.to_str().unwrap(), "--bridge", "5"], &grown);
+    assert_eq!(b.meta.n_bridge, 5);
+    let rows = |t: &Tensor, r: std::ops::Range<usize>| t.narrow(0, r.start, r.len()).unwrap();
+    assert_eq!(max_diff(&rows(&b.bridge, 0..3), &a.bridge), 0.0, "its rows kept");
+    assert_eq!(
+        max_diff(&rows(&b.bridge, 3..5), &rows(&a.bridge, 0..2)),
+        0.0,
+        "then repeated"
+    );
+    assert_eq!(
+        a.packet_fingerprint().unwrap(),
+        b.packet_fingerprint().unwrap(),
+        "same packets"
+    );
+    let (ok, _, err) = cli(&[
+        "adapter",
+        "init",
+        "--model",
+        model,
+        "--init-from",
+        grown.to_str().unwrap(),
+        "--bridge",
+        "2",
+        "--out",
+        first.to_str().unwrap(),
+    ]);
+    assert!(!ok && err.contains("shrink"), "{err}");
+}
+
+#[test]
 fn a_folder_as_current_transformers_writes_it_loads_as_a_chat_model() {
     // No `architectures` (only `model_type`) and the chat template in chat_template.jinja.
     let (m, dir) = tiny(TinySpec::default(), "hf-current");

@@ -66,6 +66,24 @@ impl InitArgs {
     }
 }
 
+/// Flags of an adapter's bridge, shared by `adapter init` and `train`.
+#[derive(Args, Clone)]
+pub struct BridgeArgs {
+    /// Bridge rows: soft tokens prefilled once per request between the last packet and the
+    /// question, attending to every document in the request's order (no document token is
+    /// recomputed). An --init-from adapter's bridge is kept or grown (its rows repeated, after
+    /// them); new rows start from a short instruction's token embeddings.
+    #[arg(long, default_value_t = 0)]
+    pub bridge: usize,
+    /// Put a new bridge after the task prompt (after the assistant header: the first answer
+    /// token is read from its last row) instead of before the question.
+    #[arg(long)]
+    pub bridge_after_prompt: bool,
+    /// The text whose token embeddings (repeated) a new bridge starts from.
+    #[arg(long, default_value = crate::adapter::BRIDGE_TEXT)]
+    pub bridge_text: String,
+}
+
 #[derive(Subcommand)]
 pub enum AdapterAction {
     /// Write an untrained adapter (random or text start, see --init).
@@ -82,6 +100,8 @@ pub enum AdapterAction {
         seed: u64,
         #[command(flatten)]
         init: InitArgs,
+        #[command(flatten)]
+        bridge: BridgeArgs,
         /// Output safetensors file.
         #[arg(long)]
         out: PathBuf,
@@ -122,22 +142,18 @@ pub fn run(action: AdapterAction) -> Result<()> {
             trailer,
             seed,
             init,
+            bridge,
             out,
         } => {
             let m = model.load()?;
             let a = Adapter::fresh(&m, header, trailer, &init.to_init()?, seed)?
-                .with_context_header(init.context_header()?)?;
+                .with_context_header(init.context_header()?)?
+                .with_bridge(&m, bridge.bridge, bridge.bridge_after_prompt, &bridge.bridge_text)?;
             a.save(&out)?;
             println!(
-                "{} ({}+{} soft tokens{}, fingerprint {})",
+                "{} ({}, fingerprint {})",
                 out.display(),
-                header,
-                trailer,
-                if a.meta.context_header {
-                    ", context-only header"
-                } else {
-                    ""
-                },
+                provenance(&a.meta),
                 a.fingerprint()?
             );
             Ok(())

@@ -1,6 +1,7 @@
 //! `kvpacket train`: learn a header/trailer adapter by self-supervised KL distillation.
 
 use super::ModelArgs;
+use super::adapter::BridgeArgs;
 use crate::model::WeightMode;
 use crate::train::samples::SampleSpec;
 use crate::train::student::LossKind;
@@ -126,24 +127,13 @@ pub struct TrainArgs {
     /// 3× cheaper per sample of 10 × 512 tokens on Qwen2.5 (scripts/bench_freeze_header.sh).
     #[arg(long)]
     pub freeze_header: bool,
-    /// Bridge rows: soft tokens prefilled once per request between the last packet and the
-    /// question, attending to every document in the request's order (no document token is
-    /// recomputed). An --init-from adapter's bridge is kept or grown; new rows start from a
-    /// short instruction's token embeddings.
-    #[arg(long, default_value_t = 0)]
-    pub bridge: usize,
+    #[command(flatten)]
+    pub bridge: BridgeArgs,
     /// With --freeze-header, keep the trailer too: only the bridge (and any key factors) learn,
     /// and every packet row is a constant of one inference forward. The packets stay those of
     /// the --init-from adapter.
     #[arg(long)]
     pub freeze_trailer: bool,
-    /// Put a new bridge after the task prompt (after the assistant header: the first answer
-    /// token is read from its last row) instead of before the question.
-    #[arg(long)]
-    pub bridge_after_prompt: bool,
-    /// The text whose token embeddings (repeated) a new bridge starts from.
-    #[arg(long, default_value = crate::adapter::BRIDGE_TEXT)]
-    pub bridge_text: String,
     /// Weight of the first teacher token's loss (the others weigh 1): the first answer token is
     /// where the answer's form and entity are chosen, and what the evaluation's KL measures.
     #[arg(long, default_value_t = 1.0)]
@@ -262,10 +252,10 @@ pub fn run(a: TrainArgs) -> Result<()> {
         checkpoint_every: a.checkpoint_every,
         grad_checkpoint: a.grad_checkpoint,
         freeze_header: a.freeze_header,
-        n_bridge: a.bridge,
+        n_bridge: a.bridge.bridge,
         freeze_trailer: a.freeze_trailer,
-        bridge_after_prompt: a.bridge_after_prompt,
-        bridge_text: a.bridge_text.clone(),
+        bridge_after_prompt: a.bridge.bridge_after_prompt,
+        bridge_text: a.bridge.bridge_text.clone(),
         first_token_weight: a.first_token_weight,
         val_samples: a.val_samples,
         val_every: a.val_every,
