@@ -3,7 +3,7 @@
 
 mod common;
 
-use kvpacket::adapter::Adapter;
+use kvpacket::adapter::{Adapter, BridgePlace};
 use kvpacket::data::Document;
 use kvpacket::engine::{DocumentRef, Engine, EngineError, Limits, Request};
 use kvpacket::model::generate::{Finish, Sampling};
@@ -113,7 +113,10 @@ fn a_bridge_joins_the_prompt_only_when_there_are_packets_and_shares_their_packet
     let dir = common::tiny_model("engine", "model", TinySpec::default());
     let m = Model::load(&dir, WeightMode::F32).unwrap();
     let plain = Adapter::init(&m, 2, 2, 3).unwrap();
-    let bridged = plain.clone().with_bridge(&m, 3, false, "and now").unwrap();
+    let bridged = plain
+        .clone()
+        .with_bridge(&m, 3, BridgePlace::BeforeQuestion, "and now")
+        .unwrap();
     let store_dir = common::scratch("engine", "bridge");
     let e = Engine::from_parts(
         m,

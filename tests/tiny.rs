@@ -4,6 +4,7 @@
 mod common;
 
 use candle_core::{D, Device, Tensor, Var};
+use kvpacket::adapter::BridgePlace;
 use kvpacket::model::tiny::{TinySpec, max_abs_diff, write_tiny_model};
 use kvpacket::model::{Arch, AttnMask, Input, Model, Rows, Segment, WeightMode};
 use std::path::PathBuf;
@@ -421,7 +422,7 @@ fn data_prints_the_samples_eval_reads_in_the_shared_format() {
 }
 
 #[test]
-fn adapter_init_gives_a_bridge_and_grows_one_by_repeating_its_rows() {
+fn adapter_init_writes_grows_and_places_a_bridge() {
     let (m, dir) = tiny(TinySpec::default(), "bridge-init");
     let out = common::scratch("tiny", "bridge-init-out");
     let (first, grown) = (out.join("a.safetensors"), out.join("b.safetensors"));
@@ -435,7 +436,7 @@ fn adapter_init_gives_a_bridge_and_grows_one_by_repeating_its_rows() {
         kvpacket::adapter::Adapter::load(to, Some(&m)).unwrap()
     };
     let a = init(&["--bridge", "3", "--bridge-text", "Read on."], &first);
-    assert_eq!((a.meta.n_bridge, a.meta.bridge_after_prompt), (3, false));
+    assert_eq!((a.meta.n_bridge, a.meta.bridge_place), (3, BridgePlace::BeforeQuestion));
     let b = init(&["--init-from", first.to_str().unwrap(), "--bridge", "5"], &grown);
     assert_eq!(b.meta.n_bridge, 5);
     let rows = |t: &Tensor, r: std::ops::Range<usize>| t.narrow(0, r.start, r.len()).unwrap();
@@ -450,6 +451,26 @@ fn adapter_init_gives_a_bridge_and_grows_one_by_repeating_its_rows() {
         b.packet_fingerprint().unwrap(),
         "same packets"
     );
+    // After the question: inside the user's turn, before the template's suffix.
+    let q = init(
+        &["--bridge", "2", "--bridge-place", "after-question"],
+        &out.join("q.safetensors"),
+    );
+    assert_eq!(q.meta.bridge_place, BridgePlace::AfterQuestion);
+    let prompt = kvpacket::methods::layout::segments(&m, &[], "who?").unwrap().prompt;
+    let suffix = m.prompt_suffix_tokens().unwrap();
+    assert!(!suffix.is_empty() && prompt.ends_with(&suffix));
+    let (x, at) = q.question_tail(&m, &prompt, &[]).unwrap();
+    assert_eq!(at, prompt.len() - suffix.len());
+    assert_eq!(max_diff(&rows(&x, at..at + 2), &q.bridge), 0.0);
+    assert_eq!(
+        max_diff(&rows(&x, at + 2..x.dim(0).unwrap()), &m.embed(&suffix).unwrap()),
+        0.0
+    );
+    // Adapters written before places existed said `bridge_after_prompt: true`.
+    let legacy =
+        kvpacket::adapter::Adapter::load(std::path::Path::new("runs/qa-bridge2/best.safetensors"), None).unwrap();
+    assert_eq!(legacy.meta.bridge_place, BridgePlace::AfterPrompt);
     let (ok, _, err) = cli(&[
         "adapter",
         "init",

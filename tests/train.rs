@@ -5,7 +5,7 @@
 
 mod common;
 
-use kvpacket::adapter::{Adapter, AdapterInit, provenance};
+use kvpacket::adapter::{Adapter, AdapterInit, BridgePlace, provenance};
 use kvpacket::methods::layout::segments;
 use kvpacket::methods::{Method, Packets, Resources};
 use kvpacket::model::generate::last_row;
@@ -98,7 +98,7 @@ fn config(name: &str, batch: usize, epochs: usize) -> TrainConfig {
         freeze_header: false,
         n_bridge: 0,
         freeze_trailer: false,
-        bridge_after_prompt: false,
+        bridge_place: BridgePlace::BeforeQuestion,
         bridge_text: kvpacket::adapter::BRIDGE_TEXT.into(),
         first_token_weight: 1.0,
         val_samples: 0,
@@ -296,10 +296,14 @@ fn a_bridge_learns_alone_with_the_full_paths_gradient_and_resumes() {
     let m = model();
     let t = trainer(&m, config("bridge", 4, 1), "bridge");
     let data = t.prepare().unwrap();
-    for after in [false, true] {
+    for place in [
+        BridgePlace::BeforeQuestion,
+        BridgePlace::AfterQuestion,
+        BridgePlace::AfterPrompt,
+    ] {
         let adapter = Adapter::init(&m, 2, 2, 5)
             .unwrap()
-            .with_bridge(&m, 3, after, "so the question")
+            .with_bridge(&m, 3, place, "so the question")
             .unwrap();
         bridge_gradient_matches_the_full_paths(&m, &adapter, &data);
     }
@@ -342,7 +346,7 @@ fn a_bridge_learns_alone_with_the_full_paths_gradient_and_resumes() {
     );
     let fresh = first
         .clone()
-        .with_bridge(&m, 3, false, kvpacket::adapter::BRIDGE_TEXT)
+        .with_bridge(&m, 3, BridgePlace::BeforeQuestion, kvpacket::adapter::BRIDGE_TEXT)
         .unwrap();
     assert_ne!(rows(&straight.bridge), rows(&fresh.bridge), "the bridge moved");
     assert_eq!(
@@ -467,31 +471,34 @@ fn the_students_first_step_equals_composed_packets_with_the_adapter() {
 }
 
 fn first_step_equals_composed_packets(m: &Model, dir: &std::path::Path) {
+    use BridgePlace::{AfterPrompt as P, AfterQuestion as Q, BeforeQuestion as B};
     // 2+3 soft tokens, a trailer alone (0+3: the document rows stay plain packets'), a
     // context-only header (4+2: packets keep no header row, the tails see none), and key scales
     // (the packets store scaled keys, the student's tails read them scaled).
     // Per-head key factors on top (each layer and kv head its own). A bridge (the last number)
     // before each question's prompt, with packets and alone (plain packets, 0+0).
-    // `after`: the bridge after the task prompt instead of before it.
-    for (nh, nt, context, key_scale, heads, bridge, after) in [
-        (2, 3, false, 1.0, false, 0, false),
-        (0, 3, false, 1.0, false, 0, false),
-        (4, 2, true, 1.0, false, 0, false),
-        (2, 3, false, 0.6, false, 0, false),
-        (4, 2, true, 1.4, false, 0, false),
-        (2, 3, false, 1.0, true, 0, false),
-        (4, 2, true, 0.8, true, 0, false),
-        (2, 3, false, 1.0, false, 3, false),
-        (4, 2, true, 0.8, true, 2, false),
-        (0, 0, false, 1.0, false, 3, false),
-        (2, 3, false, 1.0, false, 3, true),
-        (0, 0, false, 1.0, false, 2, true),
+    // `place`: where the bridge sits (B before the question, Q after it, P after the prompt).
+    for (nh, nt, context, key_scale, heads, bridge, place) in [
+        (2, 3, false, 1.0, false, 0, B),
+        (0, 3, false, 1.0, false, 0, B),
+        (4, 2, true, 1.0, false, 0, B),
+        (2, 3, false, 0.6, false, 0, B),
+        (4, 2, true, 1.4, false, 0, B),
+        (2, 3, false, 1.0, true, 0, B),
+        (4, 2, true, 0.8, true, 0, B),
+        (2, 3, false, 1.0, false, 3, B),
+        (4, 2, true, 0.8, true, 2, B),
+        (0, 0, false, 1.0, false, 3, B),
+        (2, 3, false, 1.0, false, 3, P),
+        (4, 2, true, 0.8, true, 2, Q),
+        (0, 0, false, 1.0, false, 2, P),
+        (0, 0, false, 1.0, false, 2, Q),
     ] {
         let mut adapter = Adapter::fresh(m, nh, nt, &AdapterInit::Random, 4)
             .unwrap()
             .with_context_header(context)
             .unwrap()
-            .with_bridge(m, bridge, after, "then the question")
+            .with_bridge(m, bridge, place, "then the question")
             .unwrap()
             .with_key_scale(key_scale)
             .unwrap();

@@ -16,7 +16,7 @@ exec ./target/release/kvpacket train --model qwen2.5-0.5b --data synth:biography
   --data "../shared/data/hotpotqa_train100.json#0..50" --data ../shared/data/musique_train100.json \
   --holdout-every 5 --val-samples 30 --samples 96 --k-min 4 --k-max 10 --questions 8 --reasoning \
   --max-docs 0 --batch 16 --epochs 2 --lr 2e-3 --first-token-weight 3 --gen-tokens 96 \
-  --header 32 --trailer 16 --bridge 16 --bridge-after-prompt --bridge-text $'\n' --freeze-header --freeze-trailer \
+  --header 32 --trailer 16 --bridge 16 --bridge-place after-prompt --bridge-text $'\n' --freeze-header --freeze-trailer \
   --init-from adapters/qwen2.5-0.5b/qahdr.safetensors \
   --val-every 3 --patience 2 --seed 5 --bf16-products \
   --teacher-dir runs/qa-mix/teacher --run-dir $dir --out $dir/adapter.safetensors "${resume[@]}"

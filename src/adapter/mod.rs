@@ -46,10 +46,63 @@ pub struct AdapterMeta {
     /// Bridge rows (N_b, see [`Adapter::bridge`]); absent in older adapters: 0.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub n_bridge: usize,
-    /// The bridge sits after the task prompt (after the assistant header, so the first answer
-    /// token is read from its last row) instead of before it; absent: before.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub bridge_after_prompt: bool,
+    /// Where the bridge sits among the question's rows; absent: before the question. Older
+    /// adapters wrote `bridge_after_prompt: true|false`, read as after the prompt / before.
+    #[serde(
+        default,
+        alias = "bridge_after_prompt",
+        deserialize_with = "BridgePlace::or_legacy_flag",
+        skip_serializing_if = "BridgePlace::is_before_question"
+    )]
+    pub bridge_place: BridgePlace,
+}
+
+/// Where an adapter's bridge ([`Adapter::bridge`]) sits among the rows a question adds after
+/// the packets. The task prompt is `Question: …\nAnswer:` then the chat template's end of the
+/// user turn and assistant header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum BridgePlace {
+    /// Right after the last packet, before the task prompt: it reads the documents, not the
+    /// question.
+    #[default]
+    BeforeQuestion,
+    /// After the task text, before the template's end of the user turn: it reads the documents
+    /// and the question, and the first answer token is still read from the assistant header.
+    AfterQuestion,
+    /// After the whole task prompt (after the assistant header): the first answer token is
+    /// read from its last row.
+    AfterPrompt,
+}
+
+impl BridgePlace {
+    fn is_before_question(&self) -> bool {
+        *self == Self::BeforeQuestion
+    }
+
+    /// Reads a place, or the boolean `bridge_after_prompt` older adapters and configs wrote.
+    pub fn or_legacy_flag<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum PlaceOrFlag {
+            Place(BridgePlace),
+            Flag(bool),
+        }
+        Ok(match PlaceOrFlag::deserialize(d)? {
+            PlaceOrFlag::Place(p) => p,
+            PlaceOrFlag::Flag(true) => Self::AfterPrompt,
+            PlaceOrFlag::Flag(false) => Self::BeforeQuestion,
+        })
+    }
+
+    /// How [`provenance`] and messages say it.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::BeforeQuestion => "before the question",
+            Self::AfterQuestion => "after the question, inside the user's turn",
+            Self::AfterPrompt => "after the task prompt",
+        }
+    }
 }
 
 fn is_zero(n: &usize) -> bool {
@@ -107,8 +160,8 @@ pub struct Adapter {
     pub header: Tensor,
     /// [n_trailer, d] soft-token embeddings after each document.
     pub trailer: Tensor,
-    /// [n_bridge, d] soft-token embeddings placed once per request after the last packet, right
-    /// before the task prompt (or right after it, with `meta.bridge_after_prompt`), and computed
+    /// [n_bridge, d] soft-token embeddings placed once per request after the last packet, before
+    /// the task prompt or inside it (`meta.bridge_place`), and computed
     /// with the prompt at request time: unlike a packet's rows they attend to every document,
     /// in the request's order. They cost N_b rows of the prompt's prefill and recompute no
     /// document token. Packets do not depend on them.
@@ -136,7 +189,7 @@ impl Adapter {
             key_scale: 1.0,
             head_key_scale: None,
             n_bridge: 0,
-            bridge_after_prompt: false,
+            bridge_place: BridgePlace::BeforeQuestion,
         };
         Ok(Self {
             header: z.clone(),
@@ -175,7 +228,7 @@ impl Adapter {
             key_scale: 1.0,
             head_key_scale: None,
             n_bridge: 0,
-            bridge_after_prompt: false,
+            bridge_place: BridgePlace::BeforeQuestion,
         };
         Ok(Self {
             header: draw(n_header)?,
@@ -252,7 +305,7 @@ impl Adapter {
             key_scale: 1.0,
             head_key_scale: None,
             n_bridge: 0,
-            bridge_after_prompt: false,
+            bridge_place: BridgePlace::BeforeQuestion,
         };
         Ok(Self {
             header: rows(header_text, n_header, "header")?,
@@ -269,22 +322,26 @@ impl Adapter {
     }
 
     /// This adapter with a bridge of `n` rows ([`Adapter::bridge`]), after the task prompt when
-    /// `after_prompt`, else before it: its own rows when it has `n`; grown from its rows
+    /// at `place`: its own rows when it has `n`; grown from its rows
     /// repeated cyclically when it has fewer but some; from the token embeddings of `text`
     /// repeated cyclically when it has none. Errors when asked for fewer rows than it has, for
     /// its bridge at the other place, or for rows from a text without tokens.
-    pub fn with_bridge(mut self, model: &Model, n: usize, after_prompt: bool, text: &str) -> Result<Self> {
+    pub fn with_bridge(mut self, model: &Model, n: usize, place: BridgePlace, text: &str) -> Result<Self> {
         let have = self.meta.n_bridge;
         if n < have {
             bail!("the adapter has {have} bridge rows; a bridge can keep its size or grow, not shrink to {n}");
         }
-        if have > 0 && after_prompt != self.meta.bridge_after_prompt {
-            bail!("the adapter's bridge sits on the other side of the task prompt");
+        if have > 0 && place != self.meta.bridge_place {
+            bail!(
+                "the adapter's bridge sits {}, not {}",
+                self.meta.bridge_place.describe(),
+                place.describe()
+            );
         }
         if n == have {
             return Ok(self);
         }
-        self.meta.bridge_after_prompt = after_prompt;
+        self.meta.bridge_place = place;
         self.bridge = if have > 0 {
             repeat_rows(&self.bridge, n)?
         } else {
@@ -370,16 +427,28 @@ impl Adapter {
     }
 
     /// The embedded rows a question adds after the packets, and the first bridge row among
-    /// them: the bridge then `prompt` (or `prompt` then the bridge, with
-    /// `meta.bridge_after_prompt`), then `rest` (in training, the teacher's tokens).
+    /// them: the bridge then `prompt`, `prompt` with the bridge before its template suffix (the
+    /// end of the user turn and the assistant header), or `prompt` then the bridge, as
+    /// `meta.bridge_place` says; then `rest` (in training, the teacher's tokens). Errors when
+    /// the bridge goes after the question and `prompt` does not end with the model's suffix.
     pub fn question_tail(&self, model: &Model, prompt: &[u32], rest: &[u32]) -> Result<(Tensor, usize)> {
-        let (prompt, rest) = (model.embed(prompt)?, model.embed(rest)?);
-        Ok(if self.meta.bridge_after_prompt {
-            let at = prompt.dim(0)?;
-            (Tensor::cat(&[&prompt, &self.bridge, &rest], 0)?, at)
-        } else {
-            (Tensor::cat(&[&self.bridge, &prompt, &rest], 0)?, 0)
-        })
+        let at = match self.meta.bridge_place {
+            BridgePlace::BeforeQuestion => 0,
+            BridgePlace::AfterPrompt => prompt.len(),
+            BridgePlace::AfterQuestion if self.meta.n_bridge == 0 => prompt.len(),
+            BridgePlace::AfterQuestion => {
+                let suffix = model.prompt_suffix_tokens()?;
+                if !prompt.ends_with(&suffix) {
+                    bail!("the task prompt does not end with the chat template's end of turn and assistant header");
+                }
+                prompt.len() - suffix.len()
+            }
+        };
+        let (before, after) = (model.embed(&prompt[..at])?, model.embed(&prompt[at..])?);
+        Ok((
+            Tensor::cat(&[&before, &self.bridge, &after, &model.embed(rest)?], 0)?,
+            at,
+        ))
     }
 
     /// Identifies the adapter's values: its [`Adapter::packet_fingerprint`] when it has no
@@ -390,7 +459,11 @@ impl Adapter {
             return Ok(packets);
         }
         let mut h = Sha256::new();
-        let after = if self.meta.bridge_after_prompt { "a" } else { "" };
+        let after = match self.meta.bridge_place {
+            BridgePlace::BeforeQuestion => "",
+            BridgePlace::AfterQuestion => "q",
+            BridgePlace::AfterPrompt => "a",
+        };
         h.update(format!("{packets}b{}{after}", self.meta.n_bridge));
         h.update(f32_bytes(&self.bridge.flatten_all()?.to_vec1::<f32>()?));
         Ok(hex::encode(h.finalize()))
@@ -609,12 +682,7 @@ pub fn provenance(meta: &AdapterMeta) -> String {
         format!(", packet keys scaled by {}", meta.key_scale)
     };
     let bridge = if meta.n_bridge > 0 {
-        let at = if meta.bridge_after_prompt {
-            "after the task prompt"
-        } else {
-            "before the question"
-        };
-        format!(", a {}-row bridge {at}", meta.n_bridge)
+        format!(", a {}-row bridge {}", meta.n_bridge, meta.bridge_place.describe())
     } else {
         String::new()
     };

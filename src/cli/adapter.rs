@@ -1,7 +1,7 @@
 //! `kvpacket adapter init|show`.
 
 use super::ModelArgs;
-use crate::adapter::{Adapter, AdapterInit, HEADER_TEXT, TRAILER_TEXT, provenance, shipped_list};
+use crate::adapter::{Adapter, AdapterInit, BridgePlace, HEADER_TEXT, TRAILER_TEXT, provenance, shipped_list};
 use anyhow::Result;
 use clap::{Args, Subcommand, ValueEnum};
 use std::path::PathBuf;
@@ -75,10 +75,11 @@ pub struct BridgeArgs {
     /// them); new rows start from a short instruction's token embeddings.
     #[arg(long, default_value_t = 0)]
     pub bridge: usize,
-    /// Put a new bridge after the task prompt (after the assistant header: the first answer
-    /// token is read from its last row) instead of before the question.
-    #[arg(long)]
-    pub bridge_after_prompt: bool,
+    /// Where a new bridge sits: before the question (it reads the documents only), after the
+    /// question inside the user's turn (it reads the question too), or after the whole task
+    /// prompt (the first answer token is then read from its last row).
+    #[arg(long, value_enum, default_value = "before-question")]
+    pub bridge_place: BridgePlace,
     /// The text whose token embeddings (repeated) a new bridge starts from.
     #[arg(long, default_value = crate::adapter::BRIDGE_TEXT)]
     pub bridge_text: String,
@@ -148,7 +149,7 @@ pub fn run(action: AdapterAction) -> Result<()> {
             let m = model.load()?;
             let a = Adapter::fresh(&m, header, trailer, &init.to_init()?, seed)?
                 .with_context_header(init.context_header()?)?
-                .with_bridge(&m, bridge.bridge, bridge.bridge_after_prompt, &bridge.bridge_text)?;
+                .with_bridge(&m, bridge.bridge, bridge.bridge_place, &bridge.bridge_text)?;
             a.save(&out)?;
             println!(
                 "{} ({}, fingerprint {})",

@@ -254,7 +254,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
         freeze_header: a.freeze_header,
         n_bridge: a.bridge.bridge,
         freeze_trailer: a.freeze_trailer,
-        bridge_after_prompt: a.bridge.bridge_after_prompt,
+        bridge_place: a.bridge.bridge_place,
         bridge_text: a.bridge.bridge_text.clone(),
         first_token_weight: a.first_token_weight,
         val_samples: a.val_samples,

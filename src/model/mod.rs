@@ -175,6 +175,13 @@ impl Model {
         })
     }
 
+    /// Token ids of the chat template's suffix after a user message (end of the user turn and
+    /// the assistant header), as they end every task prompt (`methods::layout`).
+    pub fn prompt_suffix_tokens(&self) -> Result<Vec<u32>> {
+        let (_, post) = self.chat_template()?.split_with_system(None)?;
+        self.tokenizer.encode(&post)
+    }
+
     /// Token ids of a prompt: BOS (when the tokenizer adds one) followed by the text's ids.
     pub fn encode_prompt(&self, text: &str) -> Result<Vec<u32>> {
         let mut ids: Vec<u32> = self.tokenizer.bos_to_add.into_iter().collect();

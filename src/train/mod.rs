@@ -11,7 +11,7 @@ pub mod samples;
 pub mod student;
 pub mod teacher;
 
-use crate::adapter::{Adapter, AdapterInit};
+use crate::adapter::{Adapter, AdapterInit, BridgePlace};
 use crate::io::{RawTensor, atomic_write, decode_floats, f32_bytes, safetensors_bytes, safetensors_meta};
 use crate::model::Model;
 use anyhow::{Context, Result, bail};
@@ -77,10 +77,15 @@ pub struct TrainConfig {
     /// any key factors learn (absent in older configs: false).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub freeze_trailer: bool,
-    /// A new bridge sits after the task prompt ([`crate::adapter::AdapterMeta::bridge_after_prompt`]);
-    /// absent in older configs: before it.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub bridge_after_prompt: bool,
+    /// Where a new bridge sits ([`crate::adapter::AdapterMeta::bridge_place`]); absent in older
+    /// configs: before the question (those that wrote `bridge_after_prompt` are read as it says).
+    #[serde(
+        default,
+        alias = "bridge_after_prompt",
+        deserialize_with = "BridgePlace::or_legacy_flag",
+        skip_serializing_if = "is_before_question"
+    )]
+    pub bridge_place: BridgePlace,
     /// The text whose token embeddings a new bridge starts from (absent in older configs:
     /// [`crate::adapter::BRIDGE_TEXT`]).
     #[serde(default = "bridge_text", skip_serializing_if = "is_bridge_text")]
@@ -131,6 +136,10 @@ fn one() -> f32 {
 
 fn bridge_text() -> String {
     crate::adapter::BRIDGE_TEXT.to_string()
+}
+
+fn is_before_question(p: &BridgePlace) -> bool {
+    *p == BridgePlace::BeforeQuestion
 }
 
 fn is_bridge_text(t: &str) -> bool {
@@ -499,7 +508,7 @@ impl Trainer<'_> {
         } else {
             let mut a = Adapter::fresh(self.model, cfg.n_header, cfg.n_trailer, &cfg.init, cfg.seed)?
                 .with_context_header(cfg.context_header)?
-                .with_bridge(self.model, cfg.n_bridge, cfg.bridge_after_prompt, &cfg.bridge_text)?;
+                .with_bridge(self.model, cfg.n_bridge, cfg.bridge_place, &cfg.bridge_text)?;
             let (layers, heads) = (self.model.config.n_layers, self.model.config.n_kv_heads);
             if cfg.learn_key_scale && a.meta.head_key_scale.is_none() {
                 a = a.with_head_key_scale(vec![1.0; layers * heads], layers, heads)?;
