@@ -17,3 +17,4 @@ kv --data ../shared/data/musique_s.json --limit 50 --methods kvpacket=qabridge6+
 kv --data "../shared/data/hotpotqa_train100.json#50..100" --limit 50 --methods kvpacket=qabridge6+epic:32
 # Could a bridge be the default? Both bridge adapters on 5-person biographies too.
 kv --data synth:biography:5 --limit 100 --methods kvpacket=qabridge3,kvpacket=qabridge6
+kv --data synth:biography-heldout:10 --limit 60 --methods kvpacket=qabridge3
