@@ -161,8 +161,8 @@ pub struct Adapter {
     /// [n_trailer, d] soft-token embeddings after each document.
     pub trailer: Tensor,
     /// [n_bridge, d] soft-token embeddings placed once per request after the last packet, before
-    /// the task prompt or inside it (`meta.bridge_place`), and computed
-    /// with the prompt at request time: unlike a packet's rows they attend to every document,
+    /// the task prompt, inside it or after it (`meta.bridge_place`), and computed with the
+    /// prompt at request time: unlike a packet's rows they attend to every document,
     /// in the request's order. They cost N_b rows of the prompt's prefill and recompute no
     /// document token. Packets do not depend on them.
     pub bridge: Tensor,
@@ -321,10 +321,9 @@ impl Adapter {
         self.meta.n_header == 0 && self.meta.n_trailer == 0 && self.meta.n_bridge == 0
     }
 
-    /// This adapter with a bridge of `n` rows ([`Adapter::bridge`]), after the task prompt when
-    /// at `place`: its own rows when it has `n`; grown from its rows
-    /// repeated cyclically when it has fewer but some; from the token embeddings of `text`
-    /// repeated cyclically when it has none. Errors when asked for fewer rows than it has, for
+    /// This adapter with a bridge of `n` rows ([`Adapter::bridge`]) at `place`: its own rows
+    /// when it has `n`; grown from its rows repeated cyclically when it has fewer but some; from
+    /// the token embeddings of `text` repeated cyclically when it has none. Errors when asked for fewer rows than it has, for
     /// its bridge at the other place, or for rows from a text without tokens.
     pub fn with_bridge(mut self, model: &Model, n: usize, place: BridgePlace, text: &str) -> Result<Self> {
         let have = self.meta.n_bridge;
