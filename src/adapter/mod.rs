@@ -76,7 +76,8 @@ pub enum BridgePlace {
 }
 
 impl BridgePlace {
-    fn is_before_question(&self) -> bool {
+    /// True for the default place (what configs and metadata leave out).
+    pub fn is_before_question(&self) -> bool {
         *self == Self::BeforeQuestion
     }
 
@@ -323,8 +324,9 @@ impl Adapter {
 
     /// This adapter with a bridge of `n` rows ([`Adapter::bridge`]) at `place`: its own rows
     /// when it has `n`; grown from its rows repeated cyclically when it has fewer but some; from
-    /// the token embeddings of `text` repeated cyclically when it has none. Errors when asked for fewer rows than it has, for
-    /// its bridge at the other place, or for rows from a text without tokens.
+    /// the token embeddings of `text` repeated cyclically when it has none. Errors when asked
+    /// for fewer rows than it has, for its bridge at another place, or for rows from a text
+    /// without tokens.
     pub fn with_bridge(mut self, model: &Model, n: usize, place: BridgePlace, text: &str) -> Result<Self> {
         let have = self.meta.n_bridge;
         if n < have {

@@ -83,7 +83,7 @@ pub struct TrainConfig {
         default,
         alias = "bridge_after_prompt",
         deserialize_with = "BridgePlace::or_legacy_flag",
-        skip_serializing_if = "is_before_question"
+        skip_serializing_if = "BridgePlace::is_before_question"
     )]
     pub bridge_place: BridgePlace,
     /// The text whose token embeddings a new bridge starts from (absent in older configs:
@@ -136,10 +136,6 @@ fn one() -> f32 {
 
 fn bridge_text() -> String {
     crate::adapter::BRIDGE_TEXT.to_string()
-}
-
-fn is_before_question(p: &BridgePlace) -> bool {
-    *p == BridgePlace::BeforeQuestion
 }
 
 fn is_bridge_text(t: &str) -> bool {
