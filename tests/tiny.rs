@@ -471,19 +471,34 @@ fn adapter_init_writes_grows_and_places_a_bridge() {
     let legacy =
         kvpacket::adapter::Adapter::load(std::path::Path::new("runs/qa-bridge2/best.safetensors"), None).unwrap();
     assert_eq!(legacy.meta.bridge_place, BridgePlace::AfterPrompt);
-    let (ok, _, err) = cli(&[
-        "adapter",
-        "init",
-        "--model",
-        model,
+    let refused = |args: &[&str]| {
+        let mut all = vec!["adapter", "init", "--model", model];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["--out", first.to_str().unwrap()]);
+        let (ok, _, err) = cli(&all);
+        assert!(!ok, "{args:?} should fail");
+        err
+    };
+    let err = refused(&["--init-from", grown.to_str().unwrap(), "--bridge", "2"]);
+    assert!(err.contains("shrink"), "{err}");
+    // A bridge moves only when asked, its rows kept; an adapter without one has none to move.
+    let from = [
         "--init-from",
         grown.to_str().unwrap(),
         "--bridge",
-        "2",
-        "--out",
-        first.to_str().unwrap(),
-    ]);
-    assert!(!ok && err.contains("shrink"), "{err}");
+        "5",
+        "--bridge-place",
+        "after-question",
+    ];
+    let moved = init(&[&from[..], &["--move-bridge"]].concat(), &out.join("m.safetensors"));
+    assert_eq!(moved.meta.bridge_place, BridgePlace::AfterQuestion);
+    assert_eq!(max_diff(&moved.bridge, &b.bridge), 0.0, "rows kept");
+    let err = refused(&from);
+    assert!(err.contains("sits before the question"), "{err}");
+    let plain = out.join("p.safetensors");
+    init(&[], &plain);
+    let err = refused(&["--init-from", plain.to_str().unwrap(), "--move-bridge"]);
+    assert!(err.contains("no bridge to move"), "{err}");
 }
 
 #[test]

@@ -357,6 +357,17 @@ impl Adapter {
         Ok(self)
     }
 
+    /// This adapter with its bridge moved to `place`, its rows unchanged. The rows were trained
+    /// where they sat, so a moved bridge is a start for training, not a finished adapter.
+    /// Errors for an adapter without a bridge.
+    pub fn with_bridge_moved(mut self, place: BridgePlace) -> Result<Self> {
+        if self.meta.n_bridge == 0 {
+            bail!("the adapter has no bridge to move (add one with --bridge N)");
+        }
+        self.meta.bridge_place = place;
+        Ok(self)
+    }
+
     /// This adapter with its header made context-only (`on`), or as it was: see
     /// [`AdapterMeta::context_header`]. Errors when asked for an adapter without a header.
     pub fn with_context_header(mut self, on: bool) -> Result<Self> {

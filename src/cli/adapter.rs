@@ -103,6 +103,10 @@ pub enum AdapterAction {
         init: InitArgs,
         #[command(flatten)]
         bridge: BridgeArgs,
+        /// Move the --init-from adapter's bridge to --bridge-place, keeping its rows (a start
+        /// for training the bridge at its new place).
+        #[arg(long, requires = "init_from")]
+        move_bridge: bool,
         /// Output safetensors file.
         #[arg(long)]
         out: PathBuf,
@@ -144,12 +148,16 @@ pub fn run(action: AdapterAction) -> Result<()> {
             seed,
             init,
             bridge,
+            move_bridge,
             out,
         } => {
             let m = model.load()?;
-            let a = Adapter::fresh(&m, header, trailer, &init.to_init()?, seed)?
-                .with_context_header(init.context_header()?)?
-                .with_bridge(&m, bridge.bridge, bridge.bridge_place, &bridge.bridge_text)?;
+            let mut a = Adapter::fresh(&m, header, trailer, &init.to_init()?, seed)?
+                .with_context_header(init.context_header()?)?;
+            if move_bridge {
+                a = a.with_bridge_moved(bridge.bridge_place)?;
+            }
+            let a = a.with_bridge(&m, bridge.bridge, bridge.bridge_place, &bridge.bridge_text)?;
             a.save(&out)?;
             println!(
                 "{} ({}, fingerprint {})",
