@@ -77,7 +77,8 @@ pub struct BridgeArgs {
     pub bridge: usize,
     /// Where a new bridge sits: before the question (it reads the documents only), after the
     /// question inside the user's turn (it reads the question too), or after the whole task
-    /// prompt (the first answer token is then read from its last row).
+    /// prompt (the first answer token is then read from its last row). An --init-from
+    /// adapter's bridge must already sit there, unless `adapter init --move-bridge` moves it.
     #[arg(long, value_enum, default_value = "before-question")]
     pub bridge_place: BridgePlace,
     /// The text whose token embeddings (repeated) a new bridge starts from.
